@@ -1,0 +1,1 @@
+"""segtube_jax.models."""
