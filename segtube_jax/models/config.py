@@ -1,0 +1,154 @@
+"""Model configs (ml_collections) and constructors for the Sec. 2.1 networks.
+
+``default_model_config()`` is the paper-size model (C3D 64..512 filters, fc 4096, 2x256
+peephole LSTM, 16x112x112 clips); ``tiny_model_config()`` a CPU-size variant for demos and
+tests. ``build_model(cfg, num_outputs)`` validates the config and returns the network.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+from segtube_jax.errors import ConfigError
+from segtube_jax.models.c3d import c3d_pool5_shape
+from segtube_jax.models.conv import CONV_IMPLS, DEFAULT_CONV_IMPL, POOL5_PADDINGS
+from segtube_jax.models.networks import ClipSequenceNetwork, TwoHeadNetwork
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+  """Paper-size model config (Sec. 2.1).
+
+  Fields:
+    width_multiplier: C3D conv width scale (1.0: 64, 128, 256, 256, 512 x4).
+    fc_dim: fc6/fc7 width (4096).
+    lstm_features: hidden units per peephole LSTM layer (256).
+    lstm_layers: LSTM depth (2).
+    dropout_rate: after fc6 and fc7 (0.5).
+    dtype: trunk computation dtype, 'float32' or 'bfloat16' (params always float32).
+    conv_impl: 3x3x3 conv implementation, one of ``conv.CONV_IMPLS`` (speed only).
+    pool5_padding: 'torch' (PyTorch C3D, needed for its Sports-1M weights) or 'caffe'.
+    clip_shape: (frames, height, width) of one input clip (16, 112, 112).
+    in_channels: input channels (3, RGB).
+    shared_trunk: use one C3D for both proposal and classification heads (TwoHeadNetwork)
+      instead of two separate networks as in the paper.
+  """
+  cfg = ml_collections.ConfigDict()
+  cfg.width_multiplier = 1.0
+  cfg.fc_dim = 4096
+  cfg.lstm_features = 256
+  cfg.lstm_layers = 2
+  cfg.dropout_rate = 0.5
+  cfg.dtype = 'float32'
+  cfg.conv_impl = DEFAULT_CONV_IMPL
+  cfg.pool5_padding = 'torch'
+  cfg.clip_shape = (16, 112, 112)
+  cfg.in_channels = 3
+  cfg.shared_trunk = False
+  return cfg
+
+
+def tiny_model_config() -> ml_collections.ConfigDict:
+  """CPU-size variant: conv widths / 8 (8..64), fc 512, LSTM 64, 16x32x32 clips."""
+  cfg = default_model_config()
+  cfg.width_multiplier = 0.125
+  cfg.fc_dim = 512
+  cfg.lstm_features = 64
+  cfg.clip_shape = (16, 32, 32)
+  return cfg
+
+
+def _positive_int(cfg: Mapping[str, Any], key: str) -> int:
+  value = cfg[key]
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ConfigError(f'model.{key} must be a positive integer, got {value!r}')
+  return value
+
+
+def _choice(cfg: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+  if cfg[key] not in choices:
+    raise ConfigError(f'model.{key} must be one of {choices}, got {cfg[key]!r}')
+  return cfg[key]
+
+
+def validate_model_config(cfg: Mapping[str, Any]) -> None:
+  """Checks every field of a model config (see ``default_model_config``).
+
+  Raises:
+    ConfigError: naming the first missing, unknown or invalid key and what was expected.
+  """
+  known = set(default_model_config().keys())
+  given = set(cfg.keys())
+  if known - given:
+    raise ConfigError(f'model config is missing keys {sorted(known - given)}')
+  if given - known:
+    raise ConfigError(f'model config has unknown keys {sorted(given - known)}; '
+                      f'known keys: {sorted(known)}')
+  wm = cfg['width_multiplier']
+  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not wm > 0:
+    raise ConfigError(f'model.width_multiplier must be a number > 0, got {wm!r}')
+  for key in ('fc_dim', 'lstm_features', 'lstm_layers', 'in_channels'):
+    _positive_int(cfg, key)
+  rate = cfg['dropout_rate']
+  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+    raise ConfigError(f'model.dropout_rate must be in [0, 1), got {rate!r}')
+  _choice(cfg, 'dtype', tuple(DTYPES))
+  _choice(cfg, 'conv_impl', CONV_IMPLS)
+  _choice(cfg, 'pool5_padding', POOL5_PADDINGS)
+  shape = cfg['clip_shape']
+  if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+      or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+    raise ConfigError(f'model.clip_shape must be 3 positive ints (frames, height, width), '
+                      f'got {shape!r}')
+  try:
+    c3d_pool5_shape(shape, cfg['pool5_padding'])
+  except ConfigError as e:
+    raise ConfigError(f'model.clip_shape: {e}') from None
+  if not isinstance(cfg['shared_trunk'], bool):
+    raise ConfigError(f'model.shared_trunk must be a bool, got {cfg["shared_trunk"]!r}')
+
+
+def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+  validate_model_config(cfg)
+  return dict(width_multiplier=float(cfg['width_multiplier']), fc_dim=cfg['fc_dim'],
+              lstm_features=cfg['lstm_features'], lstm_layers=cfg['lstm_layers'],
+              dropout_rate=float(cfg['dropout_rate']), conv_impl=cfg['conv_impl'],
+              pool5_padding=cfg['pool5_padding'],
+              dtype=None if cfg['dtype'] == 'float32' else DTYPES[cfg['dtype']])
+
+
+def build_model(model_config: Mapping[str, Any], num_outputs: int) -> ClipSequenceNetwork:
+  """A validated :class:`ClipSequenceNetwork` with ``num_outputs`` logits per clip."""
+  if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 2:
+    raise ConfigError(f'num_outputs must be an integer >= 2, got {num_outputs!r}')
+  return ClipSequenceNetwork(num_outputs=num_outputs, **_trunk_kwargs(model_config))
+
+
+def build_proposal_network(model_config: Mapping[str, Any]) -> ClipSequenceNetwork:
+  """Class-agnostic proposal network, 2 outputs [no action, action] (Eq. (1))."""
+  return build_model(model_config, 2)
+
+
+def build_classification_network(model_config: Mapping[str, Any],
+                                 num_classes: int) -> ClipSequenceNetwork:
+  """Classification network over K = num_classes actions + background 0 (Eq. (2))."""
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    raise ConfigError(f'num_classes must be a positive integer, got {num_classes!r}')
+  return build_model(model_config, num_classes + 1)
+
+
+def build_two_head_network(model_config: Mapping[str, Any], num_classes: int) -> TwoHeadNetwork:
+  """Shared-trunk network returning (proposal_logits, class_logits); for shared_trunk=True."""
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    raise ConfigError(f'num_classes must be a positive integer, got {num_classes!r}')
+  return TwoHeadNetwork(num_classes=num_classes, **_trunk_kwargs(model_config))
+
+
+def input_shape(model_config: Mapping[str, Any], batch_size: int, seq_len: int
+                ) -> tuple[int, ...]:
+  """Network input shape [B, S, T, H, W, C] for a config (e.g. for init with zeros)."""
+  t, h, w = model_config['clip_shape']
+  return (batch_size, seq_len, t, h, w, model_config['in_channels'])

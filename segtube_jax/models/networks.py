@@ -1,0 +1,184 @@
+"""Proposal and classification networks: C3D + 2-layer peephole LSTM + linear head (Sec. 2.1).
+
+The LSTM runs across the clips of one video ordered by start frame, so networks take clip
+batches [B, S, T, H, W, C] (B sequences of S consecutive clips) and return per-clip logits
+[B, S, num_outputs]. The proposal network has 2 outputs (p_pro(1), p_pro(0) -> Eq. (1)); the
+classification network has K+1 (class 0 is background -> Eq. (2)).
+
+Logit column convention: column j holds the score of label j, so proposal column 1 is
+"contains an action" and column 0 "no action"; classification column 0 is background.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from segtube_jax.errors import ConfigError
+from segtube_jax.models.c3d import C3D
+from segtube_jax.models.conv import DEFAULT_CONV_IMPL
+from segtube_jax.models.lstm import StackedPeepholeLSTM
+
+Array = jax.Array
+
+
+def _clips_to_batch(clips: Array) -> tuple[Array, int, int]:
+  if clips.ndim != 6:
+    raise ConfigError(f'networks expect clips [B, S, T, H, W, C], got shape {clips.shape}')
+  b, s = clips.shape[:2]
+  return clips.reshape(b * s, *clips.shape[2:]), b, s
+
+
+class _SequenceHead(nn.Module):
+  """Dropout(fc7) -> stacked peephole LSTM -> Dense(num_outputs), in float32."""
+
+  num_outputs: int
+  lstm_features: int
+  lstm_layers: int
+  dropout_rate: float
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Array, *, train: bool) -> Array:
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+    # The recurrence and logits stay float32 even with a bfloat16 trunk: they are cheap and
+    # rounding would accumulate over the sequence.
+    x = StackedPeepholeLSTM(self.lstm_features, self.lstm_layers,
+                            param_dtype=self.param_dtype, name='lstm')(x.astype(jnp.float32))
+    return nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name='logits')(x)
+
+
+class ClipSequenceNetwork(nn.Module):
+  """C3D trunk + peephole LSTM over the clip sequence + (num_outputs)-way linear head.
+
+  Parameters live under ``c3d`` (see :class:`C3D`) and ``head`` (``lstm/layer{i}/cell`` and
+  ``logits``).
+
+  Attributes:
+    num_outputs: 2 for the proposal network, K+1 for the classification network.
+    width_multiplier, fc_dim, conv_impl, pool5_padding, dtype: of the C3D trunk.
+    lstm_features: hidden units per LSTM layer (256).
+    lstm_layers: LSTM depth (2).
+    dropout_rate: after fc6 and fc7 (0.5).
+    param_dtype: parameter dtype.
+  """
+
+  num_outputs: int
+  width_multiplier: float = 1.0
+  fc_dim: int = 4096
+  lstm_features: int = 256
+  lstm_layers: int = 2
+  dropout_rate: float = 0.5
+  conv_impl: str = DEFAULT_CONV_IMPL
+  pool5_padding: str = 'torch'
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, clips: Array, *, train: bool = False, return_features: bool = False
+               ) -> Array | tuple[Array, Array]:
+    """Logits [B, S, num_outputs] (and fc7 features [B, S, fc_dim] if return_features).
+
+    Args:
+      clips: [B, S, T, H, W, C], the S clips of each sequence ordered by start frame.
+      train: enables dropout (needs a 'dropout' rng).
+      return_features: also return the per-clip fc7 activations (float32).
+    """
+    flat, b, s = _clips_to_batch(clips)
+    feats = C3D(self.width_multiplier, self.fc_dim, self.dropout_rate, self.conv_impl,
+                self.pool5_padding, self.dtype, self.param_dtype, name='c3d')(flat, train=train)
+    feats = feats.astype(jnp.float32).reshape(b, s, -1)
+    logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
+                           self.dropout_rate, self.param_dtype, name='head')(feats, train=train)
+    return (logits, feats) if return_features else logits
+
+
+class TwoHeadNetwork(nn.Module):
+  """Shared-trunk variant: one C3D feeding a proposal and a classification LSTM head.
+
+  Parameters live under ``c3d``, ``proposal_head`` and ``classification_head``.
+
+  Attributes:
+    num_classes: K (the classification head has K+1 outputs, class 0 background).
+    other attributes: as :class:`ClipSequenceNetwork`.
+  """
+
+  num_classes: int
+  width_multiplier: float = 1.0
+  fc_dim: int = 4096
+  lstm_features: int = 256
+  lstm_layers: int = 2
+  dropout_rate: float = 0.5
+  conv_impl: str = DEFAULT_CONV_IMPL
+  pool5_padding: str = 'torch'
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, clips: Array, *, train: bool = False, return_features: bool = False
+               ) -> tuple[Array, Array] | tuple[Array, Array, Array]:
+    """(proposal_logits [B,S,2], class_logits [B,S,K+1][, fc7 features [B,S,fc_dim]])."""
+    flat, b, s = _clips_to_batch(clips)
+    feats = C3D(self.width_multiplier, self.fc_dim, self.dropout_rate, self.conv_impl,
+                self.pool5_padding, self.dtype, self.param_dtype, name='c3d')(flat, train=train)
+    feats = feats.astype(jnp.float32).reshape(b, s, -1)
+    head = lambda n, name: _SequenceHead(n, self.lstm_features, self.lstm_layers,
+                                         self.dropout_rate, self.param_dtype, name=name)
+    proposal = head(2, 'proposal_head')(feats, train=train)
+    classification = head(self.num_classes + 1, 'classification_head')(feats, train=train)
+    if return_features:
+      return proposal, classification, feats
+    return proposal, classification
+
+
+def ProposalNetwork(**kwargs: Any) -> ClipSequenceNetwork:  # pylint: disable=invalid-name
+  """The class-agnostic proposal network: a ClipSequenceNetwork with 2 outputs (Eq. (1)).
+
+  Args:
+    **kwargs: ClipSequenceNetwork attributes other than num_outputs.
+  """
+  return ClipSequenceNetwork(num_outputs=2, **kwargs)
+
+
+def ClassificationNetwork(num_classes: int, **kwargs: Any  # pylint: disable=invalid-name
+                          ) -> ClipSequenceNetwork:
+  """The classification network: K = num_classes actions + background 0 (Eq. (2)).
+
+  Args:
+    num_classes: K.
+    **kwargs: ClipSequenceNetwork attributes other than num_outputs.
+  """
+  if num_classes < 1:
+    raise ConfigError(f'num_classes must be >= 1, got {num_classes}')
+  return ClipSequenceNetwork(num_outputs=num_classes + 1, **kwargs)
+
+
+def flag_labels(proposal_logits: Array) -> Array:
+  """Flag label l_fla, Eq. (1): 1 iff p_pro(1) > p_pro(0), else 0.
+
+  Args:
+    proposal_logits: [..., 2] logits (column 1: action, column 0: no action). Softmax is
+      monotonic, so comparing logits equals comparing the probabilities p_pro.
+
+  Returns:
+    int32 array [...] of 0/1 flags.
+  """
+  if proposal_logits.shape[-1] != 2:
+    raise ConfigError(f'proposal logits must have 2 columns, got shape {proposal_logits.shape}')
+  return (proposal_logits[..., 1] > proposal_logits[..., 0]).astype(jnp.int32)
+
+
+def specific_labels(class_logits: Array) -> tuple[Array, Array]:
+  """Specific label and score (l_spe, v_spe), Eq. (2), from [..., K+1] class logits.
+
+  p_cla = softmax(logits); l_spe = argmax_k p_cla(k) (0 is background) and
+  v_spe = max_k p_cla(k) in [0, 1].
+
+  Returns:
+    (l_spe int32 [...], v_spe float32 [...]).
+  """
+  if class_logits.shape[-1] < 2:
+    raise ConfigError(f'class logits need K+1 >= 2 columns, got shape {class_logits.shape}')
+  probs = jax.nn.softmax(class_logits.astype(jnp.float32), axis=-1)
+  return jnp.argmax(probs, axis=-1).astype(jnp.int32), jnp.max(probs, axis=-1)

@@ -1,0 +1,105 @@
+"""Default configuration of the spatial segmentation stage (Sec. 2.2-2.3).
+
+The project's configs embed :func:`default_config` as ``config.segmentation``. Every value here
+was chosen to be resolution independent (sizes are fractions of the frame or counts per frame) so
+that the same defaults serve DAVIS (854x480), UCF101 (320x240) and synthetic clips.
+"""
+
+import ml_collections
+
+from segtube_jax.errors import ConfigError
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Returns the default segmentation config.
+
+  Returns:
+    A ConfigDict; see the inline comments for the meaning of each field.
+  """
+  c = ml_collections.ConfigDict()
+  # Frames are processed at this many rows (aspect kept) and masks upsampled back: flow, SLIC
+  # and the cuts are all far cheaper at ~240 rows and DAVIS J barely changes.
+  c.work_height = 240
+  # Rows of the frame SLIC runs on (<= work_height); labels are upsampled to work_height.
+  c.slic_height = 240
+
+  c.superpixels = ml_collections.ConfigDict()
+  c.superpixels.n_segments = 700  # Per frame.
+  c.superpixels.compactness = 10.0
+  c.superpixels.max_num_iter = 4  # SLIC converges coarsely in a few iterations; 10 is 2x slower.
+  # Temporal neighbours (Eq. 7) need at least this fraction of a superpixel's flow-warped
+  # pixels to land in the other superpixel.
+  c.superpixels.min_temporal_overlap = 0.1
+
+  c.flow = ml_collections.ConfigDict()
+  c.flow.preset = "fast"  # OpenCV DIS preset: ultrafast, fast or medium.
+
+  c.saliency = ml_collections.ConfigDict()
+  # Width of the border strip whose superpixels seed the background (fraction of min(H, W)).
+  c.saliency.border = 0.04
+  # Flow differences below this many pixels (at work_height) count as noise, not motion.
+  c.saliency.motion_noise = 0.5
+  # Frames whose strongest relative motion is below this (pixels at work_height) have no usable
+  # motion cue; their saliency falls back to appearance alone.
+  c.saliency.min_motion = 1.0
+  # Adaptive threshold on the combined saliency: mean + k * std within the frame, and never
+  # below this fraction of the frame's maximum.
+  c.saliency.threshold_k = 1.0
+  c.saliency.min_threshold = 0.2
+
+  c.gmm = ml_collections.ConfigDict()
+  c.gmm.color_components = 5
+  c.gmm.location_components = 3
+  c.gmm.max_samples = 4000  # Superpixels subsampled per model: fitting is O(samples).
+  c.gmm.max_iter = 30
+  c.gmm.min_samples = 8  # Fewer samples than this: the model is replaced by a flat density.
+  c.gmm.seed = 0
+
+  # Eq. (6): D = -log(beta U_col + (1 - beta) U_loc); U are per-label posteriors.
+  c.beta = 0.7
+  # Weight of the calibrated saliency probability mixed into the data term's probability.
+  # Eq. (6) alone drifts over rounds (fg grows or vanishes); saliency anchors it. 0 gives Eq. (6).
+  c.saliency_weight = 0.5
+
+  # Eq. (7) weights: lambda_spatial and lambda_temporal multiply exp(-||c - c'||^2 / sigma^2),
+  # with sigma^2 = sigma_scale * mean ||c - c'||^2 over all neighbour pairs (as GrabCut).
+  c.lambda_spatial = 1.0
+  c.lambda_temporal = 1.0
+  c.sigma_scale = 2.0
+
+  c.max_rounds = 4  # GMM re-estimation + graph cut rounds (Sec. 2.3).
+  c.min_change = 0.002  # Stop when fewer than this fraction of superpixels change label.
+
+  c.refine = ml_collections.ConfigDict()
+  c.refine.enabled = True  # Pixel-level cut at work_height to recover sub-superpixel detail.
+  c.refine.band = 0.03  # Pixels farther than this (fraction of rows) from the boundary keep label.
+  c.refine.weight = 2.0  # Pairwise weight of the pixel-level contrast term.
+  return c
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError when a value of ``config`` is impossible.
+
+  Args:
+    config: A config shaped like :func:`default_config`.
+  """
+  def need(cond: bool, what: str) -> None:
+    if not cond:
+      raise ConfigError(f"segmentation config: expected {what}")
+
+  need(config.work_height >= 16, f"work_height >= 16, got {config.work_height}")
+  need(8 <= config.slic_height <= config.work_height,
+       f"8 <= slic_height <= work_height, got {config.slic_height}")
+  need(config.superpixels.n_segments >= 4, "superpixels.n_segments >= 4")
+  need(config.superpixels.max_num_iter >= 1, "superpixels.max_num_iter >= 1")
+  need(config.flow.preset in ("ultrafast", "fast", "medium"),
+       f"flow.preset in ultrafast/fast/medium, got {config.flow.preset!r}")
+  need(0.0 <= config.beta <= 1.0, f"0 <= beta <= 1, got {config.beta}")
+  need(0.0 <= config.saliency_weight <= 1.0,
+       f"0 <= saliency_weight <= 1, got {config.saliency_weight}")
+  need(config.lambda_spatial >= 0 and config.lambda_temporal >= 0,
+       "non-negative lambda_spatial and lambda_temporal")
+  need(config.sigma_scale > 0, f"sigma_scale > 0, got {config.sigma_scale}")
+  need(config.max_rounds >= 1, f"max_rounds >= 1, got {config.max_rounds}")
+  need(config.gmm.color_components >= 1 and config.gmm.location_components >= 1,
+       "at least one GMM component")

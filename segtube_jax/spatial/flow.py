@@ -1,0 +1,84 @@
+"""Frame resizing and dense optical flow (OpenCV DIS) for the segmentation stage.
+
+Flow serves two purposes: motion saliency for the initial segmentation B_o (Sec. 2.3) and the
+temporal neighbourhood N_i of Eq. (5), which links superpixels along the flow rather than at the
+same pixel position (a moving actor rarely overlaps itself between frames at the same place).
+"""
+
+import cv2
+import numpy as np
+
+from segtube_jax.errors import SegmentationError
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def work_size(height: int, width: int, work_height: int) -> tuple[int, int]:
+  """Returns (rows, cols) of a frame scaled to ``work_height`` rows, never upscaled."""
+  if height <= work_height:
+    return height, width
+  return work_height, max(1, int(round(width * work_height / height)))
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Resizes uint8 frames [T,H,W,3] to ``size`` = (rows, cols) with area averaging."""
+  rows, cols = size
+  if frames.shape[1:3] == (rows, cols):
+    return frames
+  return np.stack([cv2.resize(f, (cols, rows), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Nearest-neighbour resize of integer label maps [T,H,W] to ``size`` = (rows, cols)."""
+  rows, cols = size
+  if labels.shape[1:3] == (rows, cols):
+    return labels
+  # cv2 nearest resize does not take int64; int32 labels suffice for any frame.
+  return np.stack([cv2.resize(l.astype(np.int32), (cols, rows), interpolation=cv2.INTER_NEAREST)
+                   for l in labels])
+
+
+def dense_flows(frames: np.ndarray, preset: str = "fast") -> tuple[np.ndarray, np.ndarray]:
+  """Forward and backward DIS optical flow between consecutive frames.
+
+  Args:
+    frames: uint8 [T,H,W,3] RGB frames.
+    preset: DIS preset name, "ultrafast", "fast" or "medium".
+
+  Returns:
+    (forward, backward), float32 [T,H,W,2] each, (dx, dy) in pixels. forward[t] maps frame t to
+    t+1 (zero for the last frame); backward[t] maps frame t to t-1 (zero for the first frame).
+  """
+  if preset not in _PRESETS:
+    raise SegmentationError(f"flow preset {preset!r}: expected one of {sorted(_PRESETS)}")
+  t, h, w = frames.shape[:3]
+  forward = np.zeros((t, h, w, 2), np.float32)
+  backward = np.zeros((t, h, w, 2), np.float32)
+  if t < 2 or h < 8 or w < 8:  # DIS needs a few pixels of image pyramid.
+    return forward, backward
+  dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+  gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+  for i in range(t - 1):
+    forward[i] = dis.calc(gray[i], gray[i + 1], None)
+    backward[i + 1] = dis.calc(gray[i + 1], gray[i], None)
+  return forward, backward
+
+
+def warp_targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Flat pixel indices that ``flow`` [H,W,2] sends each pixel to, and which stay inside.
+
+  Returns:
+    (source, target): int64 flat indices into an [H,W] image of equal length; pixels whose
+    flow leaves the frame are dropped.
+  """
+  h, w = flow.shape[:2]
+  ys, xs = np.mgrid[0:h, 0:w]
+  tx = np.rint(xs + flow[..., 0]).astype(np.int64)
+  ty = np.rint(ys + flow[..., 1]).astype(np.int64)
+  inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+  source = (ys * w + xs)[inside]
+  return source.astype(np.int64), (ty * w + tx)[inside]
