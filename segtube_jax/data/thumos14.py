@@ -18,7 +18,7 @@ matches ground truth in that order, so reordering them changes its scores.
 
 Command line::
 
-  python -m segtube_jax.data.thumos14 --annotations DIR --subset testing \
+  python -m segtube_jax.data.thumos14 --annotations DIR --subset testing
       --out annotations.json [--videos DIR] [--class_list FILE]
 """
 
@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from segtube_jax.errors import AnnotationError, DatasetError, SegtubeError
+from segtube_jax.errors import AnnotationError, ConfigError, DatasetError, SegtubeError
 
 DATASET_VERSION = "THUMOS14"
 AMBIGUOUS_CLASS = "Ambiguous"
@@ -148,10 +148,11 @@ def load_thumos14_annotations(annotation_dir: PathLike,
   Raises:
     AnnotationError: a file is missing or malformed, or a ``*_<suffix>.txt`` file names a
       class that the class list does not have.
-    DatasetError: ``subset`` is unknown, or a video file is missing or unusable.
+    ConfigError: ``subset`` is unknown.
+    DatasetError: a video file is missing or unusable.
   """
   if subset not in SUBSET_SUFFIXES:
-    raise DatasetError(f"unknown THUMOS14 subset {subset!r}; expected one of {sorted(SUBSET_SUFFIXES)}")
+    raise ConfigError(f"unknown THUMOS14 subset {subset!r}; expected one of {sorted(SUBSET_SUFFIXES)}")
   suffix = SUBSET_SUFFIXES[subset]
   annotation_dir = pathlib.Path(annotation_dir)
   if not annotation_dir.is_dir():

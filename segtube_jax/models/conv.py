@@ -51,7 +51,8 @@ def _conv2d_frames(frames: Array, kernel2d: Array, precision: Any) -> Array:
 
 
 def _pad_time(x: Array) -> Array:
-  return jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))
+  """Zero-pads axis 1 (time) by one frame on each side."""
+  return jnp.pad(x, ((0, 0), (1, 1)) + ((0, 0),) * (x.ndim - 2))
 
 
 def conv3x3x3(x: Array, kernel: Array, conv_impl: str = DEFAULT_CONV_IMPL,

@@ -54,6 +54,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.gmm.max_iter = 30
   c.gmm.min_samples = 8  # Fewer samples than this: the model is replaced by a flat density.
   c.gmm.seed = 0
+  # Location GMM features are (x, y, time_scale * t / (T - 1)); 0 drops time.
+  c.gmm.location_time_scale = 1.0
 
   # Eq. (6): D = -log(beta U_col + (1 - beta) U_loc); U are per-label posteriors.
   c.beta = 0.7

@@ -1,0 +1,105 @@
+"""Pixel-level refinement of the superpixel segmentation near its boundary.
+
+A superpixel labelling cannot follow an actor boundary that cuts through a superpixel: on DAVIS
+a perfect labelling of ~700 SLIC superpixels per 427x240 frame caps J well below 1. This step
+re-solves Eq. (5) on the pixel grid of each frame, restricted to a band around the superpixel
+boundary: the data term mixes the span's colour GMM posterior (evaluated through a lookup table
+over quantised RGB) with the blurred superpixel mask; the smoothness term is the same contrast
+function as Eq. (7) over 4-connected pixel pairs.
+"""
+
+import cv2
+import maxflow
+import ml_collections
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+from segtube_jax.spatial import gmm as gmm_lib
+from segtube_jax.spatial.graphcut import data_term
+
+_BITS = 5  # Quantisation of each RGB channel for the colour lookup table (32^3 entries).
+_FIXED = 1e9  # Terminal capacity that pins a pixel outside the band to its superpixel label.
+
+
+def color_lookup(models: tuple[GaussianMixture | None, GaussianMixture | None]) -> np.ndarray:
+  """U^col_fg for every quantised RGB colour -> float [2^(3 * _BITS)].
+
+  Evaluating the GMMs once per table entry instead of once per pixel makes the pixel-level
+  data term a gather: 32k evaluations instead of ~100k per frame.
+  """
+  levels = 1 << _BITS
+  step = 256 // levels
+  centres = (np.arange(levels) * step + step // 2).astype(np.float32) / 255.0
+  rgb = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1).reshape(-1, 1, 3)
+  lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+  return gmm_lib.label_posterior(models[0], models[1], lab)
+
+
+def _lookup_index(frame: np.ndarray) -> np.ndarray:
+  shift = 8 - _BITS
+  q = (frame >> shift).astype(np.int32)
+  return (q[..., 0] << (2 * _BITS)) | (q[..., 1] << _BITS) | q[..., 2]
+
+
+def _contrast_weights(lab: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
+  """Eq. (7) weights to the right and downward neighbour of each pixel, [H,W] each."""
+  right = np.zeros(lab.shape[:2], np.float64)
+  down = np.zeros(lab.shape[:2], np.float64)
+  d_right = np.sum((lab[:, 1:] - lab[:, :-1]) ** 2, axis=-1)
+  d_down = np.sum((lab[1:] - lab[:-1]) ** 2, axis=-1)
+  sigma2 = 2.0 * max(float(np.concatenate([d_right.ravel(), d_down.ravel()]).mean()), 1e-6)
+  right[:, :-1] = weight * np.exp(-d_right / sigma2)
+  down[:-1] = weight * np.exp(-d_down / sigma2)
+  return right, down
+
+
+_RIGHT = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
+_DOWN = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
+
+
+def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
+                 band_px: int, weight: float) -> np.ndarray:
+  """Pixel-level cut of one frame in a band of ``band_px`` pixels around the mask boundary.
+
+  Args:
+    frame: uint8 [H,W,3] RGB.
+    mask: bool [H,W] superpixel-level segmentation.
+    lookup: Colour posterior table from :func:`color_lookup`, or None (no colour model).
+    band_px: Half width of the band; pixels outside keep their label.
+    weight: Weight of the pixel contrast term.
+
+  Returns:
+    bool [H,W] refined mask.
+  """
+  if band_px < 1 or not mask.any() or mask.all():
+    return mask
+  kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
+  m8 = mask.astype(np.uint8)
+  band = cv2.dilate(m8, kernel) != cv2.erode(m8, kernel)
+  # Blurred superpixel mask: certain deep inside and outside, 0.5 on the superpixel boundary.
+  prior = cv2.GaussianBlur(m8.astype(np.float32), (0, 0), max(band_px / 2.0, 0.5))
+  p_col = 0.5 if lookup is None else lookup[_lookup_index(frame)]
+  d_fg, d_bg = data_term(0.5 * p_col + 0.5 * prior)
+  d_fg = np.where(band, d_fg, np.where(mask, 0.0, _FIXED))
+  d_bg = np.where(band, d_bg, np.where(mask, _FIXED, 0.0))
+  lab = cv2.cvtColor(frame.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+  right, down = _contrast_weights(lab, weight)
+  g = maxflow.Graph[float]()
+  nodes = g.add_grid_nodes(mask.shape)
+  g.add_grid_edges(nodes, weights=right, structure=_RIGHT, symmetric=True)
+  g.add_grid_edges(nodes, weights=down, structure=_DOWN, symmetric=True)
+  g.add_grid_tedges(nodes, d_bg, d_fg)
+  g.maxflow()
+  return ~g.get_grid_segments(nodes)
+
+
+def refine_masks(frames: np.ndarray, masks: np.ndarray,
+                 color_models: tuple[GaussianMixture | None, GaussianMixture | None],
+                 config: ml_collections.ConfigDict) -> np.ndarray:
+  """Refines every frame's mask [T,H,W] with :func:`refine_frame`."""
+  if color_models[0] is None or color_models[1] is None:
+    return masks  # Without both colour models the pixel data term carries no information.
+  lookup = color_lookup(color_models)
+  band_px = int(round(config.band * frames.shape[1]))
+  return np.stack([refine_frame(f, m, lookup, band_px, config.weight)
+                   for f, m in zip(frames, masks)])
