@@ -29,7 +29,8 @@ _PROTOCOL = flags.DEFINE_enum(
 _TIOU = flags.DEFINE_list(
     "tiou", [str(t) for t in temporal_map.DEFAULT_TIOUS], "Comma-separated tIoU thresholds.")
 _SUBSET = flags.DEFINE_enum(
-    "subset", "testing", list(temporal_map.DATASET_SUBSETS), "Ground-truth subset to score against.")
+    "subset", "testing", list(temporal_map.DATASET_SUBSETS),
+    "Ground-truth subset to score against.")
 _OUT = flags.DEFINE_string("out", None, "Optional metrics.json output path.")
 
 

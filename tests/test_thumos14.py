@@ -249,3 +249,22 @@ def test_missing_video_file_is_a_dataset_error(tmp_path, fake_video_module):
   videos = _write_folder(tmp_path / "videos", {"video_a.mp4": ""})
   with pytest.raises(DatasetError, match=r"videos: no video file for 'video_b'"):
     thumos14.load_thumos14_annotations(folder, video_dir=videos)
+
+
+def test_cli_reads_video_metadata_from_real_video(shared_data, tmp_path):
+  clip = shared_data / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
+  if not clip.is_file():
+    pytest.skip(f"{clip} not found")
+  folder = _small_folder(tmp_path / "ann", **{
+      "Jump_test.txt": f"{clip.stem} 1.0 2.0\n", "Run_test.txt": f"{clip.stem} 3 4\n",
+      "Ambiguous_test.txt": ""})
+  out = tmp_path / "annotations.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "segtube_jax.data.thumos14", "--annotations", str(folder),
+       "--out", str(out), "--videos", str(clip.parent)],
+      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr
+  info = json.loads(out.read_text())["database"][clip.stem]
+  assert info["fps"] == pytest.approx(25.0)
+  assert info["num_frames"] == 164
+  assert info["duration"] == pytest.approx(164 / 25.0)

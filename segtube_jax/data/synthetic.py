@@ -41,7 +41,7 @@ FRAME_FORMATS = ("mp4", "png", "jpg")
 # Random stream ids: appearance never depends on the class, which is drawn on its own stream.
 _APPEARANCE, _TIMELINE, _CLASS, _MOTION, _NOISE, _CAMERA, _WANDER = range(7)
 # Motion amplitudes as fractions of the frame size (translation) or of the actor (scale, angle).
-_TRANSLATION = 0.14
+_TRANSLATION = 0.16
 _SCALE = 0.35
 _SWING = 0.8
 _MIN_IDLE = 8  # Frames of idling at least before the first and after the last instance.
@@ -124,13 +124,13 @@ def sample_appearance(seed: int, index: int, opts: Options) -> dict[str, Any]:
   rng, s = _rng(seed, index, _APPEARANCE), opts.size
   bg_color = rng.uniform(50, 205, 3)
   actor_color = rng.uniform(15, 240, 3)
-  while np.linalg.norm(actor_color - bg_color) < 90:  # Contrast enough to be segmentable.
+  while np.linalg.norm(actor_color - bg_color) < 110:  # Contrast enough to be segmentable.
     actor_color = rng.uniform(15, 240, 3)
-  a = s * rng.uniform(0.08, 0.13)  # Semi-major axis.
+  a = s * rng.uniform(0.10, 0.15)  # Semi-major axis.
   margin = a + _TRANSLATION * s + 1  # Room for the widest motion of any class.
   return {
       "bg_color": bg_color, "bg_gratings": rng.uniform(0, 1, (3, 4)), "bg_noise": rng.uniform(-1, 1, (6, 6, 3)),
-      "actor_color": actor_color, "a": a, "b": a / rng.uniform(1.5, 2.2),
+      "actor_color": actor_color, "a": a, "b": a / rng.uniform(1.4, 1.9),
       "lobes": (int(rng.integers(3, 5)), rng.uniform(0.0, 0.15)),
       "texture": (str(rng.choice(["stripes", "checker", "rings"])), rng.uniform(1.2, 2.2), rng.uniform(0.25, 0.4)),
       "start": rng.uniform(margin, s - margin, 2), "angle": rng.uniform(0, 2 * np.pi),
@@ -190,11 +190,11 @@ def actor_trajectory(plan: VideoPlan, opts: Options) -> dict[str, np.ndarray]:
       theta = rng.uniform(np.pi / 6, np.pi / 3) + np.pi / 2 * rng.integers(0, 4)
       bump = np.sin(np.pi * (np.arange(dur) + 0.5) / dur) ** 2
       push[t0:t0 + dur] = 0.2 * s * (bump / bump.sum())[:, None] * [np.cos(theta), np.sin(theta)]
-  eps = rng.normal(0, 0.2 * s / 64, (n, 2))
+  eps = rng.normal(0, 0.12 * s / 64, (n, 2))  # Drift speed std: 0.12 px/frame at 64 px.
   base, vel = np.zeros((n, 2)), np.zeros(2)
   x = app["start"].copy()
   for t in range(n):
-    vel = 0.97 * vel + 0.243 * eps[t]
+    vel = 0.97 * vel + 0.243 * eps[t]  # 0.243 = sqrt(1 - 0.97^2): stationary std = eps std.
     x = x + vel + push[t]
     for k in range(2):
       x[k], vel[k] = _reflect(x[k], vel[k], lo, hi)
@@ -346,12 +346,27 @@ def render_video(plan: VideoPlan, opts: Options) -> tuple[np.ndarray, np.ndarray
   return frames.astype(np.uint8), mask
 
 
+def _aligned_copies(frames: np.ndarray):
+  """Yields each frame copied to a 64-byte-aligned buffer.
+
+  FFmpeg's RGB -> YUV conversion takes alignment-dependent SIMD paths that round differently, so
+  encoding frames wherever numpy happened to allocate them gives different bytes from run to run.
+  """
+  nbytes = frames[0].nbytes
+  for frame in frames:
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    out = raw[start:start + nbytes].reshape(frame.shape)
+    out[...] = frame
+    yield out
+
+
 def _write_one(out_dir: str, plan: VideoPlan, opts: Options) -> dict[str, Any]:
   """Renders and writes one video's media and masks; returns its annotations.json record."""
   root = pathlib.Path(out_dir)
   frames, masks = render_video(plan, opts)
   if opts.frame_format == "mp4":
-    video_lib.write_video(root / "videos" / f"{plan.video_id}.mp4", frames, opts.fps, crf=opts.crf)
+    video_lib.write_video(root / "videos" / f"{plan.video_id}.mp4", _aligned_copies(frames), opts.fps, crf=opts.crf)
   else:
     folder = root / "frames" / plan.video_id
     folder.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ Command line::
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import io
 import math
@@ -38,6 +39,7 @@ import pathlib
 import re
 from typing import Any, Iterator
 
+from etils import epath
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -143,10 +145,19 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "Frame chunks with masks, per-frame labels and a video index."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the dataset folder (annotations.json, videos/ or frames/, masks/) as manual_dir."
 
-  def __init__(self, *, source: str | os.PathLike | dataset_lib.Dataset | None = None, **kwargs: Any):
-    """Args: source: the dataset folder or loaded Dataset (else manual_dir); kwargs: DatasetBuilder's."""
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    # TFDS's own lookup imports the optional importlib_resources package, absent here.
+    return epath.Path(__file__)
+
+  def __init__(self, *, source: str | os.PathLike | dataset_lib.Dataset | None = None,
+               num_workers: int | None = None, **kwargs: Any):
+    """Args: source: the dataset folder or loaded Dataset (else manual_dir); num_workers: image
+    encoding threads (default: the CPU count); kwargs: DatasetBuilder's."""
     kwargs.setdefault("file_format", "array_record")
     self._source = source
+    self._num_workers = max(1, num_workers or os.cpu_count() or 1)
     super().__init__(**kwargs)
     self.builder_config.check()
 
@@ -207,14 +218,16 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, ds: dataset_lib.Dataset,
                          infos: list[dataset_lib.VideoInfo]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for info in infos:
-      try:
-        yield from self._video_chunks(ds, info)
-      except VideoError as e:
-        raise DatasetError(f"{ds.root}: video {info.video_id!r} cannot be packed: {e}") from None
+    # Pillow releases the GIL while encoding, so threads encode a chunk's frames in parallel.
+    with concurrent.futures.ThreadPoolExecutor(self._num_workers) as pool:
+      for info in infos:
+        try:
+          yield from self._video_chunks(ds, info, pool)
+        except VideoError as e:
+          raise DatasetError(f"{ds.root}: video {info.video_id!r} cannot be packed: {e}") from None
 
-  def _video_chunks(self, ds: dataset_lib.Dataset,
-                    info: dataset_lib.VideoInfo) -> Iterator[tuple[str, dict[str, Any]]]:
+  def _video_chunks(self, ds: dataset_lib.Dataset, info: dataset_lib.VideoInfo,
+                    pool: concurrent.futures.Executor) -> Iterator[tuple[str, dict[str, Any]]]:
     cfg = self.builder_config
     length, size = cfg.chunk_len, cfg.frame_size
     reader = _open(ds, info.video_id)
@@ -239,7 +252,7 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           "num_valid": n,
           "fps": info.fps,
           "num_frames": info.num_frames,
-          "frames": np.array([encode(f) for f in frames] + [b""] * pad, dtype=object),
+          "frames": np.array(list(pool.map(encode, frames)) + [b""] * pad, dtype=object),
           "masks": np.array(masks_bytes, dtype=object),
           "mask_present": present,
           "labels": np.pad(labels[start:stop], (0, pad)),
@@ -262,7 +275,8 @@ def default_name(source_root: str | os.PathLike, frame_size: tuple[int, int] | N
 
 def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name: str | None = None, *,
                frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE, chunk_len: int = 32,
-               encoding: str = "png", jpeg_quality: int = 90, overwrite: bool = False) -> SegtubeChunks:
+               encoding: str = "png", jpeg_quality: int = 90, overwrite: bool = False,
+               num_workers: int | None = None) -> SegtubeChunks:
   """Validates a dataset folder and packs it into ``<data_dir>/segtube_chunks/<name>/1.0.0/``.
 
   Args:
@@ -274,6 +288,7 @@ def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name
     encoding: 'png' (lossless) or 'jpeg'.
     jpeg_quality: JPEG quality when encoding is 'jpeg'.
     overwrite: rebuild even if a dataset of that name exists.
+    num_workers: image encoding threads (default: the CPU count).
 
   Returns:
     The prepared builder (``builder.as_data_source(split)`` reads it back).
@@ -288,7 +303,7 @@ def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name
                        chunk_len=int(chunk_len), encoding=encoding, jpeg_quality=int(jpeg_quality))
   config.check()
   ds = dataset_lib.load_dataset(source_root)
-  builder = SegtubeChunks(source=ds, config=config, data_dir=os.fspath(data_dir))
+  builder = SegtubeChunks(source=ds, config=config, data_dir=os.fspath(data_dir), num_workers=num_workers)
   mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   if builder.is_prepared():
     built = {k: builder.info.metadata.get(k) for k in config.settings()}

@@ -152,7 +152,8 @@ def load_thumos14_annotations(annotation_dir: PathLike,
     DatasetError: a video file is missing or unusable.
   """
   if subset not in SUBSET_SUFFIXES:
-    raise ConfigError(f"unknown THUMOS14 subset {subset!r}; expected one of {sorted(SUBSET_SUFFIXES)}")
+    raise ConfigError(
+        f"unknown THUMOS14 subset {subset!r}; expected one of {sorted(SUBSET_SUFFIXES)}")
   suffix = SUBSET_SUFFIXES[subset]
   annotation_dir = pathlib.Path(annotation_dir)
   if not annotation_dir.is_dir():

@@ -152,7 +152,11 @@ def read_thumos14_detections(path: PathLike, classes: Sequence[str]) -> Detectio
       non-numeric or non-finite value, ``t_start > t_end`` or an unknown ``class_id``.
   """
   path = pathlib.Path(path)
-  text = _read_text(path)
+  return _parse_thumos14_detections(_read_text(path), path, classes)
+
+
+def _parse_thumos14_detections(text: str, path: pathlib.Path,
+                               classes: Sequence[str]) -> Detections:
   linenos, rows = [], []
   for lineno, line in enumerate(text.splitlines(), 1):
     fields = line.split()
@@ -182,8 +186,10 @@ def read_thumos14_detections(path: PathLike, classes: Sequence[str]) -> Detectio
     raise DetectionFileError(
         f"{path}:{linenos[i]}: expected class_id in 1..{len(classes)} (detclasslist), got "
         f"{class_id[i]}")
-  return Detections(video=[_strip_video_suffix(v) for v in videos], label=class_id - 1,
-                    segment=np.stack([start, end], axis=1), score=score, source=str(path))
+  if any(suffix in text for suffix in _VIDEO_SUFFIXES):  # rare: skip the per-row work
+    videos = [_strip_video_suffix(v) for v in videos]
+  return Detections(video=videos, label=class_id - 1, segment=np.stack([start, end], axis=1),
+                    score=score, source=str(path))
 
 
 def read_activitynet_detections(path: PathLike, classes: Sequence[str]) -> Detections:
@@ -201,8 +207,13 @@ def read_activitynet_detections(path: PathLike, classes: Sequence[str]) -> Detec
     DetectionFileError: invalid JSON or a missing/ill-typed key, naming the JSON key.
   """
   path = pathlib.Path(path)
+  return _parse_activitynet_detections(_read_text(path), path, classes)
+
+
+def _parse_activitynet_detections(text: str, path: pathlib.Path,
+                                  classes: Sequence[str]) -> Detections:
   try:
-    data = json.loads(_read_text(path))
+    data = json.loads(text)
   except json.JSONDecodeError as e:
     raise DetectionFileError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
   if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
@@ -245,11 +256,14 @@ def read_activitynet_detections(path: PathLike, classes: Sequence[str]) -> Detec
 
 
 def read_detections(path: PathLike, classes: Sequence[str]) -> Detections:
-  """Reads a detection file, ActivityNet JSON (``.json`` or starting with ``{``) or THUMOS14 text."""
+  """Reads a detection file: ActivityNet JSON (``.json`` or text starting with ``{``), else
+  THUMOS14 text. See :func:`read_thumos14_detections` and :func:`read_activitynet_detections`.
+  """
   path = pathlib.Path(path)
-  if path.suffix.lower() == ".json" or _read_text(path).lstrip().startswith("{"):
-    return read_activitynet_detections(path, classes)
-  return read_thumos14_detections(path, classes)
+  text = _read_text(path)
+  if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+    return _parse_activitynet_detections(text, path, classes)
+  return _parse_thumos14_detections(text, path, classes)
 
 
 def ground_truth_from_dataset(dataset: Mapping[str, Any],
@@ -576,7 +590,7 @@ def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str
   """Parses one column at once; on failure finds the offending line for the message."""
   dtype = np.float64 if kind is float else np.int64
   try:
-    column = np.array(values, dtype=str).astype(dtype)
+    column = np.fromiter(map(kind, values), dtype, count=len(values))
   except ValueError:
     column = None
   if column is not None and (kind is int or np.isfinite(column).all()):

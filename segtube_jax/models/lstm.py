@@ -110,6 +110,8 @@ class StackedPeepholeLSTM(nn.Module):
       raise ConfigError(f'lstm num_layers must be >= 1, got {self.num_layers}')
     x = inputs
     for layer in range(self.num_layers):
-      cell = PeepholeLSTMCell(self.features, dtype=self.dtype, param_dtype=self.param_dtype)
+      # parent=None: the cell must belong to its nn.RNN (params at layer{i}/cell), not to us.
+      cell = PeepholeLSTMCell(self.features, dtype=self.dtype, param_dtype=self.param_dtype,
+                              parent=None)
       x = nn.RNN(cell, name=f'layer{layer}')(x)
     return x

@@ -1,0 +1,74 @@
+"""Orbax checkpointing of everything needed to resume exactly: params, optimizer, step, RNG, data position."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import orbax.checkpoint as ocp
+from absl import logging
+
+from segtube_jax.errors import CheckpointError
+
+
+def make_manager(workdir: str | os.PathLike, keep: int = 3, async_save: bool = True,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """A CheckpointManager over ``<workdir>/checkpoints`` keeping the last ``keep`` steps.
+
+  Orbax writes each step into a temporary folder and renames it when complete, so a run killed
+  during a save leaves the previous checkpoints intact and the partial one is ignored.
+  """
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+      enable_async_checkpointing=async_save, read_only=read_only, create=not read_only)
+  return ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, data_state: dict[str, Any]) -> None:
+  """Saves the (host-local, unreplicated) train state and the input pipeline position."""
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                             data=ocp.args.JsonSave(data_state)), force=True)
+
+
+def restore(manager: ocp.CheckpointManager, template: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
+  """Restores the latest (or given) step into the structure of ``template``; None when there is none."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return None
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template),
+                                                             data=ocp.args.JsonRestore()))
+  except Exception as e:  # Orbax raises many types for missing/corrupt/mismatched trees.
+    raise CheckpointError(f"{manager.directory}: cannot restore step {step} ({type(e).__name__}: {e}). "
+                          "Was it written by a different config? Use a new --workdir or config.init_from.") from None
+  logging.info("Restored checkpoint step %d from %s", step, manager.directory)
+  return step, restored["state"], restored["data"]
+
+
+def restore_params(path: str | os.PathLike) -> dict[str, Any]:
+  """Loads only the parameters of a checkpoint (config.init_from): a workdir or a checkpoints folder.
+
+  Returns the raw restored ``params`` tree; the caller merges what matches its model.
+  """
+  path = pathlib.Path(path)
+  root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+  if not root.is_dir():
+    raise CheckpointError(f"config.init_from: {path} is neither a workdir nor a checkpoints folder")
+  manager = ocp.CheckpointManager(root.absolute(), options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+                                  item_names=("state", "data"))
+  step = manager.latest_step()
+  if step is None:
+    raise CheckpointError(f"config.init_from: no checkpoint under {root}")
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  except Exception as e:
+    raise CheckpointError(f"config.init_from: cannot read step {step} under {root} ({type(e).__name__}: {e})") from None
+  finally:
+    manager.close()
+  state = restored["state"]
+  params = state.get("params") if isinstance(state, dict) else getattr(state, "params", None)
+  if params is None:
+    raise CheckpointError(f"config.init_from: checkpoint step {step} under {root} has no params")
+  return params

@@ -1,0 +1,242 @@
+"""Training input: sequences of saliency-aware clips read through grain from the tfds chunks.
+
+One training example is a sequence of ``seq_len`` consecutive windows of one scale of one video
+(the LSTM's unroll), turned into clips ``uint8 [S, 16, h, w, 3]`` with SCNN-style labels. The
+pipeline is a ``grain.MapDataset``: deterministic per seed, sharded per process, batched per
+process, and its iterator state (the data position) goes into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any, Iterator
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from segtube_jax import clips as clips_lib
+from segtube_jax.data import dataset as dataset_lib
+from segtube_jax.data import pipeline as chunk_pipeline
+from segtube_jax.data import tfds_builder, video as video_lib
+from segtube_jax.errors import ConfigError, DatasetError
+
+MASK_SOURCES = ("none", "dataset", "folder")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+  """``seq_len`` consecutive windows of one scale of one video (padding windows: valid False)."""
+  video_id: str
+  starts: np.ndarray
+  ends: np.ndarray
+  valid: np.ndarray
+  proposal_labels: np.ndarray
+  class_labels: np.ndarray
+
+
+def tfds_location(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[pathlib.Path, str]:
+  """Where the packed chunks of ``config.dataset.root`` live: (data_dir, name)."""
+  data_dir = pathlib.Path(config.dataset.tfds_dir or pathlib.Path(workdir) / "tfds")
+  size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
+  return data_dir, tfds_builder.default_name(config.dataset.root, size)
+
+
+def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[pathlib.Path, str]:
+  """Packs the dataset folder into array_record chunks once (process 0), validating it first."""
+  data_dir, name = tfds_location(config, workdir)
+  built = any((data_dir / tfds_builder.BUILDER_NAME / name).glob("*/dataset_info.json"))
+  if not built and jax.process_index() == 0:
+    dataset_lib.load_dataset(config.dataset.root)  # One clear DatasetError before any packing.
+    size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
+    tfds_builder.build_tfds(config.dataset.root, data_dir, name, frame_size=size, chunk_len=config.dataset.chunk_len)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("segtube_tfds_built")
+  return data_dir, name
+
+
+def build_sequences(source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, *,
+                    balance_seed: int | None) -> list[Sequence]:
+  """All window sequences of a split with their labels (Sec. 2.1, SCNN-style).
+
+  Args:
+    source: one split of the packed dataset.
+    cfg: ``config.clips``.
+    balance_seed: when given, background windows of the classification labels are subsampled
+      (once, over the whole split) to the count of the most frequent class.
+  """
+  classes = {name: k + 1 for k, name in enumerate(source.classes)}
+  per_video = []
+  for vid, entry in source.videos.items():
+    windows = clips_lib.enumerate_windows(entry.num_frames, tuple(cfg.window_lengths), cfg.overlap)
+    spans = [dataset_lib.Instance(lbl, t0, t1).frame_span(entry.fps) + (classes[lbl],) for lbl, t0, t1 in entry.segments]
+    labels = clips_lib.window_labels(windows, spans, positive_coverage=cfg.positive_coverage,
+                                     background_coverage=cfg.background_coverage)
+    per_video.append((vid, windows, labels))
+  all_labels = np.concatenate([labels for _, _, labels in per_video]) if per_video else np.zeros(0, np.int32)
+  class_labels = all_labels
+  if balance_seed is not None:
+    class_labels = clips_lib.balance_background(all_labels, np.random.default_rng(balance_seed))
+  sequences, offset = [], 0
+  s = cfg.seq_len
+  for vid, windows, labels in per_video:
+    cls = class_labels[offset:offset + len(labels)]
+    offset += len(labels)
+    for scale in range(len(cfg.window_lengths)):
+      idx = windows.of_scale(scale)
+      for first in range(0, len(idx), s):
+        part = idx[first:first + s]
+        pad = s - len(part)
+        padded = lambda a, fill: np.concatenate([a[part], np.full(pad, fill, a.dtype)])  # pylint: disable=cell-var-from-loop
+        sequences.append(Sequence(
+            vid, padded(windows.starts, 0), padded(windows.ends, 0),
+            np.concatenate([np.ones(len(part), bool), np.zeros(pad, bool)]),
+            padded(clips_lib.proposal_labels(labels), clips_lib.IGNORE), padded(cls, clips_lib.IGNORE)))
+  return sequences
+
+
+class LoadClips:
+  """Reads one sequence's frames (only the chunks it needs) and assembles augmented clips."""
+
+  def __init__(self, source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, clip_shape: tuple[int, int, int],
+               train: bool):
+    self.source, self.cfg, self.train = source, cfg, train
+    self.clip_len, self.crop = clip_shape[0], (clip_shape[1], clip_shape[2])
+    self.resize = tuple(cfg.resize) if cfg.resize else self.crop
+    if self.resize[0] < self.crop[0] or self.resize[1] < self.crop[1]:
+      raise ConfigError(f"config.clips.resize {self.resize} must be at least the clip size {self.crop}")
+
+  def _masks(self, seq: Sequence, lo: int, hi: int, read: dict[str, np.ndarray]) -> np.ndarray | None:
+    mode = self.cfg.mask_source
+    if mode == "none":
+      return None
+    if mode == "dataset":
+      masks, present = read["masks"], read["mask_present"]
+    else:
+      masks, present = read_mask_folder(self.cfg.mask_dir, seq.video_id, lo, hi, read["frames"].shape[1:3])
+    # Frames without a mask are left as they are: attenuating them would tell the network which
+    # frames the mask producer thought were actions.
+    return np.where(present[:, None, None], masks, True)
+
+  def __call__(self, seq: Sequence, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    lo, hi = int(seq.starts[seq.valid].min()), int(seq.ends[seq.valid].max())
+    read = chunk_pipeline.read_video_clip(self.source, seq.video_id, lo, hi)
+    frames = clips_lib.saliency_aware(read["frames"], self._masks(seq, lo, hi, read), self.cfg.saliency_mode,
+                                      self.cfg.background_weight)
+    frames = video_lib.resize_frames(frames, self.resize)
+    h, w = self.resize
+    if self.train and rng is not None:
+      y, x = int(rng.integers(0, h - self.crop[0] + 1)), int(rng.integers(0, w - self.crop[1] + 1))
+      flip = bool(self.cfg.flip and rng.random() < 0.5)
+    else:
+      y, x, flip = (h - self.crop[0]) // 2, (w - self.crop[1]) // 2, False
+    frames = frames[:, y:y + self.crop[0], x:x + self.crop[1]]
+    if flip:
+      frames = frames[:, :, ::-1]
+    out = np.zeros((len(seq.starts), self.clip_len) + frames.shape[1:], np.uint8)
+    for i in np.flatnonzero(seq.valid):
+      length = int(seq.ends[i] - seq.starts[i])
+      out[i] = frames[clips_lib.clip_frame_indices(int(seq.starts[i]), length, self.clip_len) - lo]
+    return {"clips": out, "proposal_labels": seq.proposal_labels, "class_labels": seq.class_labels}
+
+
+def read_mask_folder(mask_dir: str, video_id: str, lo: int, hi: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+  """Masks ``<mask_dir>/<video_id>/<frame>.png`` (e.g. written by the segmentation stage), resized."""
+  folder = pathlib.Path(mask_dir) / video_id
+  masks = np.zeros((hi - lo,) + tuple(size), bool)
+  present = np.zeros(hi - lo, bool)
+  if not folder.is_dir():
+    return masks, present
+  for i in range(lo, hi):
+    for name in (f"{i:06d}.png", f"{i:05d}.png"):
+      p = folder / name
+      if p.is_file():
+        with Image.open(p) as im:
+          masks[i - lo] = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST)) > 0
+        present[i - lo] = True
+        break
+  return masks, present
+
+
+class _RandomLoad(grain.transforms.RandomMap):
+  def __init__(self, load: LoadClips):
+    self.load = load
+
+  def random_map(self, element: Sequence, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return self.load(element, rng)
+
+
+class _Load(grain.transforms.Map):
+  def __init__(self, load: LoadClips):
+    self.load = load
+
+  def map(self, element: Sequence) -> dict[str, np.ndarray]:
+    return self.load(element)
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+  cfg = config.clips
+  if cfg.mask_source not in MASK_SOURCES:
+    raise ConfigError(f"config.clips.mask_source must be one of {MASK_SOURCES}, got {cfg.mask_source!r}")
+  if cfg.mask_source == "folder" and not cfg.mask_dir:
+    raise ConfigError("config.clips.mask_source='folder' needs config.clips.mask_dir")
+  if cfg.seq_len < 1:
+    raise ConfigError(f"config.clips.seq_len must be >= 1, got {cfg.seq_len}")
+
+
+def train_dataset(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str,
+                  batch_per_process: int) -> tuple[grain.IterDataset, int]:
+  """Shuffled, repeated, augmented, batched training sequences of this process's shard."""
+  _check(config)
+  source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
+  sequences = build_sequences(source, config.clips, balance_seed=config.seed)
+  if not sequences:
+    raise DatasetError(f"{data_dir}/{name}: the training split has no window sequences")
+  ds = grain.MapDataset.source(sequences)
+  if jax.process_count() > 1:
+    ds = ds[jax.process_index()::jax.process_count()]
+  ds = ds.shuffle(seed=config.seed).repeat(None)
+  ds = ds.random_map(_RandomLoad(LoadClips(source, config.clips, tuple(config.model.clip_shape), train=True)), seed=config.seed)
+  ds = ds.batch(batch_per_process, drop_remainder=True, batch_fn=_stack)
+  options = grain.ReadOptions(num_threads=config.data_threads, prefetch_buffer_size=config.data_prefetch)
+  return ds.to_iter_dataset(options), len(source.classes)
+
+
+def eval_batches(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str, split: str,
+                 batch_per_process: int) -> Iterator[dict[str, np.ndarray]]:
+  """Every window sequence of ``split`` once, centre-cropped, padded to full batches (labels -1)."""
+  _check(config)
+  source = chunk_pipeline.open_chunk_source(data_dir, name, split)
+  sequences = build_sequences(source, config.clips, balance_seed=None)
+  if jax.process_count() > 1:
+    sequences = sequences[jax.process_index()::jax.process_count()]
+  ds = grain.MapDataset.source(sequences).map(_Load(LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False)))
+  ds = ds.batch(batch_per_process, drop_remainder=False, batch_fn=_stack)
+  for batch in ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data_threads, prefetch_buffer_size=2)):
+    yield pad_batch(batch, batch_per_process)
+
+
+def _stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads a short final batch with ignored sequences so every step has the compiled shape."""
+  n = batch["clips"].shape[0]
+  if n == size:
+    return batch
+  out = {}
+  for k, v in batch.items():
+    fill = -1 if k.endswith("labels") else 0
+    out[k] = np.concatenate([v, np.full((size - n,) + v.shape[1:], fill, v.dtype)])
+  return out
+
+
+def shard(batch: dict[str, Any], num_devices: int) -> dict[str, Any]:
+  """[B, ...] -> [devices, B / devices, ...] for pmap."""
+  return jax.tree.map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)

@@ -1,0 +1,180 @@
+"""The networks' train state, optimizer and the pure pmap train / eval steps (Sec. 2.1)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from segtube_jax import models
+from segtube_jax.errors import ConfigError
+from segtube_jax.training import losses
+
+# Kinetics/Sports-1M style normalisation of uint8 RGB clips; done on device to ship uint8.
+_MEAN = jnp.array([0.43216, 0.394666, 0.37645], jnp.float32) * 255.0
+_STD = jnp.array([0.22803, 0.22145, 0.216989], jnp.float32) * 255.0
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState plus the base dropout RNG key (as raw key data, so it checkpoints)."""
+  rng: jax.Array
+
+
+class SegtubeNetworks(nn.Module):
+  """The proposal (Eq. 1) and classification (Eq. 2) networks as one pure function.
+
+  With ``shared_trunk`` both heads read one C3D trunk; otherwise the two networks have separate
+  parameter sets under ``proposal`` and ``classification`` (the paper's setting). Either way one
+  call returns ``(proposal_logits [B, S, 2], class_logits [B, S, K + 1])``.
+  """
+  model_config: Any
+  num_classes: int
+
+  def setup(self):
+    if self.model_config.shared_trunk:
+      self.shared = models.build_two_head_network(self.model_config, self.num_classes)
+    else:
+      self.proposal = models.build_proposal_network(self.model_config)
+      self.classification = models.build_classification_network(self.model_config, self.num_classes)
+
+  def __call__(self, clips: jax.Array, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    if self.model_config.shared_trunk:
+      return self.shared(clips, train=train)
+    return self.proposal(clips, train=train), self.classification(clips, train=train)
+
+
+def normalize_clips(clips: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+  """uint8 RGB clips -> normalised floats."""
+  return ((clips.astype(jnp.float32) - _MEAN) / _STD).astype(dtype)
+
+
+def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  """Constant, step (the C3D recipe: x factor at given fractions of training) or cosine, with warmup."""
+  base = opt.learning_rate
+  if opt.schedule == "constant":
+    main = optax.constant_schedule(base)
+  elif opt.schedule == "step":
+    boundaries = {int(f * num_steps): opt.step_factor for f in opt.step_boundaries}
+    main = optax.piecewise_constant_schedule(base, boundaries)
+  elif opt.schedule == "cosine":
+    main = optax.cosine_decay_schedule(base, max(1, num_steps - opt.warmup_steps))
+  else:
+    raise ConfigError(f"config.optimizer.schedule must be 'constant', 'step' or 'cosine', got {opt.schedule!r}")
+  if opt.warmup_steps > 0:
+    return optax.join_schedules([optax.linear_schedule(0.0, base, opt.warmup_steps), main], [opt.warmup_steps])
+  return main
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """SGD with momentum or Adam(W), weight decay and gradient clipping."""
+  schedule = learning_rate_schedule(opt, num_steps)
+  chain = []
+  if opt.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  if opt.name == "sgd":
+    if opt.weight_decay > 0:
+      chain.append(optax.add_decayed_weights(opt.weight_decay))
+    chain.append(optax.sgd(schedule, momentum=opt.momentum or None, nesterov=False))
+  elif opt.name == "adam":
+    chain.append(optax.adamw(schedule, weight_decay=opt.weight_decay))
+  else:
+    raise ConfigError(f"config.optimizer.name must be 'sgd' or 'adam', got {opt.name!r}")
+  return optax.chain(*chain), schedule
+
+
+def per_network_optimizer(tx: optax.GradientTransformation, params: Any) -> optax.GradientTransformation:
+  """Applies ``tx`` to each top-level network separately, so clipping never couples the two networks."""
+  keys = tuple(params.keys())
+  return optax.multi_transform({k: tx for k in keys}, {k: k for k in keys})
+
+
+def create_train_state(config: ml_collections.ConfigDict, num_classes: int, rng: jax.Array,
+                       num_steps: int) -> tuple[TrainState, SegtubeNetworks, optax.Schedule]:
+  """Initialises the networks and the optimizer (host-local, unreplicated)."""
+  model = SegtubeNetworks(config.model, num_classes)
+  init_rng, dropout_rng = jax.random.split(rng)
+  shape = models.input_shape(config.model, 1, config.clips.seq_len)
+  params = jax.jit(functools.partial(model.init, train=False))(init_rng, jnp.zeros(shape, jnp.float32))["params"]
+  tx, schedule = make_optimizer(config.optimizer, num_steps)
+  if not config.model.shared_trunk:
+    tx = per_network_optimizer(tx, params)
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=jax.random.key_data(dropout_rng))
+  return state, model, schedule
+
+
+def _forward_sums(model: SegtubeNetworks, params: Any, batch: dict[str, jax.Array], *, train: bool,
+                  rng: jax.Array | None, dtype: Any) -> tuple[jax.Array, dict[str, dict[str, jax.Array]]]:
+  clips = normalize_clips(batch["clips"], dtype)
+  rngs = {"dropout": rng} if train else {}
+  pro_logits, cla_logits = model.apply({"params": params}, clips, train=train, rngs=rngs)
+  _, pro = losses.masked_cross_entropy(pro_logits, batch["proposal_labels"])
+  _, cla = losses.masked_cross_entropy(cla_logits, batch["class_labels"])
+  return pro["loss_sum"], {"proposal": pro, "classification": cla}
+
+
+def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any = jnp.float32
+                    ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+  """``train_step(state, batch) -> (state, metrics)`` for use under ``jax.pmap(axis_name='batch')``.
+
+  Each network's loss is its summed window loss divided by its labelled-window count over the
+  *global* batch, and gradients are summed over devices: the update equals a single-device
+  step on the same global batch. Dropout keys derive from (rng, step, device), never from
+  Python state.
+  """
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    device = jax.lax.axis_index("batch")
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step), device)
+    counts = {
+        "proposal": jax.lax.psum((batch["proposal_labels"] >= 0).sum().astype(jnp.float32), "batch"),
+        "classification": jax.lax.psum((batch["class_labels"] >= 0).sum().astype(jnp.float32), "batch"),
+    }
+
+    def loss_fn(params):
+      _, sums = _forward_sums(model, params, batch, train=True, rng=rng, dtype=dtype)
+      loss = sum(sums[k]["loss_sum"] / jnp.maximum(counts[k], 1.0) for k in sums)
+      return loss, sums
+
+    grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.psum(grads, "batch")
+    sums = jax.lax.psum(sums, "batch")
+    new_state = state.apply_gradients(grads=grads)
+    metrics = {**losses.summarize(sums["proposal"], "proposal"), **losses.summarize(sums["classification"], "classification")}
+    metrics["loss"] = metrics["proposal_loss"] + metrics["classification_loss"]
+    metrics["learning_rate"] = schedule(state.step)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callable[[Any, dict[str, jax.Array]], dict[str, Any]]:
+  """``eval_step(params, batch) -> summed counts`` (psum over devices) for exact averaging."""
+
+  def eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, Any]:
+    clips = normalize_clips(batch["clips"], dtype)
+    pro_logits, cla_logits = model.apply({"params": params}, clips, train=False)
+    _, pro = losses.masked_cross_entropy(pro_logits, batch["proposal_labels"])
+    _, cla = losses.masked_cross_entropy(cla_logits, batch["class_labels"])
+    # Accuracy on action windows alone: background dominates untrimmed videos.
+    action_labels = jnp.where(batch["class_labels"] > 0, batch["class_labels"], -1)
+    _, action = losses.masked_cross_entropy(cla_logits, action_labels)
+    return jax.lax.psum({"proposal": pro, "classification": cla, "action": action}, "batch")
+
+  return eval_step
+
+
+def make_predict_fn(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+  """``predict(params, clips uint8 [B, S, ...]) -> (proposal_logits, class_logits)`` (jit, no pmap)."""
+
+  @jax.jit
+  def predict(params, clips):
+    return model.apply({"params": params}, normalize_clips(clips, dtype), train=False)
+
+  return predict

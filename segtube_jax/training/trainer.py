@@ -1,0 +1,205 @@
+"""``train_and_evaluate(config, workdir)``: data-parallel training of the proposal and classification networks.
+
+The workdir is the experiment: rerunning the same command resumes from its latest checkpoint
+(parameters, optimizer state, step, RNG and data position), so an interrupted run ends with the
+parameters of an uninterrupted one. ``config.init_from`` loads weights without resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import signal
+import threading
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import jax_utils
+
+from segtube_jax.errors import CheckpointError, ConfigError
+from segtube_jax.training import checkpointing, config_checks, input_pipeline, steps
+
+
+class MetricWriter:
+  """JSON lines in ``<workdir>/metrics.jsonl``; only process 0 writes."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self.path = workdir / "metrics.jsonl"
+    self.enabled = jax.process_index() == 0
+
+  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), "split": split, "time": time.time(),
+           **{k: float(v) for k, v in metrics.items()}}
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(row) + "\n")
+
+
+class _StopRequest:
+  """Turns SIGTERM / SIGINT into a flag the loop checks between steps (save, then exit cleanly)."""
+
+  def __init__(self):
+    self.signal: int | None = None
+    self._old: dict[int, Any] = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.signal = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)
+
+
+class TrainingStopped(Exception):
+  """Raised after a signal-triggered checkpoint, so the CLI exits with a clear message."""
+
+
+class NonFiniteLossError(Exception):
+  """Training produced a NaN or infinite loss; the last good checkpoint was kept."""
+
+
+def _host(tree: Any) -> Any:
+  return jax.device_get(jax_utils.unreplicate(tree))
+
+
+def _merge_init_from(params: Any, path: str) -> Any:
+  """Copies every parameter of a checkpoint whose path and shape match ours (config.init_from)."""
+  loaded = flax.traverse_util.flatten_dict(checkpointing.restore_params(path), sep="/")
+  ours = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
+  matched = [k for k in ours if k in loaded and np.shape(loaded[k]) == np.shape(ours[k])]
+  if not matched:
+    raise CheckpointError(f"config.init_from={path}: no parameter matches this model (different config?)")
+  for k in matched:
+    ours[k] = jnp.asarray(loaded[k], ours[k].dtype)
+  logging.info("init_from %s: loaded %d of %d parameter arrays", path, len(matched), len(ours))
+  return flax.traverse_util.unflatten_dict(ours, sep="/")
+
+
+def evaluate_windows(config: ml_collections.ConfigDict, p_eval_step, params_repl: Any, data_dir: pathlib.Path,
+                     name: str, split: str, batch_per_process: int) -> dict[str, float]:
+  """Proposal and classification accuracy over every labelled window of ``split``."""
+  totals: dict[str, dict[str, float]] = {}
+  for batch in input_pipeline.eval_batches(config, data_dir, name, split, batch_per_process):
+    sums = jax.device_get(p_eval_step(params_repl, input_pipeline.shard(batch, jax.local_device_count())))
+    for net, s in sums.items():
+      acc = totals.setdefault(net, {"loss_sum": 0.0, "correct": 0.0, "count": 0.0})
+      for k in acc:
+        acc[k] += float(np.asarray(s[k])[0])
+  out = {}
+  for net, acc in totals.items():
+    n = max(acc["count"], 1.0)
+    out[f"{net}_loss"] = acc["loss_sum"] / n
+    out[f"{net}_accuracy"] = acc["correct"] / n
+    out[f"{net}_windows"] = acc["count"]
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
+  """Trains both networks of Sec. 2.1 and evaluates them on the validation windows.
+
+  Args:
+    config: an experiment config (see ``configs/``).
+    workdir: the experiment folder: checkpoints, metrics.jsonl, packed data.
+
+  Returns:
+    The final validation metrics (proposal / classification / action-window accuracy).
+  """
+  workdir = pathlib.Path(workdir)
+  num_devices = jax.local_device_count()
+  config_checks.check_training_config(config, num_devices * jax.process_count())
+  workdir.mkdir(parents=True, exist_ok=True)
+  batch_per_process = config.train.global_batch_size // jax.process_count()
+  data_dir, name = input_pipeline.ensure_built(config, workdir)
+  train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
+
+  num_steps = config.train.num_steps
+  state, model, schedule = steps.create_train_state(config, num_classes, jax.random.key(config.seed), num_steps)
+  dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+  manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints, config.train.async_checkpoints)
+  train_iter = iter(train_ds)
+  restored = checkpointing.restore(manager, state)
+  if restored is not None:
+    _, state, data_state = restored
+    train_iter.set_state(data_state)
+  elif config.init_from:
+    state = state.replace(params=_merge_init_from(state.params, config.init_from))
+  start_step = int(state.step)
+
+  p_train_step = jax.pmap(steps.make_train_step(model, schedule, dtype), axis_name="batch", donate_argnums=(0,))
+  p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
+  state_repl = jax_utils.replicate(state)
+  writer = MetricWriter(workdir)
+  clips_per_step = config.train.global_batch_size * config.clips.seq_len
+  if start_step < num_steps:
+    logging.info("Training steps %d..%d on %d device(s) (%d process(es)), %d clips per step",
+                 start_step, num_steps, num_devices, jax.process_count(), clips_per_step)
+
+  def save(step: int, metrics: dict[str, Any] | None) -> None:
+    # Never checkpoint a state produced by a non-finite step: the last good one must survive.
+    if metrics is not None and not math.isfinite(float(np.asarray(metrics["loss"])[0])):
+      raise NonFiniteLossError(f"loss is {float(np.asarray(metrics['loss'])[0])} at step {step}; "
+                               f"kept the last good checkpoint (step {manager.latest_step()}) in {manager.directory}")
+    checkpointing.save(manager, step, _host(state_repl), train_iter.get_state())
+
+  step, pending, t_log, steps_since_log = start_step, None, time.perf_counter(), 0
+  with _StopRequest() as stop:
+    try:
+      while step < num_steps:
+        batch = input_pipeline.shard(next(train_iter), num_devices)
+        state_repl, metrics = p_train_step(state_repl, batch)
+        step += 1
+        steps_since_log += 1
+        if pending is not None:  # Checked one step late so the host never stalls the device.
+          _check_finite(*pending, manager)
+        pending = (step, metrics)
+        if step % config.train.log_every == 0 or step == num_steps:
+          host = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(metrics).items()}
+          _check_finite(step, metrics, manager)
+          elapsed = time.perf_counter() - t_log
+          host["step_time"] = elapsed / steps_since_log
+          host["clips_per_second"] = clips_per_step * steps_since_log / elapsed
+          writer.write(step, "train", host)
+          eta = (num_steps - step) * host["step_time"]
+          logging.info("step %d/%d loss %.4f pro_acc %.3f cla_acc %.3f lr %.2e %.1f clips/s ETA %.0fs", step, num_steps,
+                       host["loss"], host["proposal_accuracy"], host["classification_accuracy"],
+                       host["learning_rate"], host["clips_per_second"], eta)
+          t_log, steps_since_log = time.perf_counter(), 0
+        if step % config.train.checkpoint_every == 0 or step == num_steps:
+          save(step, metrics)
+        if stop.signal is not None:
+          save(step, metrics)
+          manager.wait_until_finished()
+          raise TrainingStopped(f"received signal {stop.signal}; saved checkpoint step {step} in {manager.directory}; "
+                                "rerun the same command to resume")
+      if pending is not None:
+        _check_finite(*pending, manager)
+    finally:
+      manager.wait_until_finished()
+      manager.close()
+
+  result = evaluate_windows(config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process)
+  writer.write(num_steps, "validation", result)
+  logging.info("validation: %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
+  return result
+
+
+def _check_finite(step: int, metrics: dict[str, Any], manager) -> None:
+  loss = float(np.asarray(jax.device_get(metrics["loss"]))[0])
+  if not math.isfinite(loss):
+    raise NonFiniteLossError(f"loss is {loss} at step {step}; stopped and kept the last good checkpoint "
+                             f"(step {manager.latest_step()}) in {manager.directory}")

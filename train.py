@@ -1,0 +1,33 @@
+"""Trains the proposal and classification networks: python train.py --config CONFIG --workdir DIR.
+
+Rerunning the same command resumes from the workdir's latest checkpoint. Overrides:
+--config.key=value (e.g. --config.train.num_steps=100).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from segtube_jax.errors import SegtubeError
+from segtube_jax.training import NonFiniteLossError, TrainingStopped, train_and_evaluate
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Experiment folder (checkpoints, metrics).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except TrainingStopped as e:
+    logging.warning("%s", e)
+    sys.exit(0)
+  except (SegtubeError, NonFiniteLossError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)
