@@ -15,3 +15,53 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"shared reference data not found at {SHARED_DATA} (set SEGTUBE_SHARED_DATA)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """Identical XLA programs (the tiny train step, compiled by many tests) compile once per session."""
+  import jax
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> pathlib.Path:
+  """A small synthetic dataset (9 videos of 150 frames at 32x32), generated once per session."""
+  from segtube_jax.data import synthetic
+  root = tmp_path_factory.mktemp("synthetic") / "data"
+  synthetic.generate_dataset(root, 9, seed=0, size=32, min_frames=150, max_frames=150, num_classes=5)
+  return root
+
+
+def tiny_training_config(root, **overrides):
+  """The synthetic config shrunk so one step compiles and runs in seconds on CPU."""
+  import sys
+  sys.path.insert(0, str(PROJECT_ROOT))
+  from configs import synthetic as synthetic_config
+  c = synthetic_config.get_config()
+  c.dataset.root = str(root)
+  c.dataset.tfds_dir = str(pathlib.Path(root).parent / "tfds")  # Packed once, shared by the tests.
+  c.dataset.frame_size = (32, 32)
+  c.clips.resize = (18, 18)
+  c.clips.seq_len = 2
+  c.model.width_multiplier = 0.0625
+  c.model.fc_dim = 32
+  c.model.lstm_features = 8
+  c.model.clip_shape = (16, 16, 16)
+  c.train.global_batch_size = 2
+  c.train.num_steps = 1
+  c.train.log_every = 1
+  c.train.checkpoint_every = 1
+  c.train.async_checkpoints = False
+  c.optimizer.warmup_steps = 0
+  c.data_threads = 0
+  c.data_prefetch = 0
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c

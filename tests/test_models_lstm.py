@@ -114,3 +114,13 @@ def test_grads_flow_into_peepholes():
   grads = jax.grad(lambda p: jnp.sum(model.apply({'params': p}, xs)))(params)
   for g in ('i', 'f', 'o'):
     assert np.any(np.asarray(grads['layer0']['cell'][f'peephole_{g}']) != 0)
+
+
+def test_bfloat16_matmuls_keep_float32_carry():
+  xs = jnp.asarray(np.random.default_rng(4).normal(size=(2, 5, 3)), jnp.float32)
+  ref_model = StackedPeepholeLSTM(features=4, num_layers=2)
+  params = ref_model.init(jax.random.key(0), xs)
+  bf16 = StackedPeepholeLSTM(features=4, num_layers=2, dtype=jnp.bfloat16)
+  got = bf16.apply(params, xs)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, ref_model.apply(params, xs), atol=0.05)

@@ -165,3 +165,14 @@ def test_command_line(built, tmp_path):
   bad = subprocess.run(cmd[:3] + [f"--source={tmp_path / 'nowhere'}", f"--data_dir={tmp_path}"],
                        capture_output=True, text=True, timeout=120, cwd=pathlib.Path(__file__).resolve().parents[1])
   assert bad.returncode == 1 and "dataset folder not found" in bad.stdout
+
+
+def test_builder_with_manual_dir(built, tmp_path):
+  root, _, _ = built
+  config = tfds_builder.ChunkConfig(name="manual", frame_size=(8, 8), chunk_len=64)
+  builder = tfds_builder.SegtubeChunks(config=config, data_dir=str(tmp_path), num_workers=1)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
+  assert builder.info.splits["training"].num_examples == 2
+  record = pipeline.decode_chunk(builder.as_data_source("testing")[1])
+  assert record["num_valid"] == 6 and record["frames"].shape == (64, 8, 8, 3)
+  assert tfds_builder.SegtubeChunks(data_dir=str(tmp_path)).builder_config.frame_size == (128, 171)

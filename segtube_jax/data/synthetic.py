@@ -7,10 +7,8 @@ instances, performs a class motion: the classes differ ONLY in how the actor mov
 class, so a detector must look at motion. Distractor shapes drift slowly, the camera jitters and
 pixel noise is added. Masks are the actor's exact rendered support, written for action frames only.
 
-Every video draws from its own random streams seeded by (seed, video index, stream), so the
-output is byte-identical for the same arguments, whatever the number of worker processes.
-
-Usage::
+Every video has its own random streams seeded by (seed, video index, stream): the output is
+byte-identical for the same arguments, whatever the number of worker processes. Usage::
 
   python -m segtube_jax.data.synthetic --out /tmp/syn --num_videos 200 --seed 0
 """
@@ -21,6 +19,8 @@ import argparse
 import concurrent.futures
 import dataclasses
 import math
+import multiprocessing
+import os
 import pathlib
 import shutil
 import sys
@@ -66,7 +66,7 @@ class Options:
   dash_prob: float = 0.5  # Chance that an idle stretch of >= 40 frames contains a dash.
   frame_format: str = "mp4"
   crf: int = 18
-  workers: int = 1
+  workers: int = 2  # Processes; the output does not depend on it.
 
   def validate(self) -> None:
     """Raises ConfigError naming the first impossible option."""
@@ -81,8 +81,8 @@ class Options:
     if self.min_frames < self.min_instance + 2 * _MIN_IDLE:
       raise ConfigError(f"min_frames must be >= min_instance + {2 * _MIN_IDLE} idle frames = "
                         f"{self.min_instance + 2 * _MIN_IDLE}, got {self.min_frames}")
-    if not self.fps > 0:
-      raise ConfigError(f"fps must be positive, got {self.fps}")
+    if not self.fps > 0 or not 0 <= self.crf <= 51:
+      raise ConfigError(f"need fps > 0 and crf in 0..51, got fps {self.fps}, crf {self.crf}")
     if not 0 <= self.two_instance_prob <= 1 or not 0 <= self.dash_prob <= 1:
       raise ConfigError("two_instance_prob and dash_prob must be probabilities in [0, 1]")
     if len(self.split) != 3 or min(self.split) < 0 or not math.isclose(sum(self.split), 1.0):
@@ -111,12 +111,18 @@ def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
 
 
 def assign_subsets(num_videos: int, split: tuple[float, float, float]) -> list[str]:
-  """Subset of each video index: contiguous blocks, validation/testing non-empty from 3 videos."""
-  n_val, n_test = (int(round(f * num_videos)) for f in split[1:])
-  if num_videos >= 3:
-    n_val, n_test = max(1, n_val) if split[1] else 0, max(1, n_test) if split[2] else 0
-  n_train = num_videos - n_val - n_test
-  return ["training"] * n_train + ["validation"] * n_val + ["testing"] * n_test
+  """Subset of each video index, in contiguous blocks sized by largest remainders.
+
+  From 3 videos on, validation and testing get at least one video each when their fraction is > 0.
+  """
+  exact = np.asarray(split, float) * num_videos
+  counts = np.floor(exact).astype(int)
+  counts[np.argsort(counts - exact, kind="stable")[:num_videos - counts.sum()]] += 1
+  for k in (1, 2):
+    if num_videos >= 3 and split[k] > 0 and counts[k] == 0:
+      counts[k] += 1
+      counts[np.argmax(counts)] -= 1
+  return [name for name, c in zip(dataset_lib.SUBSETS, counts) for _ in range(c)]
 
 
 def sample_appearance(seed: int, index: int, opts: Options) -> dict[str, Any]:
@@ -128,6 +134,7 @@ def sample_appearance(seed: int, index: int, opts: Options) -> dict[str, Any]:
     actor_color = rng.uniform(15, 240, 3)
   a = s * rng.uniform(0.10, 0.15)  # Semi-major axis.
   margin = a + _TRANSLATION * s + 1  # Room for the widest motion of any class.
+  num_distractors = int(rng.integers(min(1, opts.max_distractors), opts.max_distractors + 1))
   return {
       "bg_color": bg_color, "bg_gratings": rng.uniform(0, 1, (3, 4)), "bg_noise": rng.uniform(-1, 1, (6, 6, 3)),
       "actor_color": actor_color, "a": a, "b": a / rng.uniform(1.4, 1.9),
@@ -139,7 +146,7 @@ def sample_appearance(seed: int, index: int, opts: Options) -> dict[str, Any]:
           {"shape": str(rng.choice(["square", "triangle", "ring", "diamond"])), "r": s * rng.uniform(0.06, 0.11),
            "color": rng.uniform(15, 240, 3), "pos": rng.uniform(0, s, 2),
            "vel": rng.uniform(0.1, 0.5) * s / 64 * np.array([np.cos(t), np.sin(t)])}
-          for t in rng.uniform(0, 2 * np.pi, int(rng.integers(min(1, opts.max_distractors), opts.max_distractors + 1)))],
+          for t in rng.uniform(0, 2 * np.pi, num_distractors)],
   }
 
 
@@ -166,14 +173,6 @@ def plan_video(seed: int, index: int, subset: str, first_class: int, opts: Optio
   return VideoPlan(f"synth_{index:05d}", subset, n, instances, sample_appearance(seed, index, opts), (seed, index))
 
 
-def _reflect(x: float, v: float, lo: float, hi: float) -> tuple[float, float]:
-  if x < lo:
-    return 2 * lo - x, abs(v)
-  if x > hi:
-    return 2 * hi - x, -abs(v)
-  return x, v
-
-
 def actor_trajectory(plan: VideoPlan, opts: Options) -> dict[str, np.ndarray]:
   """Per-frame actor centre (x, y), angle and scales (sx, sy): idle wander plus class motions."""
   seed, index = plan.seeds
@@ -196,8 +195,9 @@ def actor_trajectory(plan: VideoPlan, opts: Options) -> dict[str, np.ndarray]:
   for t in range(n):
     vel = 0.97 * vel + 0.243 * eps[t]  # 0.243 = sqrt(1 - 0.97^2): stationary std = eps std.
     x = x + vel + push[t]
-    for k in range(2):
-      x[k], vel[k] = _reflect(x[k], vel[k], lo, hi)
+    # Bounce off the allowed region (reflect the position, turn the velocity inwards).
+    vel = np.where(x < lo, np.abs(vel), np.where(x > hi, -np.abs(vel), vel))
+    x = np.where(x < lo, 2 * lo - x, np.where(x > hi, 2 * hi - x, x))
     base[t] = x
   angle = app["angle"] + np.cumsum(rng.normal(0, 0.01, n))
   offset, scale = np.zeros((n, 2)), np.ones((n, 2))
@@ -223,7 +223,8 @@ def actor_trajectory(plan: VideoPlan, opts: Options) -> dict[str, np.ndarray]:
       scale[fs:fe] = (1 + _SCALE * wave)[:, None]
     elif name == "Orbit":
       phase = 2 * np.pi * max(1, half // 2) * u
-      offset[fs:fe] = 0.8 * amp * np.stack([sign * np.sin(phase), np.cos(phase) - 1], 1)
+      # A circle of diameter ``amp`` through the rest position: stays inside the margin.
+      offset[fs:fe] = 0.5 * amp * np.stack([sign * np.sin(phase), np.cos(phase) - 1], 1)
     elif name == "Squash":
       scale[fs:fe, 0] = 1 + _SCALE * wave
       scale[fs:fe, 1] = 1 / scale[fs:fe, 0]
@@ -256,18 +257,12 @@ def _distractor_support(d: dict[str, Any], dx: np.ndarray, dy: np.ndarray) -> np
   return (dy <= 0.6 * r) & (2 * np.abs(dx) - dy <= 1.2 * r)
 
 
-def _window(center: np.ndarray, radius: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Per-frame square pixel windows around ``center`` [T, 2]: (ys [T, w], xs [T, w], dy, dx).
-
-  Shapes are only evaluated inside these windows (not the whole frame), which keeps rendering
-  cost proportional to the objects' area. ``dy`` [T, w, 1] and ``dx`` [T, 1, w] are the offsets of
-  the pixel centres from ``center``.
-  """
+def _window(center: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """Per-frame pixel windows around ``center`` [T, 2]: rows ys, columns xs [T, w], and the
+  offsets dy [T, w, 1], dx [T, 1, w] of their pixel centres (shapes are evaluated there only)."""
   w = 2 * int(math.ceil(radius)) + 2
   steps = np.arange(w)
-  x0 = np.floor(center[:, 0]).astype(int) - w // 2
-  y0 = np.floor(center[:, 1]).astype(int) - w // 2
-  xs, ys = x0[:, None] + steps, y0[:, None] + steps
+  xs, ys = (np.floor(center[:, k]).astype(int)[:, None] - w // 2 + steps for k in (0, 1))
   c = center.astype(np.float32)
   dx = (xs + np.float32(0.5) - c[:, :1])[:, None, :].astype(np.float32)
   dy = (ys + np.float32(0.5) - c[:, 1:])[:, :, None].astype(np.float32)
@@ -310,13 +305,13 @@ def render_video(plan: VideoPlan, opts: Options) -> tuple[np.ndarray, np.ndarray
     # Constant velocity, bouncing off the frame borders (a triangle wave per axis).
     pos = d["pos"][None] + d["vel"][None] * np.arange(n)[:, None]
     pos = s - np.abs(np.mod(pos, 2 * s) - s) - cam
-    ys, xs, dy, dx = _window(pos, 1.3 * d["r"], s)
+    ys, xs, dy, dx = _window(pos, 1.3 * d["r"])
     inside = _distractor_support(d, dx, dy)
     shade = d["color"].astype(np.float32) * (1 + 0.25 * np.clip(dx / d["r"], -1, 1))[..., None]
     _paste(frames, ys, xs, inside, np.broadcast_to(shade, inside.shape + (3,)))
   # Actor: inverse-transform window pixels into the actor's frame and test the lobed ellipse.
   lobes, depth = app["lobes"]
-  ys, xs, dy, dx = _window(traj["center"] - cam, app["a"] * (1 + _SCALE) * (1 + depth) + 1, s)
+  ys, xs, dy, dx = _window(traj["center"] - cam, app["a"] * (1 + _SCALE) * (1 + depth) + 1)
   cos = np.cos(traj["angle"]).astype(np.float32)[:, None, None]
   sin = np.sin(traj["angle"]).astype(np.float32)[:, None, None]
   scale = traj["scale"].astype(np.float32)
@@ -346,44 +341,27 @@ def render_video(plan: VideoPlan, opts: Options) -> tuple[np.ndarray, np.ndarray
   return frames.astype(np.uint8), mask
 
 
-def _aligned_copies(frames: np.ndarray):
-  """Yields each frame copied to a 64-byte-aligned buffer.
-
-  FFmpeg's RGB -> YUV conversion takes alignment-dependent SIMD paths that round differently, so
-  encoding frames wherever numpy happened to allocate them gives different bytes from run to run.
-  """
-  nbytes = frames[0].nbytes
-  for frame in frames:
-    raw = np.empty(nbytes + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    out = raw[start:start + nbytes].reshape(frame.shape)
-    out[...] = frame
-    yield out
-
-
 def _write_one(out_dir: str, plan: VideoPlan, opts: Options) -> dict[str, Any]:
   """Renders and writes one video's media and masks; returns its annotations.json record."""
   root = pathlib.Path(out_dir)
   frames, masks = render_video(plan, opts)
   if opts.frame_format == "mp4":
-    video_lib.write_video(root / "videos" / f"{plan.video_id}.mp4", _aligned_copies(frames), opts.fps, crf=opts.crf)
+    video_lib.write_video(root / "videos" / f"{plan.video_id}.mp4", frames, opts.fps, crf=opts.crf)
   else:
     folder = root / "frames" / plan.video_id
     folder.mkdir(parents=True, exist_ok=True)
+    quality = {"quality": 95} if opts.frame_format == "jpg" else {}
     for f, frame in enumerate(frames):
-      Image.fromarray(frame).save(folder / f"{f:06d}.{opts.frame_format}", **({"quality": 95} if opts.frame_format == "jpg" else {}))
+      Image.fromarray(frame).save(folder / f"{f:06d}.{opts.frame_format}", **quality)
   folder = root / "masks" / plan.video_id
   folder.mkdir(parents=True, exist_ok=True)
   for _, fs, fe in plan.instances:
     for f in range(fs, fe):
       Image.fromarray(masks[f].astype(np.uint8) * 255).save(folder / f"{f:06d}.png")
   classes = MOTIONS[:opts.num_classes]
-  return {
-      "subset": plan.subset, "fps": opts.fps, "num_frames": plan.num_frames,
-      "duration": plan.num_frames / opts.fps,
-      "annotations": [{"label": classes[c], "segment": [fs / opts.fps, fe / opts.fps]} for c, fs, fe in plan.instances],
-      "ambiguous": [],
-  }
+  segments = [{"label": classes[c], "segment": [fs / opts.fps, fe / opts.fps]} for c, fs, fe in plan.instances]
+  return {"subset": plan.subset, "fps": opts.fps, "num_frames": plan.num_frames,
+          "duration": plan.num_frames / opts.fps, "annotations": segments, "ambiguous": []}
 
 
 def plan_dataset(num_videos: int, seed: int, opts: Options) -> list[VideoPlan]:
@@ -412,12 +390,9 @@ def generate_dataset(out_dir: str | pathlib.Path, num_videos: int, seed: int = 0
     ConfigError: an option is unknown or impossible.
     DatasetError: ``out_dir`` is not empty and ``overwrite`` is False.
   """
-  unknown = set(options) - {f.name for f in dataclasses.fields(Options)}
-  if unknown:
-    raise ConfigError(f"unknown synthetic dataset options {sorted(unknown)}; known: "
-                      f"{[f.name for f in dataclasses.fields(Options)]}")
-  if "split" in options:
-    options["split"] = tuple(float(x) for x in options["split"])
+  known = [f.name for f in dataclasses.fields(Options)]
+  if set(options) - set(known):
+    raise ConfigError(f"unknown synthetic dataset options {sorted(set(options) - set(known))}; known: {known}")
   opts = Options(**options)
   opts.validate()
   if not isinstance(num_videos, int) or num_videos < 1:
@@ -432,8 +407,10 @@ def generate_dataset(out_dir: str | pathlib.Path, num_videos: int, seed: int = 0
   (root / ("videos" if opts.frame_format == "mp4" else "frames")).mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   plans = plan_dataset(num_videos, seed, opts)
-  if opts.workers > 1:
-    with concurrent.futures.ProcessPoolExecutor(opts.workers) as pool:
+  if opts.workers > 1 and len(plans) > 1:
+    # Spawned (not forked) workers: the caller may have started threads (JAX does).
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(opts.workers, len(plans)), mp_context=ctx) as pool:
       records = list(pool.map(_write_one, [str(root)] * len(plans), plans, [opts] * len(plans), chunksize=4))
   else:
     records = [_write_one(str(root), p, opts) for p in plans]
@@ -466,11 +443,9 @@ def summarize(root: str | pathlib.Path) -> dict[str, Any]:
         action_frames += fe - fs
   mask_dir = pathlib.Path(root) / "masks"
   mask_frames = sum(1 for vid in videos for _ in (mask_dir / vid).glob("*.png")) if mask_dir.is_dir() else 0
-  return {
-      "root": str(root), "num_videos": len(videos), "videos_per_subset": per_subset,
-      "instances_per_class": per_class, "num_frames": sum(v.num_frames or 0 for v in videos.values()),
-      "action_frames": action_frames, "mask_frames": mask_frames,
-  }
+  return {"root": str(root), "num_videos": len(videos), "videos_per_subset": per_subset,
+          "instances_per_class": per_class, "num_frames": sum(v.num_frames or 0 for v in videos.values()),
+          "action_frames": action_frames, "mask_frames": mask_frames}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -486,7 +461,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   defaults = Options()
-  p = argparse.ArgumentParser(prog="python -m segtube_jax.data.synthetic", description=__doc__.split("\n")[0])
+  p = argparse.ArgumentParser(prog="python -m segtube_jax.data.synthetic", description=__doc__.split("\n")[0],
+                              epilog="Other options: the fields of synthetic.Options.")
   p.add_argument("--out", required=True, help="dataset folder to write")
   p.add_argument("--num_videos", type=int, required=True)
   p.add_argument("--seed", type=int, default=0)

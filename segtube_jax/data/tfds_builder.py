@@ -25,13 +25,14 @@ and per-split video index (first record, chunk count, fps, frame count, source s
 Command line::
 
   python -m segtube_jax.data.tfds_builder --source DIR --data_dir DIR [--name NAME]
-      [--frame_size 128,171|native] [--chunk_len 32] [--encoding png|jpeg] [--overwrite]
+      [--frame_size 128,171|native] [--chunk_len 32] [--encoding png|jpeg] [--overwrite] [--num_workers N]
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import io
 import math
 import os
@@ -143,6 +144,7 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Frame chunks with masks, per-frame labels and a video index."}
+  BUILDER_CONFIGS = [ChunkConfig(name="default")]
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the dataset folder (annotations.json, videos/ or frames/, masks/) as manual_dir."
 
   @tfds.core.utils.classproperty
@@ -153,8 +155,13 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, *, source: str | os.PathLike | dataset_lib.Dataset | None = None,
                num_workers: int | None = None, **kwargs: Any):
-    """Args: source: the dataset folder or loaded Dataset (else manual_dir); num_workers: image
-    encoding threads (default: the CPU count); kwargs: DatasetBuilder's."""
+    """Creates the builder.
+
+    Args:
+      source: the dataset folder or a loaded Dataset; None reads the download config's manual_dir.
+      num_workers: image encoding threads (default: the CPU count).
+      **kwargs: DatasetBuilder's (config, data_dir, file_format: array_record by default, ...).
+    """
     kwargs.setdefault("file_format", "array_record")
     self._source = source
     self._num_workers = max(1, num_workers or os.cpu_count() or 1)
@@ -162,8 +169,9 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.builder_config.check()
 
   def _info(self) -> tfds.core.DatasetInfo:
-    length = self.builder_config.chunk_len
-    seq = lambda dtype: tfds.features.Tensor(shape=(length,), dtype=dtype)  # pylint: disable=unnecessary-lambda-assignment
+    def seq(dtype: Any) -> tfds.features.Tensor:
+      return tfds.features.Tensor(shape=(self.builder_config.chunk_len,), dtype=dtype)
+
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.split("\n\n")[0],
@@ -233,7 +241,7 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     reader = _open(ds, info.video_id)
     mask_reader = ds.masks(info.video_id)
     labels, ambiguous = frame_labels(ds, info)
-    encode = lambda im: encode_image(im, cfg.encoding, cfg.jpeg_quality)  # pylint: disable=unnecessary-lambda-assignment
+    encode = functools.partial(encode_image, encoding=cfg.encoding, quality=cfg.jpeg_quality)
     for start, frames in reader.iter_chunks(length, size):
       n = len(frames)
       stop = start + n
@@ -241,7 +249,7 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       present = np.zeros(length, bool)
       if mask_reader is not None and any(mask_reader.has(i) for i in range(start, stop)):
         masks, has = mask_reader.read(start, stop, (reader.height, reader.width))
-        masks = resize_masks(masks, size if size is not None else None)
+        masks = resize_masks(masks, size)
         present[:n] = has
         for i in np.flatnonzero(has):
           masks_bytes[i] = encode_image(masks[i], "png")
@@ -335,7 +343,7 @@ def main(argv: list[str]) -> int:
   try:
     builder = build_tfds(f.source, f.data_dir, f.name, frame_size=_parse_frame_size(f.frame_size),
                          chunk_len=f.chunk_len, encoding=f.encoding, jpeg_quality=f.jpeg_quality,
-                         overwrite=f.overwrite)
+                         overwrite=f.overwrite, num_workers=f.num_workers)
   except (DatasetError, ConfigError) as e:
     print(f"error: {e}")
     return 1
@@ -356,6 +364,7 @@ def _define_flags() -> None:
   flags.DEFINE_enum("encoding", "png", ENCODINGS, "Frame encoding: png (lossless) or jpeg (smaller).")
   flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality (1-95).")
   flags.DEFINE_bool("overwrite", False, "Rebuild if the dataset already exists.")
+  flags.DEFINE_integer("num_workers", None, "Image encoding threads (default: the CPU count).")
 
 
 if __name__ == "__main__":

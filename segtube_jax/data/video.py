@@ -8,6 +8,7 @@ minutes-long THUMOS14 video can be read without decoding it whole into memory.
 
 from __future__ import annotations
 
+import fractions
 import os
 import pathlib
 import re
@@ -326,7 +327,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 codec: str = "libx264", crf: int = 18) -> int:
   """Encodes RGB uint8 frames to ``path`` and returns the number of frames written.
 
-  Deterministic: libx264 runs single-threaded, so the same frames give the same bytes. Frames go
+  Deterministic: libx264 runs single-threaded without mbtree, so the same frames give the same bytes. Frames go
   to a temporary name first and are renamed at the end, so an interrupted write never leaves a
   file that looks complete. Odd sizes are padded to even ones (yuv420p needs even sizes).
   """
@@ -343,12 +344,13 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         raise VideoError(f"{path}: frames must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
       if stream is None:
         height, width = frame.shape[:2]
-        stream = container.add_stream(codec, rate=int(round(fps)) if float(fps).is_integer() else fps)
+        stream = container.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
         if codec == "libx264":
-          stream.options = {"crf": str(crf), "preset": "veryfast"}
+          # No macroblock-tree rate control: its lookahead made small frames encode differently run to run.
+          stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
       if frame.shape[:2] != (height, width):
         raise VideoError(f"{path}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
       if (stream.height, stream.width) != (height, width):

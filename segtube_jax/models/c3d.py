@@ -10,6 +10,7 @@ Layout is channels-last: clips are [B, T, H, W, C].
 """
 
 from collections.abc import Sequence
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -118,8 +119,9 @@ class C3D(nn.Module):
         x = max_pool3d(x, POOL_WINDOWS[p], pads[p])
     # Channels-last flatten: (T, H, W, C) order (the converter permutes PyTorch's (C, T, H, W)).
     x = x.reshape(x.shape[0], -1)
-    dense = lambda name: nn.Dense(self.fc_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                                  kernel_init=nn.initializers.he_normal(), name=name)
-    x = nn.relu(dense('fc6')(x))
+    dense = functools.partial(nn.Dense, self.fc_dim, dtype=self.dtype,
+                              param_dtype=self.param_dtype,
+                              kernel_init=nn.initializers.he_normal())
+    x = nn.relu(dense(name='fc6')(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.relu(dense('fc7')(x))
+    return nn.relu(dense(name='fc7')(x))

@@ -37,8 +37,8 @@ class PeepholeLSTMCell(nn.RNNCellBase):
   Attributes:
     features: hidden units H.
     forget_bias: initial value of b_f (1.0 keeps the cell memory open early in training).
-    dtype: computation dtype (None: inferred from inputs and params).
-    param_dtype: parameter dtype.
+    dtype: dtype of the input/recurrent matmuls (None: inferred from inputs and params).
+    param_dtype: parameter and carry dtype.
   """
 
   features: int
@@ -61,13 +61,14 @@ class PeepholeLSTMCell(nn.RNNCellBase):
     w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(column_axis=-1),
                      (n, 4 * n), self.param_dtype)
     b = self.param('bias', self._bias_init, (4 * n,), self.param_dtype)
-    peep = [self.param(f'peephole_{g}', nn.initializers.zeros_init(), (n,), self.param_dtype)
-            for g in ('i', 'f', 'o')]
-    inputs, h, c, w_x, w_h, b, *peep = nn.dtypes.promote_dtype(
-        inputs, h, c, w_x, w_h, b, *peep, dtype=self.dtype)
-    w_ci, w_cf, w_co = peep
+    w_ci, w_cf, w_co = (
+        self.param(f'peephole_{g}', nn.initializers.zeros_init(), (n,), self.param_dtype)
+        for g in ('i', 'f', 'o'))
+    # Only the matmuls run in `dtype`; the cell state path stays in the carry's dtype
+    # (param_dtype) so nn.RNN's scan carry keeps one dtype and c does not drift over time.
+    x_, h_, w_x, w_h, b = nn.dtypes.promote_dtype(inputs, h, w_x, w_h, b, dtype=self.dtype)
     # One fused matmul per operand; the gates are column blocks of it.
-    z = inputs @ w_x + h @ w_h + b
+    z = (x_ @ w_x + h_ @ w_h + b).astype(c.dtype)
     z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
     i = nn.sigmoid(z_i + w_ci * c)
     f = nn.sigmoid(z_f + w_cf * c)

@@ -9,6 +9,7 @@ Logit column convention: column j holds the score of label j, so proposal column
 "contains an action" and column 0 "no action"; classification column 0 is background.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -86,8 +87,10 @@ class ClipSequenceNetwork(nn.Module):
       return_features: also return the per-clip fc7 activations (float32).
     """
     flat, b, s = _clips_to_batch(clips)
-    feats = C3D(self.width_multiplier, self.fc_dim, self.dropout_rate, self.conv_impl,
-                self.pool5_padding, self.dtype, self.param_dtype, name='c3d')(flat, train=train)
+    feats = C3D(width_multiplier=self.width_multiplier, fc_dim=self.fc_dim,
+                dropout_rate=self.dropout_rate, conv_impl=self.conv_impl,
+                pool5_padding=self.pool5_padding, dtype=self.dtype,
+                param_dtype=self.param_dtype, name='c3d')(flat, train=train)
     feats = feats.astype(jnp.float32).reshape(b, s, -1)
     logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
                            self.dropout_rate, self.param_dtype, name='head')(feats, train=train)
@@ -120,13 +123,16 @@ class TwoHeadNetwork(nn.Module):
                ) -> tuple[Array, Array] | tuple[Array, Array, Array]:
     """(proposal_logits [B,S,2], class_logits [B,S,K+1][, fc7 features [B,S,fc_dim]])."""
     flat, b, s = _clips_to_batch(clips)
-    feats = C3D(self.width_multiplier, self.fc_dim, self.dropout_rate, self.conv_impl,
-                self.pool5_padding, self.dtype, self.param_dtype, name='c3d')(flat, train=train)
+    feats = C3D(width_multiplier=self.width_multiplier, fc_dim=self.fc_dim,
+                dropout_rate=self.dropout_rate, conv_impl=self.conv_impl,
+                pool5_padding=self.pool5_padding, dtype=self.dtype,
+                param_dtype=self.param_dtype, name='c3d')(flat, train=train)
     feats = feats.astype(jnp.float32).reshape(b, s, -1)
-    head = lambda n, name: _SequenceHead(n, self.lstm_features, self.lstm_layers,
-                                         self.dropout_rate, self.param_dtype, name=name)
-    proposal = head(2, 'proposal_head')(feats, train=train)
-    classification = head(self.num_classes + 1, 'classification_head')(feats, train=train)
+    head = functools.partial(_SequenceHead, lstm_features=self.lstm_features,
+                             lstm_layers=self.lstm_layers, dropout_rate=self.dropout_rate,
+                             param_dtype=self.param_dtype)
+    proposal = head(2, name='proposal_head')(feats, train=train)
+    classification = head(self.num_classes + 1, name='classification_head')(feats, train=train)
     if return_features:
       return proposal, classification, feats
     return proposal, classification

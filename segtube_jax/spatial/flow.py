@@ -42,30 +42,45 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                    for l in labels])
 
 
-def dense_flows(frames: np.ndarray, preset: str = "fast") -> tuple[np.ndarray, np.ndarray]:
+def dense_flows(frames: np.ndarray, preset: str = "fast", size: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
   """Forward and backward DIS optical flow between consecutive frames.
 
   Args:
-    frames: uint8 [T,H,W,3] RGB frames.
+    frames: uint8 [T,H,W,3] RGB frames; flow is computed at this resolution.
     preset: DIS preset name, "ultrafast", "fast" or "medium".
+    size: (rows, cols) to average the flow fields down to (vectors rescaled), or None. Done
+      frame by frame so that full-resolution flow of a long span is never held in memory.
 
   Returns:
-    (forward, backward), float32 [T,H,W,2] each, (dx, dy) in pixels. forward[t] maps frame t to
-    t+1 (zero for the last frame); backward[t] maps frame t to t-1 (zero for the first frame).
+    (forward, backward), float32 [T,rows,cols,2] each, (dx, dy) in pixels of the output size.
+    forward[t] maps frame t to t+1 (zero for the last frame); backward[t] maps frame t to t-1
+    (zero for the first frame).
   """
   if preset not in _PRESETS:
     raise SegmentationError(f"flow preset {preset!r}: expected one of {sorted(_PRESETS)}")
   t, h, w = frames.shape[:3]
-  forward = np.zeros((t, h, w, 2), np.float32)
-  backward = np.zeros((t, h, w, 2), np.float32)
+  rows, cols = (h, w) if size is None else size
+  forward = np.zeros((t, rows, cols, 2), np.float32)
+  backward = np.zeros((t, rows, cols, 2), np.float32)
   if t < 2 or h < 8 or w < 8:  # DIS needs a few pixels of image pyramid.
     return forward, backward
   dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
   gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
   for i in range(t - 1):
-    forward[i] = dis.calc(gray[i], gray[i + 1], None)
-    backward[i + 1] = dis.calc(gray[i + 1], gray[i], None)
+    forward[i] = _resize_field(dis.calc(gray[i], gray[i + 1], None), (rows, cols))
+    backward[i + 1] = _resize_field(dis.calc(gray[i + 1], gray[i], None), (rows, cols))
   return forward, backward
+
+
+def _resize_field(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Area-resizes one flow field [H,W,2] to ``size`` = (rows, cols), rescaling the vectors."""
+  rows, cols = size
+  h, w = flow.shape[:2]
+  if (h, w) == (rows, cols):
+    return flow
+  scale = np.array([cols / w, rows / h], np.float32)
+  return cv2.resize(flow, (cols, rows), interpolation=cv2.INTER_AREA) * scale
 
 
 def warp_targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,3 +97,4 @@ def warp_targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
   source = (ys * w + xs)[inside]
   return source.astype(np.int64), (ty * w + tx)[inside]
+

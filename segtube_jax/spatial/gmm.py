@@ -39,12 +39,19 @@ class GmmSettings:
   seed: int = 0
 
 
-def fit_gmm(samples: np.ndarray, settings: GmmSettings) -> GaussianMixture | None:
+def fit_gmm(samples: np.ndarray, settings: GmmSettings,
+            init: GaussianMixture | None = None) -> GaussianMixture | None:
   """Fits a full-covariance GMM to ``samples`` [N,D]; None when there are too few samples.
 
   The number of components shrinks with the sample count so that every component keeps about
   ``min_samples`` samples; a model that cannot be estimated is reported as None, which
   :func:`label_posterior` treats as a flat density (no evidence either way).
+
+  Args:
+    samples: [N,D] feature vectors.
+    settings: How to fit.
+    init: The previous round's model; when it has the same number of components EM starts
+      from it, which needs a few iterations instead of a k-means++ start and a full EM run.
   """
   samples = np.asarray(samples, np.float64)
   n = samples.shape[0]
@@ -57,9 +64,13 @@ def fit_gmm(samples: np.ndarray, settings: GmmSettings) -> GaussianMixture | Non
   # Distinct rows bound the components: k-means++ cannot seed more clusters than points.
   distinct = np.unique(samples, axis=0).shape[0]
   k = max(1, min(settings.components, n // settings.min_samples, distinct))
+  warm = {}
+  if init is not None and init.n_components == k and init.means_.shape[1] == samples.shape[1]:
+    warm = dict(weights_init=init.weights_, means_init=init.means_,
+                precisions_init=init.precisions_)
   gmm = GaussianMixture(n_components=k, covariance_type="full", max_iter=settings.max_iter,
                         reg_covar=settings.reg_covar, init_params="k-means++",
-                        random_state=settings.seed)
+                        random_state=settings.seed, **warm)
   with warnings.catch_warnings():
     # A few EM iterations are enough for a data term; unconverged fits are expected.
     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -68,17 +79,38 @@ def fit_gmm(samples: np.ndarray, settings: GmmSettings) -> GaussianMixture | Non
 
 
 def label_posterior(fg: GaussianMixture | None, bg: GaussianMixture | None,
-                    samples: np.ndarray) -> np.ndarray:
-  """U_fg = p_fg / (p_fg + p_bg) of each sample [N,D] -> [N]; 0.5 where a model is missing."""
+                    samples: np.ndarray, prior: float = 0.5) -> np.ndarray:
+  """U_fg = pi p_fg / (pi p_fg + (1 - pi) p_bg) of each sample [N,D] -> [N].
+
+  Args:
+    fg: Foreground model, or None (flat).
+    bg: Background model, or None (flat).
+    samples: [N,D] features.
+    prior: pi, the foreground prior.
+
+  Returns:
+    The posteriors; ``prior`` everywhere when a model is missing.
+  """
   if fg is None or bg is None:
-    return np.full(samples.shape[0], 0.5)
+    return np.full(samples.shape[0], prior)
   samples = np.asarray(samples, np.float64)
-  diff = fg.score_samples(samples) - bg.score_samples(samples)
+  prior = min(max(prior, 1e-3), 1.0 - 1e-3)
+  diff = fg.score_samples(samples) - bg.score_samples(samples) + np.log(prior / (1.0 - prior))
   # Logistic of the log-likelihood ratio, clipped to keep exp finite.
   return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
 
 
-def fit_label_models(features: np.ndarray, labels: np.ndarray, settings: GmmSettings
-                     ) -> tuple[GaussianMixture | None, GaussianMixture | None]:
-  """Fits the foreground (labels True) and background GMMs of ``features`` [N,D]."""
-  return fit_gmm(features[labels], settings), fit_gmm(features[~labels], settings)
+def fit_label_models(
+    features: np.ndarray, labels: np.ndarray, settings: GmmSettings,
+    init: tuple[GaussianMixture | None, GaussianMixture | None] = (None, None)
+) -> tuple[GaussianMixture | None, GaussianMixture | None]:
+  """Fits the foreground (labels True) and background GMMs of ``features`` [N,D].
+
+  Args:
+    features: [N,D] features of all superpixels.
+    labels: bool [N] current segmentation.
+    settings: How to fit.
+    init: Previous (fg, bg) models to warm-start EM from.
+  """
+  return (fit_gmm(features[labels], settings, init[0]),
+          fit_gmm(features[~labels], settings, init[1]))

@@ -76,21 +76,27 @@ def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
   kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
   m8 = mask.astype(np.uint8)
   band = cv2.dilate(m8, kernel) != cv2.erode(m8, kernel)
+  # Only the band's bounding box can change: solving there alone keeps the cut small.
+  rows, cols = np.flatnonzero(band.any(axis=1)), np.flatnonzero(band.any(axis=0))
+  box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+  band, sub, crop = band[box], mask[box], frame[box]
   # Blurred superpixel mask: certain deep inside and outside, 0.5 on the superpixel boundary.
-  prior = cv2.GaussianBlur(m8.astype(np.float32), (0, 0), max(band_px / 2.0, 0.5))
-  p_col = 0.5 if lookup is None else lookup[_lookup_index(frame)]
+  prior = cv2.GaussianBlur(m8.astype(np.float32), (0, 0), max(band_px / 2.0, 0.5))[box]
+  p_col = 0.5 if lookup is None else lookup[_lookup_index(crop)]
   d_fg, d_bg = data_term(0.5 * p_col + 0.5 * prior)
-  d_fg = np.where(band, d_fg, np.where(mask, 0.0, _FIXED))
-  d_bg = np.where(band, d_bg, np.where(mask, _FIXED, 0.0))
-  lab = cv2.cvtColor(frame.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+  d_fg = np.where(band, d_fg, np.where(sub, 0.0, _FIXED))
+  d_bg = np.where(band, d_bg, np.where(sub, _FIXED, 0.0))
+  lab = cv2.cvtColor(crop.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
   right, down = _contrast_weights(lab, weight)
   g = maxflow.Graph[float]()
-  nodes = g.add_grid_nodes(mask.shape)
+  nodes = g.add_grid_nodes(sub.shape)
   g.add_grid_edges(nodes, weights=right, structure=_RIGHT, symmetric=True)
   g.add_grid_edges(nodes, weights=down, structure=_DOWN, symmetric=True)
   g.add_grid_tedges(nodes, d_bg, d_fg)
   g.maxflow()
-  return ~g.get_grid_segments(nodes)
+  out = mask.copy()
+  out[box] = ~g.get_grid_segments(nodes)
+  return out
 
 
 def refine_masks(frames: np.ndarray, masks: np.ndarray,

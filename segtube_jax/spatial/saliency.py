@@ -72,49 +72,57 @@ def _affine_residual(graph: SuperpixelGraph, flow: np.ndarray, keep: float = 0.7
 
 
 def motion_saliency(graph: SuperpixelGraph, forward: np.ndarray, backward: np.ndarray,
-                    noise: float, min_motion: float) -> tuple[np.ndarray, np.ndarray]:
-  """Flow relative to the background motion model, scaled to [0, 1] per frame.
+                    noise: float, min_motion: float) -> tuple[np.ndarray, bool]:
+  """Flow relative to the background motion model, scaled to [0, 1] over the span.
+
+  The scale is a high quantile of the frames' strongest residuals, not each frame's own
+  maximum: in a frame where the actor pauses, per-frame scaling would promote whatever else
+  moves a little (a drifting object, flow noise) to full saliency.
 
   Args:
     graph: Superpixels of the span.
     forward: float32 [T,H,W,2] flow t -> t+1.
     backward: float32 [T,H,W,2] flow t -> t-1.
     noise: residuals below this many pixels count as zero.
-    min_motion: frames whose largest residual is below this have no usable motion cue.
+    min_motion: spans whose typical strongest residual is below this many pixels have no
+      usable motion cue (static scene, or a single frame).
 
   Returns:
-    (saliency [N], usable [T] bool).
+    (saliency [N], usable): usable is False when the span has no motion cue.
   """
   t = len(graph.offsets) - 1
+  if t < 2:
+    return np.zeros(graph.num_nodes), False
   has_fwd = (graph.frame < t - 1).astype(np.float64)
   has_bwd = (graph.frame > 0).astype(np.float64)
-  total = np.zeros(graph.num_nodes)
-  if t > 1:
-    total += has_fwd * _affine_residual(graph, graph.frame_mean(forward))
-    total += has_bwd * _affine_residual(graph, graph.frame_mean(backward))
+  total = has_fwd * _affine_residual(graph, graph.frame_mean(forward))
+  total += has_bwd * _affine_residual(graph, graph.frame_mean(backward))
   resid = np.maximum(total / np.maximum(has_fwd + has_bwd, 1.0) - noise, 0.0)
-  peak = _frame_max(graph, resid)
-  usable = peak >= min_motion
-  sal = resid / np.maximum(peak, min_motion)[graph.frame]
-  return np.where(usable[graph.frame], sal, 0.0), usable
+  scale = float(np.quantile(_frame_max(graph, resid), 0.75))
+  if scale < min_motion:
+    return np.zeros(graph.num_nodes), False
+  return np.minimum(resid / scale, 1.0), True
 
 
-def combined_saliency(appearance: np.ndarray, motion: np.ndarray, usable: np.ndarray,
-                      graph: SuperpixelGraph) -> np.ndarray:
-  """Product of both cues; appearance alone in frames without usable motion -> [N] in [0, 1]."""
-  return np.where(usable[graph.frame], appearance * motion, appearance)
+def combined_saliency(appearance: np.ndarray, motion: np.ndarray, usable: bool) -> np.ndarray:
+  """Product of both cues, or appearance alone when the span has no motion cue -> [N]."""
+  return appearance * motion if usable else appearance
 
 
 def adaptive_threshold(graph: SuperpixelGraph, saliency: np.ndarray, k: float,
-                       min_fraction: float) -> np.ndarray:
-  """Per-frame threshold max(mean + k * std, min_fraction * max), area weighted -> [T].
+                       min_fraction: float, span_fraction: float) -> np.ndarray:
+  """Per-frame saliency threshold -> [T].
 
-  Mean plus a multiple of the deviation adapts to how peaked a frame's saliency is; the floor
-  relative to the maximum keeps a frame of uniformly low saliency from turning all foreground.
+  Within a frame: max(mean + k * std, min_fraction * max), area weighted. Mean plus a multiple
+  of the deviation adapts to how peaked the frame's saliency is; the floor relative to the
+  maximum keeps a frame of uniformly low saliency from turning all foreground. Across frames:
+  never below span_fraction times the median frame threshold, so that a frame whose saliency is
+  weak overall (the actor pauses) starts with little or no foreground instead of its noise.
   """
   mean = _frame_mean(graph, saliency)
   std = np.sqrt(np.maximum(_frame_mean(graph, saliency**2) - mean**2, 0.0))
-  return np.maximum(mean + k * std, min_fraction * _frame_max(graph, saliency))
+  thr = np.maximum(mean + k * std, min_fraction * _frame_max(graph, saliency))
+  return np.maximum(thr, span_fraction * np.median(thr))
 
 
 def initial_labels(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray

@@ -65,8 +65,8 @@ def slic_labels(frames: np.ndarray, n_segments: int, compactness: float, max_num
                 size: tuple[int, int]) -> np.ndarray:
   """SLIC labels [T,rows,cols] (int32, per-frame ids from 0, contiguous) of uint8 RGB frames.
 
-  SLIC runs on the frames as given (callers pass frames already downscaled to the SLIC size)
-  and the labels are upsampled by nearest neighbour to ``size``. The frames must be uint8 RGB:
+  SLIC runs on the frames as given and the labels are resized by nearest neighbour to
+  ``size`` (a no-op when it is the frames' size). The frames must be uint8 RGB:
   scikit-image >= 0.26 rescales float input to [0, 1], which would make SLIC on a float Lab
   image ignore colour.
   """
@@ -84,35 +84,47 @@ def slic_labels(frames: np.ndarray, n_segments: int, compactness: float, max_num
   return labels.astype(np.int32)
 
 
-def _spatial_edges(labels: np.ndarray, n: int) -> np.ndarray:
-  """Unique (i < j) pairs of global ids that touch horizontally or vertically."""
-  keys = []
-  for a, b in ((labels[:, :, :-1], labels[:, :, 1:]), (labels[:, :-1, :], labels[:, 1:, :])):
-    diff = a != b
-    lo = np.minimum(a[diff], b[diff]).astype(np.int64)
-    hi = np.maximum(a[diff], b[diff]).astype(np.int64)
-    keys.append(lo * n + hi)
-  keys = np.unique(np.concatenate(keys))
-  return np.stack([keys // n, keys % n], axis=1)
+def _unique_pairs(a: np.ndarray, b: np.ndarray, size_b: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Distinct (a, b) pairs of local ids (b < size_b) and how often each occurs."""
+  keys, counts = np.unique(a.astype(np.int64) * size_b + b, return_counts=True)
+  return keys // size_b, keys % size_b, counts
 
 
-def _temporal_edges(labels: np.ndarray, forward: np.ndarray, area: np.ndarray, n: int,
-                    min_overlap: float) -> tuple[np.ndarray, np.ndarray]:
-  """Flow-linked pairs (i in frame t, j in frame t+1) and their overlap fractions."""
+def _spatial_edges(labels: np.ndarray, counts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+  """Global (i < j) pairs of superpixels that touch horizontally or vertically, frame by frame."""
+  edges = []
+  for t in range(labels.shape[0]):
+    lab = labels[t]
+    los, his = [], []
+    for a, b in ((lab[:, :-1], lab[:, 1:]), (lab[:-1, :], lab[1:, :])):
+      diff = a != b
+      los.append(np.minimum(a[diff], b[diff]))
+      his.append(np.maximum(a[diff], b[diff]))
+    n = int(counts[t])
+    i, j, _ = _unique_pairs(np.concatenate(los), np.concatenate(his), n)
+    edges.append(np.stack([i, j], axis=1) + offsets[t])
+  return np.concatenate(edges).astype(np.int64)
+
+
+def _temporal_edges(labels: np.ndarray, forward: np.ndarray, counts: np.ndarray,
+                    offsets: np.ndarray, area: np.ndarray, min_overlap: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Flow-linked global pairs (i in frame t, j in frame t+1) and their overlap fractions."""
   edges, overlaps = [], []
   for t in range(labels.shape[0] - 1):
     source, target = flow_lib.warp_targets(forward[t])
-    src = labels[t].reshape(-1)[source].astype(np.int64)
-    dst = labels[t + 1].reshape(-1)[target].astype(np.int64)
-    keys, counts = np.unique(src * n + dst, return_counts=True)
-    i, j = keys // n, keys % n
-    frac = counts / area[i]
+    src = labels[t].reshape(-1)[source]
+    dst = labels[t + 1].reshape(-1)[target]
+    i, j, n_ij = _unique_pairs(src, dst, int(counts[t + 1]))
+    i, j = i + offsets[t], j + offsets[t + 1]
+    frac = n_ij / area[i]
     keep = frac >= min_overlap
     edges.append(np.stack([i[keep], j[keep]], axis=1))
     overlaps.append(frac[keep])
   if not edges:
     return np.zeros((0, 2), np.int64), np.zeros((0,), np.float64)
-  return np.concatenate(edges), np.concatenate(overlaps)
+  return np.concatenate(edges).astype(np.int64), np.concatenate(overlaps)
 
 
 def build_graph(labels: np.ndarray, lab: np.ndarray, forward: np.ndarray, border: float,
@@ -147,9 +159,10 @@ def build_graph(labels: np.ndarray, lab: np.ndarray, forward: np.ndarray, border
   strip[:b], strip[-b:], strip[:, :b], strip[:, -b:] = True, True, True, True
   is_border = np.zeros(n, bool)
   is_border[np.unique(glabels[:, strip])] = True
-  temporal, overlap = _temporal_edges(glabels, forward, area, n, min_temporal_overlap)
+  temporal, overlap = _temporal_edges(labels, forward, counts, offsets, area,
+                                      min_temporal_overlap)
   return SuperpixelGraph(
       labels=glabels, frame=frame, offsets=offsets, color=color.astype(np.float32),
       centroid=np.stack([cx, cy], axis=1).astype(np.float32), area=area, border=is_border,
-      spatial_edges=_spatial_edges(glabels, n), temporal_edges=temporal,
+      spatial_edges=_spatial_edges(labels, counts, offsets), temporal_edges=temporal,
       temporal_overlap=overlap)

@@ -52,6 +52,11 @@ def restore_params(path: str | os.PathLike) -> dict[str, Any]:
 
   Returns the raw restored ``params`` tree; the caller merges what matches its model.
   """
+  return latest_params(path)[1]
+
+
+def latest_params(path: str | os.PathLike) -> tuple[int, dict[str, Any]]:
+  """(step, params) of the latest checkpoint under a workdir or checkpoints folder."""
   path = pathlib.Path(path)
   root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
   if not root.is_dir():
@@ -71,4 +76,4 @@ def restore_params(path: str | os.PathLike) -> dict[str, Any]:
   params = state.get("params") if isinstance(state, dict) else getattr(state, "params", None)
   if params is None:
     raise CheckpointError(f"config.init_from: checkpoint step {step} under {root} has no params")
-  return params
+  return step, params

@@ -1,0 +1,153 @@
+"""Tests of segtube_jax.training: end-to-end train_and_evaluate, exact resume, pmap, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from segtube_jax.errors import ConfigError, DatasetError
+from segtube_jax.training import NonFiniteLossError, TrainingStopped, checkpointing, train_and_evaluate
+from tests.conftest import PROJECT_ROOT, tiny_training_config
+
+
+def _params(workdir):
+  step, params = checkpointing.latest_params(workdir)
+  return params, step
+
+
+def test_one_step_end_to_end(tiny_synthetic, tmp_path):
+  config = tiny_training_config(tiny_synthetic)
+  result = train_and_evaluate(config, tmp_path / "w")
+  for key in ("proposal_accuracy", "classification_accuracy", "action_accuracy"):
+    assert 0.0 <= result[key] <= 1.0
+  assert result["proposal_windows"] > 0
+  rows = [json.loads(l) for l in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["split"] for r in rows] == ["train", "validation"]
+  assert np.isfinite(rows[0]["loss"]) and rows[0]["clips_per_second"] > 0
+  params, step = _params(tmp_path / "w")
+  assert step == 1 and set(params) == {"proposal", "classification"}
+
+
+def _stop_after(workdir, step):
+  """Sends this process SIGTERM once metrics.jsonl shows ``step`` (the loop saves, then stops)."""
+  def watch():
+    path = workdir / "metrics.jsonl"
+    while True:
+      rows = path.read_text().splitlines() if path.exists() else []
+      if any(json.loads(r)["step"] >= step for r in rows):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+      time.sleep(0.01)
+  thread = threading.Thread(target=watch, daemon=True)
+  thread.start()
+  return thread
+
+
+def test_interrupted_run_resumes_bit_exact(tiny_synthetic, tmp_path):
+  config = tiny_training_config(tiny_synthetic, **{"train.num_steps": 5, "train.checkpoint_every": 10})
+  train_and_evaluate(config, tmp_path / "straight")
+  (tmp_path / "resumed").mkdir()
+  watcher = _stop_after(tmp_path / "resumed", 2)
+  with pytest.raises(TrainingStopped, match=r"received signal 15; saved checkpoint step \d in .*checkpoints; rerun the same command"):
+    train_and_evaluate(config, tmp_path / "resumed")
+  watcher.join()
+  _, stopped_at = _params(tmp_path / "resumed")
+  assert 2 <= stopped_at < 5
+  train_and_evaluate(config, tmp_path / "resumed")  # The same command, rerun.
+  a, step_a = _params(tmp_path / "straight")
+  b, step_b = _params(tmp_path / "resumed")
+  assert step_a == step_b == 5
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_shared_trunk_and_init_from(tiny_synthetic, tmp_path):
+  config = tiny_training_config(tiny_synthetic, **{"model.shared_trunk": True})
+  train_and_evaluate(config, tmp_path / "shared")
+  params, _ = _params(tmp_path / "shared")
+  assert set(params["shared"]) == {"c3d", "proposal_head", "classification_head"}
+  warm = tiny_training_config(tiny_synthetic, **{"model.shared_trunk": True, "init_from": str(tmp_path / "shared"),
+                                                 "optimizer.learning_rate": 1e-12})
+  train_and_evaluate(warm, tmp_path / "warm")
+  loaded, step = _params(tmp_path / "warm")
+  assert step == 1  # A new run (no resume), starting from the loaded weights.
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), params, loaded)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model.clip_shape": (8, 16, 16)}, "clip length\\) must be 16"),
+    ({"train.global_batch_size": 0}, "global_batch_size=0 must be a positive multiple"),
+    ({"optimizer.learning_rate": -1.0}, "learning_rate must be > 0"),
+    ({"clips.mask_source": "magic"}, "mask_source must be one of"),
+])
+def test_config_errors(tiny_synthetic, tmp_path, overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    train_and_evaluate(tiny_training_config(tiny_synthetic, **overrides), tmp_path / "w")
+
+
+def test_unknown_key_and_bad_dataset(tiny_synthetic, tmp_path):
+  config = tiny_training_config(tiny_synthetic)
+  config.train.num_stepz = 3
+  with pytest.raises(ConfigError, match=r"unknown config keys \['config.train.num_stepz'\]"):
+    train_and_evaluate(config, tmp_path / "w")
+  with pytest.raises(DatasetError, match="dataset folder not found"):
+    train_and_evaluate(tiny_training_config(tmp_path / "missing"), tmp_path / "w2")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_synthetic, tmp_path):
+  # A huge unclipped step makes step 1's update explode: step 1 (finite loss) is checkpointed,
+  # a later step's loss is not finite and training stops naming it.
+  bad = tiny_training_config(tiny_synthetic, **{"train.num_steps": 4, "optimizer.learning_rate": 1e30,
+                                                "optimizer.grad_clip_norm": 0.0, "optimizer.name": "sgd",
+                                                "optimizer.weight_decay": 0.0})
+  with pytest.raises(NonFiniteLossError, match=r"at step [234]; .*last good checkpoint \(step 1\)"):
+    train_and_evaluate(bad, tmp_path / "w")
+  _, step = _params(tmp_path / "w")
+  assert step == 1
+
+
+_PMAP_SCRIPT = r"""
+import os, sys, json
+sys.path.insert(0, {root!r})
+import jax, jax.numpy as jnp, numpy as np
+from flax import jax_utils
+from tests.conftest import tiny_training_config
+from segtube_jax.training import steps
+config = tiny_training_config("unused", **{{"model.dropout_rate": 0.0}})
+state, model, schedule = steps.create_train_state(config, 5, jax.random.key(0), 10)
+rng = np.random.default_rng(0)
+batch = {{"clips": rng.integers(0, 255, (4, 2, 16, 16, 16, 3), dtype=np.uint8),
+          "proposal_labels": np.array([[1, 0], [0, -1], [1, 1], [0, 0]], np.int32),
+          "class_labels": np.array([[2, 0], [-1, -1], [3, 3], [0, -1]], np.int32)}}
+step = jax.pmap(steps.make_train_step(model, schedule), axis_name="batch")
+n = jax.local_device_count()
+out, _ = step(jax_utils.replicate(state, jax.local_devices()[:n]),
+              jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]), batch))
+leaves = [np.asarray(x) for x in jax.tree.leaves(out.params)]
+same = all(np.array_equal(x[0], x[i]) for x in leaves for i in range(n))
+np.savez(sys.argv[1], *[x[0] for x in leaves])
+print(json.dumps({{"devices": n, "replicas_identical": bool(same)}}))
+"""
+
+
+@pytest.mark.slow
+def test_pmap_two_devices_equals_one(tmp_path):
+  script = tmp_path / "step.py"
+  script.write_text(_PMAP_SCRIPT.format(root=str(PROJECT_ROOT)))
+  results = {}
+  for n in (1, 2):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / f"p{n}.npz")], env=env, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["devices"] == n and info["replicas_identical"]
+    results[n] = np.load(tmp_path / f"p{n}.npz")
+  for key in results[1].files:
+    np.testing.assert_allclose(results[1][key], results[2][key], rtol=1e-5, atol=1e-6)
