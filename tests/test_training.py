@@ -120,7 +120,7 @@ from flax import jax_utils
 from tests.conftest import tiny_training_config
 from segtube_jax.training import steps
 config = tiny_training_config("unused", **{{"model.dropout_rate": 0.0}})
-state, model, schedule = steps.create_train_state(config, 5, jax.random.key(0), 10)
+state, model, schedule = steps.create_train_state(config, 5, steps.make_rng(0), 10)
 rng = np.random.default_rng(0)
 batch = {{"clips": rng.integers(0, 255, (4, 2, 16, 16, 16, 3), dtype=np.uint8),
           "proposal_labels": np.array([[1, 0], [0, -1], [1, 1], [0, 0]], np.int32),

@@ -1,1 +1,28 @@
-"""segtube_jax.spatial."""
+"""Spatial action segmentation (Sec. 2.2-2.3): saliency init, GMMs and graph cuts on superpixels.
+
+Public API:
+  default_config() -> ConfigDict (embedded by the project configs as ``config.segmentation``).
+  segment_video(frames, span, previous_masks, config) -> bool masks [T,H,W].
+  segment_videos(jobs, config, workers) -> results of many videos, in a process pool.
+"""
+
+from segtube_jax.spatial.batch import JobResult, SegmentJob, run_job, segment_videos, write_masks
+from segtube_jax.spatial.config import default_config, validate_config
+from segtube_jax.spatial.frames import check_span, iter_span_masks, segment_video, upsample_masks
+from segtube_jax.spatial.segment import SpanResult, segment_span
+
+__all__ = [
+    "JobResult",
+    "SegmentJob",
+    "SpanResult",
+    "check_span",
+    "default_config",
+    "iter_span_masks",
+    "run_job",
+    "segment_span",
+    "segment_video",
+    "segment_videos",
+    "upsample_masks",
+    "validate_config",
+    "write_masks",
+]

@@ -10,6 +10,9 @@ import numpy as np
 
 from segtube_jax.errors import SegmentationError
 
+# DIS refuses frames below 12 pixels a side; below 16 its pyramid holds no usable motion.
+MIN_FLOW_SIZE = 16
+
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -55,7 +58,7 @@ def dense_flows(frames: np.ndarray, preset: str = "fast", size: tuple[int, int] 
   Returns:
     (forward, backward), float32 [T,rows,cols,2] each, (dx, dy) in pixels of the output size.
     forward[t] maps frame t to t+1 (zero for the last frame); backward[t] maps frame t to t-1
-    (zero for the first frame).
+    (zero for the first frame). Frames smaller than MIN_FLOW_SIZE a side get zero flow.
   """
   if preset not in _PRESETS:
     raise SegmentationError(f"flow preset {preset!r}: expected one of {sorted(_PRESETS)}")
@@ -63,7 +66,7 @@ def dense_flows(frames: np.ndarray, preset: str = "fast", size: tuple[int, int] 
   rows, cols = (h, w) if size is None else size
   forward = np.zeros((t, rows, cols, 2), np.float32)
   backward = np.zeros((t, rows, cols, 2), np.float32)
-  if t < 2 or h < 8 or w < 8:  # DIS needs a few pixels of image pyramid.
+  if t < 2 or min(h, w) < MIN_FLOW_SIZE:
     return forward, backward
   dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
   gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]

@@ -30,6 +30,8 @@ class FrameReader(Protocol):
 
 Frames = np.ndarray | Sequence[np.ndarray] | FrameReader
 
+MIN_SIZE = 16  # Smallest frame side: SLIC, flow and the border prior need a few pixels.
+
 
 def _as_source(frames: Frames) -> tuple[np.ndarray | FrameReader, int, int, int]:
   """Normalises ``frames`` to an array or a reader and returns (source, T, H, W)."""
@@ -120,6 +122,9 @@ def iter_span_masks(frames: Frames, span: Sequence[int] | None = None,
   config_lib.validate_config(config)
   source, num, height, width = _as_source(frames)
   start, end = check_span(span, num)
+  if min(height, width) < MIN_SIZE:
+    raise SegmentationError(
+        f"frames: expected at least {MIN_SIZE}x{MIN_SIZE} pixels, got {width}x{height}")
   if previous_masks is not None:
     previous_masks = np.asarray(previous_masks)
     if previous_masks.shape != (num, height, width):

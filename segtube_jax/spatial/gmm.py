@@ -89,10 +89,11 @@ def label_posterior(fg: GaussianMixture | None, bg: GaussianMixture | None,
     prior: pi, the foreground prior.
 
   Returns:
-    The posteriors; ``prior`` everywhere when a model is missing.
+    The posteriors; 0.5 everywhere when a model is missing (too few samples): no evidence
+    either way, so the cut rests on the other terms rather than on the prior alone.
   """
   if fg is None or bg is None:
-    return np.full(samples.shape[0], prior)
+    return np.full(samples.shape[0], 0.5)
   samples = np.asarray(samples, np.float64)
   prior = min(max(prior, 1e-3), 1.0 - 1e-3)
   diff = fg.score_samples(samples) - bg.score_samples(samples) + np.log(prior / (1.0 - prior))

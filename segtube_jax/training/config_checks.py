@@ -38,9 +38,9 @@ def check_training_config(config: ml_collections.ConfigDict, num_devices: int) -
     raise ConfigError(f"unknown config keys {unknown}; see segtube_jax/defaults.py for the schema")
   if not config.dataset.root:
     raise ConfigError("config.dataset.root must name a dataset folder (docs/datasets.md)")
-  models.validate_model_config(config.model)
   if config.model.clip_shape[0] != 16:
     raise ConfigError(f"config.model.clip_shape[0] (clip length) must be 16 as in C3D, got {config.model.clip_shape[0]}")
+  models.validate_model_config(config.model)
   lengths = tuple(config.clips.window_lengths)
   if not lengths or any(int(l) < 16 for l in lengths):
     raise ConfigError(f"config.clips.window_lengths must be window sizes >= 16 frames, got {lengths}")

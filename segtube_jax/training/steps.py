@@ -21,6 +21,16 @@ _MEAN = jnp.array([0.43216, 0.394666, 0.37645], jnp.float32) * 255.0
 _STD = jnp.array([0.22803, 0.22145, 0.216989], jnp.float32) * 255.0
 
 
+# The 'rbg' PRNG compiles initialisers several times faster than threefry on CPU (C3D's init
+# took 13-30 s vs 2-4 s) and is the faster generator on TPU; streams stay deterministic per seed.
+PRNG_IMPL = "rbg"
+
+
+def make_rng(seed: int) -> jax.Array:
+  """The experiment's root key."""
+  return jax.random.key(seed, impl=PRNG_IMPL)
+
+
 class TrainState(train_state.TrainState):
   """Flax TrainState plus the base dropout RNG key (as raw key data, so it checkpoints)."""
   rng: jax.Array
@@ -130,7 +140,7 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
     device = jax.lax.axis_index("batch")
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step), device)
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng, impl=PRNG_IMPL), state.step), device)
     counts = {
         "proposal": jax.lax.psum((batch["proposal_labels"] >= 0).sum().astype(jnp.float32), "batch"),
         "classification": jax.lax.psum((batch["class_labels"] >= 0).sum().astype(jnp.float32), "batch"),

@@ -128,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
 
   num_steps = config.train.num_steps
-  state, model, schedule = steps.create_train_state(config, num_classes, jax.random.key(config.seed), num_steps)
+  state, model, schedule = steps.create_train_state(config, num_classes, steps.make_rng(config.seed), num_steps)
   dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
   manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints, config.train.async_checkpoints)
   train_iter = iter(train_ds)

@@ -1,0 +1,151 @@
+"""End-to-end tests of segment_video / segment_span and their handling of bad input."""
+
+import numpy as np
+import pytest
+
+from segtube_jax.errors import ConfigError, SegmentationError
+from segtube_jax.evaluation.masks import region_similarity
+from segtube_jax.spatial import default_config, segment_span, segment_video, testing
+
+
+@pytest.fixture(scope="module")
+def clip():
+  return testing.moving_actor_clip(10, (72, 96), seed=0)
+
+
+class _Reader:
+  """A minimal frame reader over an array, recording what was read."""
+
+  def __init__(self, frames):
+    self._frames = frames
+    self.num_frames, self.height, self.width = frames.shape[:3]
+    self.fps = 25.0
+    self.reads = []
+
+  def read(self, start=0, stop=None, size=None):
+    self.reads.append((start, stop))
+    return self._frames[start:stop]
+
+
+def test_unsupervised_segmentation_finds_the_actor(clip):
+  frames, masks = clip
+  pred = segment_video(frames)
+  assert pred.shape == masks.shape and pred.dtype == bool
+  assert region_similarity(pred, masks).mean() > 0.9
+
+
+def test_deterministic(clip):
+  frames, _ = clip
+  np.testing.assert_array_equal(segment_video(frames), segment_video(frames))
+
+
+def test_span_only_and_reader_reads_only_the_span(clip):
+  frames, masks = clip
+  reader = _Reader(frames)
+  pred = segment_video(reader, (3, 7))
+  assert reader.reads == [(3, 8)]
+  assert not pred[:3].any() and not pred[8:].any()
+  assert region_similarity(pred[3:8], masks[3:8]).mean() > 0.85
+
+
+def test_long_spans_are_chunked(clip):
+  frames, masks = clip
+  config = default_config()
+  config.max_span_frames = 4
+  pred = segment_video(frames, (1, 9), None, config)
+  assert not pred[0].any()
+  assert region_similarity(pred[1:], masks[1:]).mean() > 0.85
+
+
+def test_previous_masks_replace_the_saliency_init(clip):
+  frames, masks = clip
+  result = segment_span(frames, default_config(), masks)
+  inside = result.graph.frame_mean(masks.astype(float)) > 0.5
+  np.testing.assert_array_equal(result.initial, inside)
+  pred = segment_video(frames, None, masks)
+  assert region_similarity(pred, masks).mean() > 0.9
+  # Empty previous masks carry no information: the saliency init is used.
+  np.testing.assert_array_equal(segment_video(frames, None, np.zeros_like(masks)),
+                                segment_video(frames))
+
+
+def test_list_of_frames_and_config_without_refinement(clip):
+  frames, masks = clip
+  config = default_config()
+  config.refine.enabled = False
+  pred = segment_video(list(frames), None, None, config)
+  assert region_similarity(pred, masks).mean() > 0.8
+
+
+def test_one_frame_video(clip):
+  frames, masks = clip
+  pred = segment_video(frames[:1])  # No flow: appearance saliency alone.
+  assert pred.shape == (1,) + masks.shape[1:]
+  assert region_similarity(pred, masks[:1]).mean() > 0.8
+
+
+@pytest.mark.parametrize("value", [0, 255, 128])
+def test_constant_frames_give_empty_masks(value):
+  pred = segment_video(np.full((4, 40, 48, 3), value, np.uint8))
+  assert pred.shape == (4, 40, 48) and not pred.any()
+
+
+def test_black_frames_inside_a_video(clip):
+  frames, masks = clip
+  mixed = frames.copy()
+  mixed[:3] = 0
+  pred = segment_video(mixed)
+  assert not pred[:3].any()
+  assert region_similarity(pred[3:], masks[3:]).mean() > 0.8
+
+
+def test_too_few_gmm_samples_still_segments(clip):
+  frames, masks = clip
+  config = default_config()
+  config.gmm.min_samples = 100000  # Every GMM is flat: the cut rests on saliency alone.
+  pred = segment_video(frames, None, None, config)
+  assert region_similarity(pred, masks).mean() > 0.6
+
+
+@pytest.mark.parametrize("span, message", [
+    ((5, 4), "empty"),
+    ((-1, 3), "0 <= f_s"),
+    ((0, 10), "10 frames"),
+    ((12, 20), "10 frames"),
+    ((1, 2, 3), "two frame indices"),
+])
+def test_bad_spans(clip, span, message):
+  with pytest.raises(SegmentationError, match=message):
+    segment_video(clip[0], span)
+
+
+def test_bad_frames():
+  with pytest.raises(SegmentationError, match="one size"):
+    segment_video([np.zeros((32, 32, 3), np.uint8), np.zeros((32, 40, 3), np.uint8)])
+  with pytest.raises(SegmentationError, match="uint8"):
+    segment_video(np.zeros((2, 32, 32, 3), np.float32))
+  with pytest.raises(SegmentationError, match=r"\[T,H,W,3\]"):
+    segment_video(np.zeros((2, 32, 32), np.uint8))
+  with pytest.raises(SegmentationError, match="at least one frame"):
+    segment_video(np.zeros((0, 32, 32, 3), np.uint8))
+  with pytest.raises(SegmentationError, match="16x16"):
+    segment_video(np.zeros((3, 8, 64, 3), np.uint8))
+  with pytest.raises(SegmentationError, match="frame reader"):
+    segment_video("video.mp4")
+
+
+def test_reader_returning_wrong_frames(clip):
+  reader = _Reader(clip[0][:, :, :50])
+  reader.width = 96  # Claims another size than it delivers.
+  with pytest.raises(SegmentationError, match="reader returned"):
+    segment_video(reader)
+
+
+def test_bad_previous_masks_and_config(clip):
+  frames, masks = clip
+  with pytest.raises(SegmentationError, match="previous_masks"):
+    segment_video(frames, None, masks[:-1])
+  config = default_config()
+  config.beta = 1.5
+  with pytest.raises(ConfigError, match="beta"):
+    segment_video(frames, None, None, config)
