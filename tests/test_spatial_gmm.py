@@ -1,7 +1,6 @@
 """Tests of the colour / location GMMs of Eq. (6) (segtube_jax.spatial.gmm)."""
 
 import numpy as np
-import pytest
 
 from segtube_jax.spatial import gmm
 

@@ -27,7 +27,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.superpixels.n_segments = 1000  # Per frame.
   c.superpixels.compactness = 10.0
   c.superpixels.max_num_iter = 4  # SLIC converges coarsely in a few iterations; 10 is 2x slower.
-  # Temporal neighbours (Eq. 7) need at least this fraction of a superpixel's flow-warped
+  # Temporal neighbours (N_i of Eq. 5) need at least this fraction of a superpixel's flow-warped
   # pixels to land in the other superpixel.
   c.superpixels.min_temporal_overlap = 0.1
 
@@ -49,7 +49,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.saliency.span_threshold = 0.5
 
   c.gmm = ml_collections.ConfigDict()
-  c.gmm.color_components = 5
+  c.gmm.color_components = 5  # Foreground colour GMM; background below.
+  c.gmm.bg_color_components = 5
   c.gmm.location_components = 3
   c.gmm.max_samples = 2000  # Superpixels subsampled per model: fitting is O(samples).
   c.gmm.max_iter = 15
@@ -59,7 +60,6 @@ def default_config() -> ml_collections.ConfigDict:
   # priors as GrabCut). Equal priors let a tight fg colour component claim background it saw
   # once; the full prior starves an actor whose colours the background shares.
   c.gmm.prior_power = 0.5
-  c.gmm.bg_color_components = 5
   # Location GMM features are (x, y, time_scale * t / (T - 1)); 0 drops time.
   c.gmm.location_time_scale = 0.0
 
@@ -112,5 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.sigma_scale > 0, f"sigma_scale > 0, got {config.sigma_scale}")
   need(config.max_span_frames >= 1, f"max_span_frames >= 1, got {config.max_span_frames}")
   need(config.max_rounds >= 1, f"max_rounds >= 1, got {config.max_rounds}")
-  need(config.gmm.color_components >= 1 and config.gmm.location_components >= 1,
-       "at least one GMM component")
+  need(min(config.gmm.color_components, config.gmm.bg_color_components,
+           config.gmm.location_components) >= 1, "at least one component in every GMM")
+  need(config.refine.band >= 0 and config.refine.weight >= 0,
+       "non-negative refine.band and refine.weight")

@@ -4,10 +4,10 @@ The models are fitted on superpixels (mean Lab colour, normalised centroid), not
 span has ~1000x fewer superpixels than pixels, which makes refitting every round cheap, and
 Eq. (6) evaluates the models on superpixels anyway.
 
-U^col and U^loc are used as per-label posteriors under equal priors,
-U_fg = p_fg / (p_fg + p_bg) and U_bg = 1 - U_fg, rather than raw densities: a 3-D colour density
-and a 2-D location density have unrelated scales, so mixing them with beta only means something
-once both are probabilities of the label.
+U^col and U^loc are used as per-label posteriors, U_fg = pi p_fg / (pi p_fg + (1 - pi) p_bg)
+and U_bg = 1 - U_fg, rather than raw densities: a 3-D colour density and a 2-D location density
+have unrelated scales, so mixing them with beta only means something once both are
+probabilities of the label. The foreground prior pi is set by the caller (segment.py).
 """
 
 import dataclasses
@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
+
+Model = GaussianMixture | None  # None: too few samples, a flat density.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +41,7 @@ class GmmSettings:
   seed: int = 0
 
 
-def fit_gmm(samples: np.ndarray, settings: GmmSettings,
-            init: GaussianMixture | None = None) -> GaussianMixture | None:
+def fit_gmm(samples: np.ndarray, settings: GmmSettings, init: Model = None) -> Model:
   """Fits a full-covariance GMM to ``samples`` [N,D]; None when there are too few samples.
 
   The number of components shrinks with the sample count so that every component keeps about
@@ -78,8 +79,7 @@ def fit_gmm(samples: np.ndarray, settings: GmmSettings,
   return gmm
 
 
-def label_posterior(fg: GaussianMixture | None, bg: GaussianMixture | None,
-                    samples: np.ndarray, prior: float = 0.5) -> np.ndarray:
+def label_posterior(fg: Model, bg: Model, samples: np.ndarray, prior: float = 0.5) -> np.ndarray:
   """U_fg = pi p_fg / (pi p_fg + (1 - pi) p_bg) of each sample [N,D] -> [N].
 
   Args:
@@ -101,10 +101,8 @@ def label_posterior(fg: GaussianMixture | None, bg: GaussianMixture | None,
   return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
 
 
-def fit_label_models(
-    features: np.ndarray, labels: np.ndarray, settings: GmmSettings,
-    init: tuple[GaussianMixture | None, GaussianMixture | None] = (None, None)
-) -> tuple[GaussianMixture | None, GaussianMixture | None]:
+def fit_label_models(features: np.ndarray, labels: np.ndarray, settings: GmmSettings,
+                     init: tuple[Model, Model] = (None, None)) -> tuple[Model, Model]:
   """Fits the foreground (labels True) and background GMMs of ``features`` [N,D].
 
   Args:

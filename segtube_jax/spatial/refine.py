@@ -1,7 +1,8 @@
 """Pixel-level refinement of the superpixel segmentation near its boundary.
 
 A superpixel labelling cannot follow an actor boundary that cuts through a superpixel: on DAVIS
-a perfect labelling of ~700 SLIC superpixels per 427x240 frame caps J well below 1. This step
+the best possible labelling of the default superpixels (1000 per frame at 160 rows) reaches
+J 0.91 on blackswan and 0.87 on car-shadow. This step
 re-solves Eq. (5) on the pixel grid of each frame, restricted to a band around the superpixel
 boundary: the data term mixes the span's colour GMM posterior (evaluated through a lookup table
 over quantised RGB) with the blurred superpixel mask; the smoothness term is the same contrast
@@ -12,7 +13,6 @@ import cv2
 import maxflow
 import ml_collections
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 from segtube_jax.spatial import gmm as gmm_lib
 from segtube_jax.spatial.graphcut import data_term
@@ -21,8 +21,8 @@ _BITS = 5  # Quantisation of each RGB channel for the colour lookup table (32^3 
 _FIXED = 1e9  # Terminal capacity that pins a pixel outside the band to its superpixel label.
 
 
-def color_lookup(models: tuple[GaussianMixture | None, GaussianMixture | None]) -> np.ndarray:
-  """U^col_fg for every quantised RGB colour -> float [2^(3 * _BITS)].
+def color_lookup(models: tuple[gmm_lib.Model, gmm_lib.Model]) -> np.ndarray:
+  """U^col_fg (equal priors) for every quantised RGB colour -> float [2^(3 * _BITS)].
 
   Evaluating the GMMs once per table entry instead of once per pixel makes the pixel-level
   data term a gather: 32k evaluations instead of ~100k per frame.
@@ -100,7 +100,7 @@ def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
 
 
 def refine_masks(frames: np.ndarray, masks: np.ndarray,
-                 color_models: tuple[GaussianMixture | None, GaussianMixture | None],
+                 color_models: tuple[gmm_lib.Model, gmm_lib.Model],
                  config: ml_collections.ConfigDict) -> np.ndarray:
   """Refines every frame's mask [T,H,W] with :func:`refine_frame`."""
   if color_models[0] is None or color_models[1] is None:

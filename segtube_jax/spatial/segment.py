@@ -126,13 +126,14 @@ def _foreground_prior(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, power:
   """
   if power <= 0:
     return 0.5
-  frac = float(np.sum(graph.area[initial]) / np.sum(graph.area))
-  odds = (min(max(frac, 1e-3), 1 - 1e-3) / (1 - min(max(frac, 1e-3), 1 - 1e-3))) ** power
+  frac = float(np.clip(np.sum(graph.area[initial]) / np.sum(graph.area), 1e-3, 1 - 1e-3))
+  odds = (frac / (1.0 - frac)) ** power
   return odds / (1.0 + odds)
 
 
 def _alternate(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, p_sal: np.ndarray,
-               config: ml_collections.ConfigDict) -> tuple[np.ndarray, tuple, int]:
+               config: ml_collections.ConfigDict
+               ) -> tuple[np.ndarray, tuple[gmm_lib.Model, gmm_lib.Model], int]:
   """Rounds of GMM estimation and one graph cut of Eq. (5) each, from labelling ``initial``.
 
   The data term is Eq. (6) with U as label posteriors, mixed with the saliency probability
