@@ -14,11 +14,18 @@ from segtube_jax.training import NonFiniteLossError, TrainingStopped, train_and_
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment folder (checkpoints, metrics).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "jax_distributed", False,
+    "Call jax.distributed.initialize() first (multi-host: SLURM/TPU pods fill in the coordinator; "
+    "otherwise set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
+  if _DISTRIBUTED.value:
+    import jax  # pylint: disable=import-outside-toplevel
+    jax.distributed.initialize()
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except TrainingStopped as e:

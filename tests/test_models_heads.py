@@ -43,7 +43,7 @@ def test_classification_network_shapes_and_features(classifier, clips):
   model, params = classifier
   assert isinstance(model, ClipSequenceNetwork) and model.num_outputs == 5
   assert set(params['params']) == {'c3d', 'head'}
-  assert set(params['params']['head']) == {'lstm', 'logits'}
+  assert set(params['params']['head']) == {'feature_norm', 'lstm', 'logits'}
   logits, feats = model.apply(params, clips, return_features=True)
   assert logits.shape == (B, S, 5) and feats.shape == (B, S, 16)
   np.testing.assert_allclose(model.apply(params, clips), logits, atol=1e-6)

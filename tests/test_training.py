@@ -31,6 +31,7 @@ def test_one_step_end_to_end(tiny_synthetic, tmp_path):
   rows = [json.loads(l) for l in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
   assert [r["split"] for r in rows] == ["train", "validation"]
   assert np.isfinite(rows[0]["loss"]) and rows[0]["clips_per_second"] > 0
+  assert list((tmp_path / "w" / "tensorboard").glob("events.out.tfevents.*"))
   params, step = _params(tmp_path / "w")
   assert step == 1 and set(params) == {"proposal", "classification"}
 
@@ -151,3 +152,40 @@ def test_pmap_two_devices_equals_one(tmp_path):
     results[n] = np.load(tmp_path / f"p{n}.npz")
   for key in results[1].files:
     np.testing.assert_allclose(results[1][key], results[2][key], rtol=1e-5, atol=1e-6)
+
+
+def _cli_overrides(config) -> list[str]:
+  """--config.key=value flags reproducing the tiny test config on the command line."""
+  flat = {
+      "dataset.root": config.dataset.root, "dataset.tfds_dir": config.dataset.tfds_dir,
+      "dataset.frame_size": config.dataset.frame_size, "clips.resize": config.clips.resize,
+      "clips.seq_len": config.clips.seq_len, "model.width_multiplier": config.model.width_multiplier,
+      "model.fc_dim": config.model.fc_dim, "model.lstm_features": config.model.lstm_features,
+      "model.clip_shape": config.model.clip_shape, "train.global_batch_size": config.train.global_batch_size,
+      "train.num_steps": config.train.num_steps, "train.checkpoint_every": config.train.checkpoint_every,
+      "train.log_every": config.train.log_every, "optimizer.warmup_steps": 0, "data_threads": 0,
+  }
+  return [f"--config.{k}={tuple(v) if isinstance(v, (tuple, list)) else v}" for k, v in flat.items()]
+
+
+@pytest.mark.slow
+def test_cli_killed_after_checkpoint_resumes_and_finishes(tiny_synthetic, tmp_path):
+  config = tiny_training_config(tiny_synthetic, **{"train.num_steps": 6, "train.checkpoint_every": 2})
+  cmd = [sys.executable, "train.py", "--config", "configs/synthetic.py", "--workdir", str(tmp_path / "w"),
+         *_cli_overrides(config)]
+  proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not (tmp_path / "w" / "checkpoints" / "2").is_dir() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  proc.kill()  # SIGKILL: no chance to save anything more.
+  proc.wait()
+  assert (tmp_path / "w" / "checkpoints" / "2").is_dir()
+  done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "Restored checkpoint step" in done.stderr
+  _, step = _params(tmp_path / "w")
+  assert step == 6
+  train_and_evaluate(config, tmp_path / "straight")
+  a, _ = _params(tmp_path / "straight")
+  b, _ = _params(tmp_path / "w")
+  jax.tree.map(np.testing.assert_array_equal, a, b)

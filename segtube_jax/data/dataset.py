@@ -28,6 +28,7 @@ import os
 import pathlib
 from typing import Any
 
+from segtube_jax import io_utils
 from segtube_jax.data import video as video_lib
 from segtube_jax.errors import DatasetError, VideoError
 
@@ -318,9 +319,4 @@ def load_dataset(root: str | os.PathLike, *, check_media: bool = True) -> Datase
 
 def write_annotations(path: str | os.PathLike, data: dict) -> None:
   """Writes annotations.json atomically (temporary name, then rename)."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(data, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
+  io_utils.write_json_atomic(path, data)

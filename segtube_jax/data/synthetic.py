@@ -20,7 +20,6 @@ import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
-import os
 import pathlib
 import shutil
 import sys

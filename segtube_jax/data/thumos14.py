@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import collections
 import glob
-import json
 import math
 import os
 import pathlib
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from segtube_jax import io_utils
 from segtube_jax.errors import AnnotationError, ConfigError, DatasetError, SegtubeError
 
 DATASET_VERSION = "THUMOS14"
@@ -229,19 +228,7 @@ def add_video_metadata(dataset: dict[str, Any], video_dir: PathLike) -> None:
 
 def write_dataset_json(dataset: dict[str, Any], path: PathLike) -> None:
   """Writes a dataset dict as JSON atomically (temp file in the same folder + rename)."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(dataset, f, indent=1)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  io_utils.write_json_atomic(path, dataset)
 
 
 def _find_video(video_dir: pathlib.Path, video_id: str) -> pathlib.Path:

@@ -12,16 +12,14 @@ of the mean.
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
 
+from segtube_jax import io_utils
 from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation import temporal_map
 
@@ -99,19 +97,7 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
 
 def write_metrics(metrics: dict[str, Any], path: PathLike) -> None:
   """Writes the metrics as JSON atomically (temp file in the same folder + os.replace)."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(metrics, f, indent=1)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  io_utils.write_json_atomic(path, metrics)
 
 
 def run_scoring(detections: PathLike,

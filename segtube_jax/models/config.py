@@ -35,6 +35,9 @@ def default_model_config() -> ml_collections.ConfigDict:
     in_channels: input channels (3, RGB).
     shared_trunk: use one C3D for both proposal and classification heads (TwoHeadNetwork)
       instead of two separate networks as in the paper.
+    feature_norm: layer-normalise the fc7 features before the LSTM. Without it, fc7
+      activations of a C3D trained from scratch grow to hundreds within a few hundred steps,
+      saturate the LSTM gates and the networks collapse to a constant prediction.
   """
   cfg = ml_collections.ConfigDict()
   cfg.width_multiplier = 1.0
@@ -48,6 +51,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   cfg.clip_shape = (16, 112, 112)
   cfg.in_channels = 3
   cfg.shared_trunk = False
+  cfg.feature_norm = True
   return cfg
 
 
@@ -107,8 +111,9 @@ def validate_model_config(cfg: Mapping[str, Any]) -> None:
     c3d_pool5_shape(shape, cfg['pool5_padding'])
   except ConfigError as e:
     raise ConfigError(f'model.clip_shape: {e}') from None
-  if not isinstance(cfg['shared_trunk'], bool):
-    raise ConfigError(f'model.shared_trunk must be a bool, got {cfg["shared_trunk"]!r}')
+  for key in ('shared_trunk', 'feature_norm'):
+    if not isinstance(cfg[key], bool):
+      raise ConfigError(f'model.{key} must be a bool, got {cfg[key]!r}')
 
 
 def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,7 +121,7 @@ def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
   return dict(width_multiplier=float(cfg['width_multiplier']), fc_dim=cfg['fc_dim'],
               lstm_features=cfg['lstm_features'], lstm_layers=cfg['lstm_layers'],
               dropout_rate=float(cfg['dropout_rate']), conv_impl=cfg['conv_impl'],
-              pool5_padding=cfg['pool5_padding'],
+              pool5_padding=cfg['pool5_padding'], feature_norm=cfg['feature_norm'],
               dtype=None if cfg['dtype'] == 'float32' else DTYPES[cfg['dtype']])
 
 

@@ -17,6 +17,7 @@ GPUs have native 3D convs (cuDNN), so re-run the bench there before relying on t
 """
 
 from collections.abc import Callable, Sequence
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -146,8 +147,78 @@ def pool5_pad(size: int, pool5_padding: str) -> tuple[int, int]:
   raise ConfigError(f'pool5_padding must be one of {POOL5_PADDINGS}, got {pool5_padding!r}')
 
 
+def _pool_windows(x: Array, window: tuple[int, ...], padding: tuple[tuple[int, int], ...]
+                  ) -> Array:
+  """[B, T, H, W, C] -> [B, T', kt, H', kh, W', kw, C]: the pool windows as separate axes.
+
+  Pads with -inf (so pads never win the max, as in PyTorch) and drops the cells past the last
+  full window (floor mode), like ``reduce_window`` with stride == window.
+  """
+  b, c = x.shape[0], x.shape[-1]
+  out = [pool_output_size(s, k, p) for s, k, p in zip(x.shape[1:4], window, padding)]
+  x = jnp.pad(x, ((0, 0),) + padding + ((0, 0),), constant_values=-jnp.inf)
+  x = x[:, :out[0] * window[0], :out[1] * window[1], :out[2] * window[2]]
+  return x.reshape(b, out[0], window[0], out[1], window[1], out[2], window[2], c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _max_pool_nonoverlapping(x: Array, window: tuple[int, ...],
+                             padding: tuple[tuple[int, int], ...]) -> Array:
+  return _pool_windows(x, window, padding).max(axis=(2, 4, 6))
+
+
+def _max_pool_fwd(x: Array, window: tuple[int, ...], padding: tuple[tuple[int, int], ...]
+                  ) -> tuple[Array, tuple[Array, Array]]:
+  y = _max_pool_nonoverlapping(x, window, padding)
+  return y, (x, y)
+
+
+def _max_pool_bwd(window: tuple[int, ...], padding: tuple[tuple[int, int], ...],
+                  res: tuple[Array, Array], g: Array) -> tuple[Array]:
+  """Routes each output gradient to the FIRST maximum of its window (row-major order).
+
+  That is exactly what XLA's select_and_scatter (the autodiff of reduce_window max) does, so
+  gradients are bit-identical to ``nn.max_pool``'s, including ties (e.g. equal activations).
+  XLA:CPU lowers select_and_scatter through full-size int32 iota index tensors, which made the
+  pool backward ~40% of the whole tiny-model train step; this is a handful of fused
+  elementwise passes instead.
+  """
+  x, y = res
+  view = _pool_windows(x, window, padding)
+  taken = jnp.zeros(y.shape, bool)
+  taps = []
+  for i in range(window[0]):
+    for j in range(window[1]):
+      for k in range(window[2]):
+        hit = view[:, :, i, :, j, :, k, :] == y
+        taps.append(jnp.where(hit & ~taken, g, jnp.zeros_like(g)))
+        taken = taken | hit
+  b, (t5, h5, w5), c = y.shape[0], y.shape[1:4], y.shape[-1]
+  dview = jnp.stack(taps, axis=0).reshape(*window, b, t5, h5, w5, c)
+  dview = dview.transpose(3, 4, 0, 5, 1, 6, 2, 7)
+  dx = dview.reshape(b, t5 * window[0], h5 * window[1], w5 * window[2], c)
+  # Cells cut off by floor mode get zero gradient; then drop the padding again.
+  padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1:4], padding)]
+  dx = jnp.pad(dx, ((0, 0),) + tuple((0, p - d) for p, d in zip(padded, dx.shape[1:4]))
+               + ((0, 0),))
+  dx = dx[:, padding[0][0]:padding[0][0] + x.shape[1], padding[1][0]:padding[1][0] + x.shape[2],
+          padding[2][0]:padding[2][0] + x.shape[3]]
+  return (dx,)
+
+
+_max_pool_nonoverlapping.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
 def max_pool3d(x: Array, window: Sequence[int],
                padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0))) -> Array:
-  """Max-pool [B, T, H, W, C] with stride == window; padding cells are -inf (as PyTorch)."""
-  # nn.max_pool pads with the reduction's init value, -inf, so pads never win the max.
-  return nn.max_pool(x, tuple(window), strides=tuple(window), padding=tuple(padding))
+  """Max-pool [B, T, H, W, C] with stride == window; padding cells are -inf (as PyTorch).
+
+  Same values and gradients as ``nn.max_pool(x, window, strides=window, padding=padding)``,
+  computed with reshapes instead of reduce_window / select_and_scatter (see _max_pool_bwd).
+  """
+  window = tuple(int(k) for k in window)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if x.ndim != 5 or len(window) != 3 or len(padding) != 3:
+    raise ValueError(f'max_pool3d expects x [B,T,H,W,C], a 3D window and padding, got '
+                     f'{x.shape}, {window}, {padding}')
+  return _max_pool_nonoverlapping(x, window, padding)

@@ -38,10 +38,14 @@ class _SequenceHead(nn.Module):
   lstm_features: int
   lstm_layers: int
   dropout_rate: float
+  feature_norm: bool = True
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, features: Array, *, train: bool) -> Array:
+    if self.feature_norm:
+      # fc7 of a from-scratch C3D grows without bound; unnormalised it saturates the gates.
+      features = nn.LayerNorm(param_dtype=self.param_dtype, name='feature_norm')(features)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
     # The recurrence and logits stay float32 even with a bfloat16 trunk: they are cheap and
     # rounding would accumulate over the sequence.
@@ -73,6 +77,7 @@ class ClipSequenceNetwork(nn.Module):
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
   pool5_padding: str = 'torch'
+  feature_norm: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -93,7 +98,8 @@ class ClipSequenceNetwork(nn.Module):
                 param_dtype=self.param_dtype, name='c3d')(flat, train=train)
     feats = feats.astype(jnp.float32).reshape(b, s, -1)
     logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
-                           self.dropout_rate, self.param_dtype, name='head')(feats, train=train)
+                           self.dropout_rate, self.feature_norm, self.param_dtype,
+                           name='head')(feats, train=train)
     return (logits, feats) if return_features else logits
 
 
@@ -115,6 +121,7 @@ class TwoHeadNetwork(nn.Module):
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
   pool5_padding: str = 'torch'
+  feature_norm: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
 

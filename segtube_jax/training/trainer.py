@@ -24,16 +24,23 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
-from segtube_jax.errors import CheckpointError, ConfigError
+from segtube_jax.errors import CheckpointError
 from segtube_jax.training import checkpointing, config_checks, input_pipeline, steps
 
 
 class MetricWriter:
-  """JSON lines in ``<workdir>/metrics.jsonl``; only process 0 writes."""
+  """JSON lines in ``<workdir>/metrics.jsonl`` and TensorBoard events in ``<workdir>/tensorboard``.
+
+  Only process 0 writes. TensorBoard files come from tensorboardX, which needs no TensorFlow.
+  """
 
   def __init__(self, workdir: pathlib.Path):
     self.path = workdir / "metrics.jsonl"
     self.enabled = jax.process_index() == 0
+    self._tb = None
+    if self.enabled:
+      from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+      self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -42,6 +49,13 @@ class MetricWriter:
            **{k: float(v) for k, v in metrics.items()}}
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(row) + "\n")
+    for k, v in metrics.items():
+      self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
 
 
 class _StopRequest:
@@ -194,6 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   result = evaluate_windows(config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process)
   writer.write(num_steps, "validation", result)
+  writer.close()
   logging.info("validation: %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
   return result
 
