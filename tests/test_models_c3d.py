@@ -154,3 +154,12 @@ def test_c3d_rejects_bad_input():
   with pytest.raises(ConfigError, match='too small'):
     C3D(width_multiplier=1 / 16, fc_dim=8).init(_key(0),
                                                 jnp.zeros((1, 8, 32, 32, 3)))
+
+
+def test_group_norm_option_adds_a_norm_after_every_conv():
+  model = C3D(width_multiplier=0.0625, fc_dim=16, conv_norm='group')
+  x = jnp.ones((2, 16, 16, 16, 3), jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.key(0), x)['params']
+  norms = sorted(k for k in params if k.endswith('_norm'))
+  assert norms == sorted(f'{n}_norm' for n in ('conv1', 'conv2', 'conv3a', 'conv3b', 'conv4a', 'conv4b', 'conv5a', 'conv5b'))
+  assert params['conv1_norm']['scale'].shape == (4,)

@@ -86,6 +86,9 @@ class C3D(nn.Module):
     dropout_rate: dropout after fc6 (the caller applies it after fc7, see ``__call__``).
     conv_impl: see ``segtube_jax.models.conv.CONV_IMPLS``.
     pool5_padding: 'torch' or 'caffe', see ``conv.pool5_pad``.
+    conv_norm: 'none' (the original C3D) or 'group': GroupNorm after every conv. A plain
+      8-conv C3D trained from scratch (no Sports-1M weights) did not learn the synthetic task
+      in 600 steps; with GroupNorm the same network trains in minutes on CPU.
     dtype: computation dtype (e.g. jnp.bfloat16); None computes in float32.
     param_dtype: parameter dtype.
   """
@@ -95,6 +98,7 @@ class C3D(nn.Module):
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
   pool5_padding: str = 'torch'
+  conv_norm: str = 'none'
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -113,6 +117,9 @@ class C3D(nn.Module):
     for i, (name, width) in enumerate(zip(CONV_NAMES, conv_widths(self.width_multiplier))):
       x = C3DConv(width, conv_impl=self.conv_impl, dtype=self.dtype,
                   param_dtype=self.param_dtype, name=name)(x)
+      if self.conv_norm == 'group':
+        x = nn.GroupNorm(num_groups=max(1, min(32, width // 4)), dtype=self.dtype,
+                         param_dtype=self.param_dtype, name=f'{name}_norm')(x)
       x = nn.relu(x)
       if i in _POOL_AFTER:
         p = _POOL_AFTER[i]

@@ -35,6 +35,8 @@ def default_model_config() -> ml_collections.ConfigDict:
     in_channels: input channels (3, RGB).
     shared_trunk: use one C3D for both proposal and classification heads (TwoHeadNetwork)
       instead of two separate networks as in the paper.
+    conv_norm: 'none' (original C3D, needed for Sports-1M weights) or 'group' (GroupNorm
+      after every conv: lets a C3D trained from scratch learn; see C3D).
     feature_norm: layer-normalise the fc7 features before the LSTM. Without it, fc7
       activations of a C3D trained from scratch grow to hundreds within a few hundred steps,
       saturate the LSTM gates and the networks collapse to a constant prediction.
@@ -52,6 +54,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   cfg.in_channels = 3
   cfg.shared_trunk = False
   cfg.feature_norm = True
+  cfg.conv_norm = 'none'
   return cfg
 
 
@@ -102,6 +105,7 @@ def validate_model_config(cfg: Mapping[str, Any]) -> None:
   _choice(cfg, 'dtype', tuple(DTYPES))
   _choice(cfg, 'conv_impl', CONV_IMPLS)
   _choice(cfg, 'pool5_padding', POOL5_PADDINGS)
+  _choice(cfg, 'conv_norm', ('none', 'group'))
   shape = cfg['clip_shape']
   if (not isinstance(shape, (tuple, list)) or len(shape) != 3
       or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
@@ -122,6 +126,7 @@ def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
               lstm_features=cfg['lstm_features'], lstm_layers=cfg['lstm_layers'],
               dropout_rate=float(cfg['dropout_rate']), conv_impl=cfg['conv_impl'],
               pool5_padding=cfg['pool5_padding'], feature_norm=cfg['feature_norm'],
+              conv_norm=cfg['conv_norm'],
               dtype=None if cfg['dtype'] == 'float32' else DTYPES[cfg['dtype']])
 
 

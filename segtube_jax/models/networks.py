@@ -77,6 +77,7 @@ class ClipSequenceNetwork(nn.Module):
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
   pool5_padding: str = 'torch'
+  conv_norm: str = 'none'
   feature_norm: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -94,7 +95,7 @@ class ClipSequenceNetwork(nn.Module):
     flat, b, s = _clips_to_batch(clips)
     feats = C3D(width_multiplier=self.width_multiplier, fc_dim=self.fc_dim,
                 dropout_rate=self.dropout_rate, conv_impl=self.conv_impl,
-                pool5_padding=self.pool5_padding, dtype=self.dtype,
+                pool5_padding=self.pool5_padding, conv_norm=self.conv_norm, dtype=self.dtype,
                 param_dtype=self.param_dtype, name='c3d')(flat, train=train)
     feats = feats.astype(jnp.float32).reshape(b, s, -1)
     logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
@@ -121,6 +122,7 @@ class TwoHeadNetwork(nn.Module):
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
   pool5_padding: str = 'torch'
+  conv_norm: str = 'none'
   feature_norm: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -132,7 +134,7 @@ class TwoHeadNetwork(nn.Module):
     flat, b, s = _clips_to_batch(clips)
     feats = C3D(width_multiplier=self.width_multiplier, fc_dim=self.fc_dim,
                 dropout_rate=self.dropout_rate, conv_impl=self.conv_impl,
-                pool5_padding=self.pool5_padding, dtype=self.dtype,
+                pool5_padding=self.pool5_padding, conv_norm=self.conv_norm, dtype=self.dtype,
                 param_dtype=self.param_dtype, name='c3d')(flat, train=train)
     feats = feats.astype(jnp.float32).reshape(b, s, -1)
     head = functools.partial(_SequenceHead, lstm_features=self.lstm_features,
