@@ -8,7 +8,8 @@ alternating order, so background load hits both alike; the table reports medians
 
 PyTorch equivalent (per network; two separate networks, like ``SegtubeNetworks`` with
 ``shared_trunk=False``): the same C3D (widths, pools incl. the 'torch' pool5 padding, fc6/fc7,
-dropout), NCTHW ``nn.Conv3d``; dropout -> ``nn.LSTM`` (2 layers, batch_first) -> ``nn.Linear``.
+dropout), NCTHW ``nn.Conv3d``; [LayerNorm if ``model.feature_norm``] -> dropout -> ``nn.LSTM``
+(2 layers, batch_first) -> ``nn.Linear``.
 Differences: ``nn.LSTM`` has no peepholes (3 x H fewer parameters and multiplies per layer,
 negligible next to C3D) and separate input/hidden biases. Loss: masked cross entropy per
 network; update: the config's optimizer (AdamW or SGD + momentum + weight decay) with per-network
@@ -36,7 +37,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +58,7 @@ from segtube_jax.training import steps
 
 # Class counts of the datasets the configs train on: the synthetic generator's default
 # (segtube_jax.data.synthetic.Options.num_classes) and THUMOS14's 20 actions.
-NUM_CLASSES = {'demo': 6, 'paper': 20}
+NUM_CLASSES = {'demo': 6, 'tiny': 6, 'paper': 20}
 
 StepFn = Callable[[int], float]  # Runs n steps, returns the wall time in seconds.
 
@@ -75,7 +75,8 @@ class Row:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--config', choices=('demo', 'paper', 'both'), default='demo')
+  p.add_argument('--config', choices=('demo', 'paper', 'both', 'tiny'), default='demo',
+                 help='tiny: a CI-size model (not a project config) for smoke tests')
   p.add_argument('--steps', type=int, default=3, help='timed steps per repeat')
   p.add_argument('--warmup', type=int, default=1, help='untimed steps after compilation')
   p.add_argument('--repeats', type=int, default=1,
@@ -95,10 +96,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def experiment_config(name: str, args: argparse.Namespace) -> ml_collections.ConfigDict:
   """The config as trained, shrunk to a CPU-size batch for 'paper'."""
-  if name == 'demo':
+  if name in ('demo', 'tiny'):
     c = synthetic_config.get_config()
     if args.demo_batch is not None:
       c.train.global_batch_size = args.demo_batch
+    if name == 'tiny':  # Compiles in a few seconds; same code paths as demo.
+      c.model.width_multiplier = 0.0625
+      c.model.fc_dim = 32
+      c.model.lstm_features = 8
+      c.model.clip_shape = (16, 16, 16)
+      c.train.global_batch_size = 2
+      c.clips.seq_len = 2
   else:
     c = thumos14_config.get_config()
     c.train.global_batch_size = args.paper_batch
@@ -129,9 +137,13 @@ def jax_step_fn(c: ml_collections.ConfigDict, num_classes: int,
   dtype = jnp.bfloat16 if c.model.dtype == 'bfloat16' else jnp.float32
   p_step = jax.pmap(steps.make_train_step(model, schedule, dtype), axis_name='batch',
                     donate_argnums=(0,))
-  holder = {'state': jax_utils.replicate(state)}
+  # jax_utils.replicate's arrays carry a different mesh than p_step's outputs, so the second
+  # call would compile the step again (~17 s for demo); an identity pmap gives the state the
+  # outputs' sharding and the step compiles once.
+  to_device = jax.pmap(lambda tree: tree, axis_name='batch')
+  holder = {'state': to_device(jax_utils.replicate(state))}
   # Put the batch on the device once (leading axis: 1 device), so only compute is timed.
-  dev_batch = jax.pmap(lambda b: b)(jax.tree.map(lambda x: x[None], batch))
+  dev_batch = to_device(jax.tree.map(lambda x: x[None], batch))
 
   def run(n: int) -> float:
     t0 = time.perf_counter()
@@ -173,9 +185,12 @@ def torch_step_fn(c: ml_collections.ConfigDict, num_classes: int,
         cin = width
       self.trunk = nn.Sequential(*layers)
       flat = cin * int(np.prod(models.c3d_pool5_shape((t, h, w), m.pool5_padding)))
+      # fc7 -> [LayerNorm] -> dropout, as networks._SequenceHead (flax LayerNorm eps 1e-6).
       self.fc = nn.Sequential(
           nn.Linear(flat, m.fc_dim), nn.ReLU(), nn.Dropout(m.dropout_rate),
-          nn.Linear(m.fc_dim, m.fc_dim), nn.ReLU(), nn.Dropout(m.dropout_rate))
+          nn.Linear(m.fc_dim, m.fc_dim), nn.ReLU(),
+          nn.LayerNorm(m.fc_dim, eps=1e-6) if m.get('feature_norm', False) else nn.Identity(),
+          nn.Dropout(m.dropout_rate))
       self.lstm = nn.LSTM(m.fc_dim, m.lstm_features, m.lstm_layers, batch_first=True)
       self.head = nn.Linear(m.lstm_features, num_outputs)
 
@@ -251,8 +266,8 @@ def format_table(rows: Sequence[Row]) -> str:
   for r in rows:
     ratio = (f'{r.clips_per_s / torch_rate[r.config]:.2f}'
              if r.framework == 'jax' and r.config in torch_rate else '')
-    reps = ' '.join(f'{v:.1f}' for v in r.all_clips_per_s)
-    lines.append(f'{r.config:7s} {r.framework:9s} {r.clips_per_s:9.2f} {ratio:>11s}  '
+    reps = ' '.join(f'{v:.3g}' for v in r.all_clips_per_s)
+    lines.append(f'{r.config:7s} {r.framework:9s} {r.clips_per_s:9.3g} {ratio:>11s}  '
                  f'{r.compile_s:12.1f}  {reps}')
   return '\n'.join(lines)
 

@@ -11,6 +11,11 @@ interchangeable and ``conv_impl`` is a pure speed knob:
 * ``'sum2d'``: three 2D 3x3 convs (one per temporal tap) over shifted frame stacks, summed.
 * ``'out_stack'``: one 2D conv producing the three temporal taps as 3*Cout output channels,
   which are then shifted in time and summed.
+* ``'im2col'``: the 27 shifted copies of the input stacked on the channel axis, then one
+  matmul with the [27*Cin, Cout] kernel. 27x the input's memory, so only for tiny frames.
+* ``'auto'``: ``'temporal_stack'``, except ``'im2col'`` for frames of at most
+  ``IM2COL_MAX_PIXELS`` pixels (conv5a/b of 32x32 clips), where a conv call's fixed cost
+  dominates.
 
 ``bench/conv3d.py`` measures them in the whole network; the default is the fastest on CPU.
 GPUs have native 3D convs (cuDNN), so re-run the bench there before relying on the default.
@@ -29,10 +34,17 @@ from segtube_jax.errors import ConfigError
 
 Array = jax.Array
 
-CONV_IMPLS = ('conv3d', 'temporal_stack', 'sum2d', 'out_stack')
+CONV_IMPLS = ('conv3d', 'temporal_stack', 'sum2d', 'out_stack', 'im2col', 'auto')
 # Fastest in bench/conv3d.py (whole tiny network, fwd+bwd+SGD, 8 clips, 2-core CPU): 86 vs 27
 # clips/s for conv3d at 16x32x32 and 9.1 vs 4.1 at 16x64x64 (sum2d 42/5.4, out_stack 58/8.1).
-DEFAULT_CONV_IMPL = 'temporal_stack'
+# 'auto' adds im2col for the 2x2 frames of conv5a/b: the demo train step (both networks, 32
+# clips, shared 2-core CPU) ran 48.7 vs 45.3 clips/s, median of 8 interleaved repeats (all 8
+# faster); see bench/train_step.py.
+DEFAULT_CONV_IMPL = 'auto'
+# Frames of at most this many pixels use 'im2col' under 'auto'. A 2x2 conv5 layer (32 clips x
+# 2 frames x 64 channels) ran fwd+bwd in 2.3 ms as im2col vs 8.6 ms as temporal_stack; at 4x4
+# im2col was already slower (12.4 vs 7.9 ms).
+IM2COL_MAX_PIXELS = 4
 POOL5_PADDINGS = ('torch', 'caffe')
 
 _DN_2D = ('NHWC', 'HWIO', 'NHWC')
@@ -80,6 +92,17 @@ def conv3x3x3(x: Array, kernel: Array, conv_impl: str = DEFAULT_CONV_IMPL,
   if conv_impl == 'conv3d':
     return lax.conv_general_dilated(x, kernel, (1, 1, 1), 'SAME', dimension_numbers=_DN_3D,
                                     precision=precision)
+  if conv_impl == 'auto':
+    conv_impl = 'im2col' if x.shape[2] * x.shape[3] <= IM2COL_MAX_PIXELS else 'temporal_stack'
+  if conv_impl == 'im2col':
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[2:4]
+    # Channel index ((dt*3 + dh)*3 + dw)*Cin + c matches the row-major kernel reshape below.
+    patches = jnp.concatenate([xp[:, dt:dt + t, dh:dh + h, dw:dw + w]
+                               for dt in range(3) for dh in range(3) for dw in range(3)],
+                              axis=-1)
+    return lax.dot_general(patches, kernel.reshape(27 * cin, cout), (((4,), (0,)), ((), ())),
+                           precision=precision)
   if conv_impl == 'temporal_stack':
     xp = _pad_time(x)
     # Channel index dt*Cin + c matches the (t, in) -> t*Cin + in reshape of the kernel below.

@@ -156,7 +156,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   p_train_step = jax.pmap(steps.make_train_step(model, schedule, dtype), axis_name="batch", donate_argnums=(0,))
   p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
-  state_repl = jax_utils.replicate(state)
+  # Through an identity pmap, the replicated state has the sharding the step's outputs have, so
+  # the step compiles once instead of once for the first call and again for the rest.
+  state_repl = jax.pmap(lambda t: t, axis_name="batch")(jax_utils.replicate(state))
   writer = MetricWriter(workdir)
   clips_per_step = config.train.global_batch_size * config.clips.seq_len
   if start_step < num_steps:
