@@ -3,6 +3,7 @@
 import math
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -163,3 +164,23 @@ def test_group_norm_option_adds_a_norm_after_every_conv():
   norms = sorted(k for k in params if k.endswith('_norm'))
   assert norms == sorted(f'{n}_norm' for n in ('conv1', 'conv2', 'conv3a', 'conv3b', 'conv4a', 'conv4b', 'conv5a', 'conv5b'))
   assert params['conv1_norm']['scale'].shape == (4,)
+
+
+@pytest.mark.parametrize('shape, window, pad', [
+    ((2, 16, 32, 32, 8), (1, 2, 2), ((0, 0),) * 3),
+    ((2, 8, 8, 8, 4), (2, 2, 2), ((0, 0),) * 3),
+    ((1, 3, 5, 7, 2), (2, 2, 2), ((0, 0), (1, 1), (1, 1))),
+    ((1, 5, 7, 6, 3), (2, 2, 2), ((0, 0), (0, 1), (0, 0))),
+])
+@pytest.mark.parametrize('ties', [False, True])
+def test_max_pool3d_and_its_gradient_equal_flax(shape, window, pad, ties):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=shape).astype(np.float32)
+  if ties:  # Many exact ties: the custom gradient must route them as XLA's does.
+    x = np.maximum(np.round(x), 0) * 0.5
+  x = jnp.asarray(x)
+  ref = lambda v: nn.max_pool(v, window, strides=window, padding=pad)
+  new = lambda v: max_pool3d(v, window, pad)
+  np.testing.assert_array_equal(jax.jit(ref)(x), jax.jit(new)(x))
+  g = jnp.asarray(rng.normal(size=ref(x).shape).astype(np.float32))
+  np.testing.assert_array_equal(jax.vjp(ref, x)[1](g)[0], jax.vjp(new, x)[1](g)[0])
