@@ -70,3 +70,49 @@ def test_threshold_and_probability():
   weak = np.where(g.frame == 1, 0.1 * sal, sal)
   thr_weak = saliency.adaptive_threshold(g, weak, 1.0, 0.2, 1.0)
   assert thr_weak[1] >= np.median(saliency.adaptive_threshold(g, weak, 1.0, 0.2, 0.0)) - 1e-12
+
+
+def test_otsu_threshold_splits_a_small_salient_region():
+  g, _, _ = _graph(testing.moving_actor_clip(2, (32, 48))[0], n_segments=60)
+  rng = np.random.default_rng(0)
+  sal = rng.uniform(0.0, 0.2, g.num_nodes)
+  actor = np.zeros(g.num_nodes, bool)
+  actor[g.offsets[:-1]] = True  # One superpixel per frame: a few percent of the area.
+  actor[g.offsets[:-1] + 1] = True
+  sal[actor] = rng.uniform(0.8, 1.0, actor.sum())
+  otsu = saliency.adaptive_threshold(g, sal, 1.0, 0.0, 0.0)
+  assert np.all((otsu >= 0.2) & (otsu < 0.8))  # In the gap between the two modes.
+  np.testing.assert_array_equal(saliency.initial_labels(g, sal, otsu), actor)
+  with pytest.raises(ValueError, match="otsu"):
+    saliency.adaptive_threshold(g, sal, 1.0, 0.0, 0.0, method="median")
+
+
+def _two_regions():
+  """One frame of 6 superpixels in a row; regions {0, 1} and {4, 5} labelled foreground."""
+  n = 6
+  return superpixels.SuperpixelGraph(
+      labels=np.arange(n, dtype=np.int32).reshape(1, 1, n), frame=np.zeros(n, np.int32),
+      offsets=np.array([0, n]), color=np.zeros((n, 3), np.float32),
+      centroid=np.zeros((n, 2), np.float32), area=np.ones(n), border=np.zeros(n, bool),
+      spatial_edges=np.stack([np.arange(n - 1), np.arange(1, n)], axis=1),
+      temporal_edges=np.zeros((0, 2), np.int64), temporal_overlap=np.zeros(0))
+
+
+def test_hysteresis_keeps_regions_with_a_seed():
+  g = _two_regions()
+  sal = np.array([1.0, 0.4, 0.0, 0.0, 0.4, 0.3])
+  thr = np.array([0.2])
+  np.testing.assert_array_equal(saliency.initial_labels(g, sal, thr), [1, 1, 0, 0, 1, 1])
+  np.testing.assert_array_equal(saliency.initial_labels(g, sal, thr, 0.5), [1, 1, 0, 0, 0, 0])
+
+
+def test_weak_regions_are_dropped_after_the_cut():
+  g = _two_regions()
+  labels = np.array([1, 1, 0, 0, 1, 1], bool)
+  sal = np.array([0.9, 0.5, 0.0, 0.0, 0.3, 0.1])  # Masses 1.4 and 0.4.
+  np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.5),
+                                [1, 1, 0, 0, 0, 0])
+  np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.25), labels)
+  np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.0), labels)
+  # A frame whose regions have no saliency keeps them all.
+  np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, 0 * sal, 0.5), labels)

@@ -5,7 +5,7 @@ import pytest
 
 from segtube_jax.errors import ConfigError, SegmentationError
 from segtube_jax.evaluation.masks import region_similarity
-from segtube_jax.spatial import default_config, segment_span, segment_video, testing
+from segtube_jax.spatial import default_config, refine, segment_span, segment_video, testing
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,27 @@ def test_bad_previous_masks_and_config(clip):
   config.beta = 1.5
   with pytest.raises(ConfigError, match="beta"):
     segment_video(frames, None, None, config)
+  for key, value, message in (("saliency.threshold_method", "median", "threshold_method"),
+                              ("saliency.region_fraction", 1.5, "region_fraction"),
+                              ("refine.color_weight", -0.1, "color_weight"),
+                              ("refine.chroma_sigma", -1.0, "chroma_sigma")):
+    config = default_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(ConfigError, match=message):
+      segment_video(frames, None, None, config)
+
+
+def test_guided_chroma_sharpens_a_subsampled_colour_edge():
+  # A dark red object on the left of a light green background, whose chroma was averaged
+  # over two columns across the edge (4:2:0), while its lightness stays sharp.
+  lab = np.zeros((4, 8, 3), np.float32)
+  lab[:, :4] = (30.0, 50.0, 30.0)
+  lab[:, 4:] = (70.0, -50.0, 40.0)
+  blurred = lab.copy()
+  blurred[:, 3:5, 1:] = (lab[:, 3:4, 1:] + lab[:, 4:5, 1:]) / 2
+  out = refine.guided_chroma(blurred, 10.0)
+  np.testing.assert_array_equal(out[..., 0], blurred[..., 0])
+  # The pixels on either side of the edge move back towards their own side's chroma.
+  assert out[0, 3, 1] > blurred[0, 3, 1] + 10 and out[0, 4, 1] < blurred[0, 4, 1] - 10
+  np.testing.assert_allclose(out[:, :2, 1:], lab[:, :2, 1:], atol=1e-4)

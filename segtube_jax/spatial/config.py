@@ -42,11 +42,21 @@ def default_config() -> ml_collections.ConfigDict:
   # Spans whose typical strongest residual is below this fraction of the frame height have no
   # usable motion cue; their saliency falls back to appearance alone.
   c.saliency.min_motion = 0.004
-  # Adaptive threshold on the combined saliency: mean + k * std within the frame, never below
-  # min_threshold times the frame's maximum nor span_threshold times the median frame threshold.
+  # Adaptive threshold on the combined saliency: Otsu's threshold within the frame ("otsu") or
+  # mean + threshold_k * std ("mean_std"), never below min_threshold times the frame's maximum
+  # nor span_threshold times the median frame threshold. Mean + std sits in the background's
+  # tail when the actor is a few percent of the frame.
+  c.saliency.threshold_method = "otsu"
   c.saliency.threshold_k = 1.0
   c.saliency.min_threshold = 0.2
   c.saliency.span_threshold = 0.5
+  # Hysteresis of B_o: a region above the threshold needs a superpixel with at least this
+  # fraction of its frame's maximum saliency (0: plain threshold).
+  c.saliency.seed_fraction = 0.5
+  # After the cut, foreground regions (connected, per frame) with less saliency mass than this
+  # fraction of their frame's strongest region become background (0: keep all). A distractor
+  # that shares a colour with the actor gets the colour term's vote, not the saliency.
+  c.saliency.region_fraction = 0.5
 
   c.gmm = ml_collections.ConfigDict()
   c.gmm.color_components = 5  # Foreground colour GMM; background below.
@@ -82,8 +92,14 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.refine = ml_collections.ConfigDict()
   c.refine.enabled = True  # Pixel-level cut at work_height to recover sub-superpixel detail.
-  c.refine.band = 0.03  # Pixels farther than this (fraction of rows) from the boundary keep label.
+  # Pixels farther than this (fraction of rows) from the boundary keep their label. About two
+  # superpixel widths at the default superpixel count; one is too narrow for a small actor.
+  c.refine.band = 0.06
   c.refine.weight = 2.0  # Pairwise weight of the pixel-level contrast term.
+  c.refine.color_weight = 0.5  # Share of the colour posterior in the pixel unary.
+  # Lightness scale (L units) of the luminance-guided chroma of the contrast term, which undoes
+  # 4:2:0 chroma subsampling at edges (refine.guided_chroma); 0 uses the chroma as it is.
+  c.refine.chroma_sigma = 10.0
   return c
 
 
@@ -114,5 +130,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.max_rounds >= 1, f"max_rounds >= 1, got {config.max_rounds}")
   need(min(config.gmm.color_components, config.gmm.bg_color_components,
            config.gmm.location_components) >= 1, "at least one component in every GMM")
-  need(config.refine.band >= 0 and config.refine.weight >= 0,
-       "non-negative refine.band and refine.weight")
+  need(config.saliency.threshold_method in ("otsu", "mean_std"),
+       f"saliency.threshold_method in otsu/mean_std, got {config.saliency.threshold_method!r}")
+  need(0.0 <= config.saliency.seed_fraction <= 1.0
+       and 0.0 <= config.saliency.region_fraction <= 1.0,
+       "saliency.seed_fraction and saliency.region_fraction in [0, 1]")
+  need(config.refine.band >= 0 and config.refine.weight >= 0 and config.refine.chroma_sigma >= 0,
+       "non-negative refine.band, refine.weight and refine.chroma_sigma")
+  need(0.0 <= config.refine.color_weight <= 1.0,
+       f"0 <= refine.color_weight <= 1, got {config.refine.color_weight}")

@@ -69,14 +69,7 @@ def dense_flows(frames: np.ndarray, preset: str = "fast", size: tuple[int, int] 
   if t < 2 or min(h, w) < MIN_FLOW_SIZE:
     return forward, backward
   dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
-  import os
-  if os.environ.get('FINEST'): dis.setFinestScale(int(os.environ['FINEST']))
-  if os.environ.get('PATCH'): dis.setPatchSize(int(os.environ['PATCH']))
-  if os.environ.get('STRIDE'): dis.setPatchStride(int(os.environ['STRIDE']))
   gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-  up = int(os.environ.get('UPFLOW', 0))
-  if h < up:
-    gray = [cv2.resize(g_, (int(round(w * up / h)), up), interpolation=cv2.INTER_CUBIC) for g_ in gray]
   for i in range(t - 1):
     forward[i] = _resize_field(dis.calc(gray[i], gray[i + 1], None), (rows, cols))
     backward[i + 1] = _resize_field(dis.calc(gray[i + 1], gray[i], None), (rows, cols))

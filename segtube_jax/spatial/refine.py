@@ -7,6 +7,13 @@ re-solves Eq. (5) on the pixel grid of each frame, restricted to a band around t
 boundary: the data term mixes the span's colour GMM posterior (evaluated through a lookup table
 over quantised RGB) with the blurred superpixel mask; the smoothness term is the same contrast
 function as Eq. (7) over 4-connected pixel pairs.
+
+Most video stores chroma at half resolution (4:2:0). At the frame's own resolution a colour
+edge is then two pixels wide, and the pixel just outside an object carries half its colour: a
+Lab contrast term puts the cut one pixel outside (masks 15-20% too large on 10-pixel actors).
+Luminance is stored at full resolution, so the contrast term uses chroma re-estimated under
+the guidance of luminance (a 3x3 joint bilateral filter): each pixel takes the chroma of its
+neighbours of similar lightness. Dropping chroma altogether fails on edges of equal lightness.
 """
 
 import cv2
@@ -53,12 +60,43 @@ def _contrast_weights(lab: np.ndarray, weight: float) -> tuple[np.ndarray, np.nd
   return right, down
 
 
+def guided_chroma(lab: np.ndarray, sigma: float) -> np.ndarray:
+  """Lab [H,W,3] with a and b replaced by a 3x3 mean weighted by lightness similarity.
+
+  Weights are exp(-(L' - L)^2 / sigma^2) (1 for the pixel itself); L stays as it is. A pixel
+  next to an edge whose chroma was blurred across it by 4:2:0 subsampling takes the chroma of
+  the neighbours on its own side of the (sharp) luminance edge.
+  """
+  light = np.ascontiguousarray(lab[..., 0])
+  chroma = [np.ascontiguousarray(lab[..., k]) for k in (1, 2)]
+  num = [c.copy() for c in chroma]
+  den = np.ones_like(light)
+  scale = np.float32(-1.0 / (sigma * sigma))
+  h, w = light.shape
+  # Each of the four offsets serves a pixel pair both ways: half the exponentials of 3x3.
+  for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+    a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+    b = (slice(dy, h), slice(max(0, dx), w + min(0, dx)))
+    diff = light[b] - light[a]
+    wt = np.exp(scale * diff * diff)
+    den[a] += wt
+    den[b] += wt
+    for c, n in zip(chroma, num):
+      n[a] += wt * c[b]
+      n[b] += wt * c[a]
+  out = lab.copy()
+  out[..., 1] = num[0] / den
+  out[..., 2] = num[1] / den
+  return out
+
+
 _RIGHT = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
 _DOWN = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
 
 
 def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
-                 band_px: int, weight: float) -> np.ndarray:
+                 band_px: int, weight: float, color_weight: float = 0.5,
+                 chroma_sigma: float = 0.0) -> np.ndarray:
   """Pixel-level cut of one frame in a band of ``band_px`` pixels around the mask boundary.
 
   Args:
@@ -67,6 +105,9 @@ def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
     lookup: Colour posterior table from :func:`color_lookup`, or None (no colour model).
     band_px: Half width of the band; pixels outside keep their label.
     weight: Weight of the pixel contrast term.
+    color_weight: Share of the colour posterior in the unary (the rest: blurred mask).
+    chroma_sigma: Lightness scale (L units) of :func:`guided_chroma` for the contrast term;
+      0 uses the chroma as it is.
 
   Returns:
     bool [H,W] refined mask.
@@ -83,10 +124,12 @@ def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
   # Blurred superpixel mask: certain deep inside and outside, 0.5 on the superpixel boundary.
   prior = cv2.GaussianBlur(m8.astype(np.float32), (0, 0), max(band_px / 2.0, 0.5))[box]
   p_col = 0.5 if lookup is None else lookup[_lookup_index(crop)]
-  d_fg, d_bg = data_term(0.5 * p_col + 0.5 * prior)
+  d_fg, d_bg = data_term(color_weight * p_col + (1.0 - color_weight) * prior)
   d_fg = np.where(band, d_fg, np.where(sub, 0.0, _FIXED))
   d_bg = np.where(band, d_bg, np.where(sub, _FIXED, 0.0))
   lab = cv2.cvtColor(crop.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+  if chroma_sigma > 0:
+    lab = guided_chroma(lab, chroma_sigma)
   right, down = _contrast_weights(lab, weight)
   g = maxflow.Graph[float]()
   nodes = g.add_grid_nodes(sub.shape)
@@ -107,5 +150,6 @@ def refine_masks(frames: np.ndarray, masks: np.ndarray,
     return masks  # Without both colour models the pixel data term carries no information.
   lookup = color_lookup(color_models)
   band_px = int(round(config.band * frames.shape[1]))
-  return np.stack([refine_frame(f, m, lookup, band_px, config.weight)
+  return np.stack([refine_frame(f, m, lookup, band_px, config.weight, config.color_weight,
+                                config.chroma_sigma)
                    for f, m in zip(frames, masks)])

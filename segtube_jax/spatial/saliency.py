@@ -12,11 +12,15 @@ background prior (an actor rarely fills the border strip):
 
 Their product is the saliency: motion alone also fires on water or wind-blown foliage, and
 appearance alone fires on any contrasted background object; an actor has both.
+
+Saliency also decides between regions: B_o keeps only regions that hold a strongly salient
+superpixel (hysteresis), and after the graph cut a region with little saliency next to its
+frame's strongest one is dropped (a distractor that shares a colour with the actor).
 """
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from segtube_jax.spatial.superpixels import SuperpixelGraph
 
@@ -109,26 +113,105 @@ def combined_saliency(appearance: np.ndarray, motion: np.ndarray, usable: bool) 
   return appearance * motion if usable else appearance
 
 
+def _otsu(graph: SuperpixelGraph, saliency: np.ndarray, bins: int = 64) -> np.ndarray:
+  """Per-frame Otsu threshold of ``saliency``, area weighted, on [0, frame max] -> [T].
+
+  The cut of the frame's saliency histogram that maximises the between-class variance (Otsu
+  1979), for all frames at once from cumulative sums.
+  """
+  t = len(graph.offsets) - 1
+  peak = np.maximum(_frame_max(graph, saliency), 1e-12)
+  bin_of = np.minimum((saliency / peak[graph.frame] * bins).astype(np.int64), bins - 1)
+  hist = np.bincount(graph.frame.astype(np.int64) * bins + bin_of, graph.area,
+                     t * bins).reshape(t, bins)
+  centres = (np.arange(bins) + 0.5) / bins
+  w0 = np.cumsum(hist, axis=1)  # Weight and first moment of the class below each cut.
+  m0 = np.cumsum(hist * centres, axis=1)
+  total, m_total = w0[:, -1:], m0[:, -1:]
+  # Between-class variance up to a per-frame factor: (mu_T w0 - m0)^2 / (w0 w1).
+  between = (m_total * w0 - m0 * total) ** 2 / np.maximum(w0 * (total - w0), 1e-12)
+  cut = np.argmax(between[:, :-1], axis=1)
+  return (cut + 1) / bins * peak
+
+
 def adaptive_threshold(graph: SuperpixelGraph, saliency: np.ndarray, k: float,
-                       min_fraction: float, span_fraction: float) -> np.ndarray:
+                       min_fraction: float, span_fraction: float, method: str = "otsu"
+                       ) -> np.ndarray:
   """Per-frame saliency threshold -> [T].
 
-  Within a frame: max(mean + k * std, min_fraction * max), area weighted. Mean plus a multiple
-  of the deviation adapts to how peaked the frame's saliency is; the floor relative to the
-  maximum keeps a frame of uniformly low saliency from turning all foreground. Across frames:
-  never below span_fraction times the median frame threshold, so that a frame whose saliency is
-  weak overall (the actor pauses) starts with little or no foreground instead of its noise.
+  Within a frame: Otsu's threshold of the area-weighted saliency histogram (``method="otsu"``)
+  or mean + k * std (``"mean_std"``), never below min_fraction times the frame's maximum.
+  Mean plus a multiple of the deviation depends on the actor's share of the frame: for an
+  actor covering 3% of it, the threshold falls in the background's tail and lets clutter and
+  distractors into B_o. Otsu splits the two modes whatever their sizes. The floor relative to
+  the maximum keeps a frame of uniformly low saliency from turning all foreground. Across
+  frames: never below span_fraction times the median frame threshold, so that a frame whose
+  saliency is weak overall (the actor pauses) starts with little or no foreground instead of
+  its noise.
   """
-  mean = _frame_mean(graph, saliency)
-  std = np.sqrt(np.maximum(_frame_mean(graph, saliency**2) - mean**2, 0.0))
-  thr = np.maximum(mean + k * std, min_fraction * _frame_max(graph, saliency))
+  if method == "otsu":
+    thr = _otsu(graph, saliency)
+  elif method == "mean_std":
+    mean = _frame_mean(graph, saliency)
+    thr = mean + k * np.sqrt(np.maximum(_frame_mean(graph, saliency**2) - mean**2, 0.0))
+  else:
+    raise ValueError(f"threshold method {method!r}: expected 'otsu' or 'mean_std'")
+  thr = np.maximum(thr, min_fraction * _frame_max(graph, saliency))
   return np.maximum(thr, span_fraction * np.median(thr))
 
 
-def initial_labels(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray
-                   ) -> np.ndarray:
-  """Initial segmentation B_o: superpixels above their frame's threshold -> bool [N]."""
-  return (saliency > threshold[graph.frame]) & (saliency > 0)
+def _regions(graph: SuperpixelGraph, labels: np.ndarray) -> np.ndarray:
+  """Region id [N] of every superpixel: connected components of ``labels`` within each frame.
+
+  Regions follow spatial edges only, so a region never spans two frames. Superpixels labelled
+  False each form a region of their own.
+  """
+  e = graph.spatial_edges
+  e = e[labels[e[:, 0]] & labels[e[:, 1]]]
+  n = graph.num_nodes
+  adj = csr_matrix((np.ones(e.shape[0]), (e[:, 0], e[:, 1])), shape=(n, n))
+  return connected_components(adj, directed=False)[1]
+
+
+def initial_labels(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray,
+                   seed_fraction: float = 0.0) -> np.ndarray:
+  """Initial segmentation B_o: superpixels above their frame's threshold -> bool [N].
+
+  With ``seed_fraction`` > 0 the threshold is a hysteresis, as in Canny's edge detector: a
+  region above it is kept only when it holds a seed, a superpixel with at least
+  ``seed_fraction`` times its frame's maximum saliency. Patches of background clutter and slow
+  distractors pass a small actor's threshold, but they are rarely the frame's most salient
+  spot; the actor is.
+  """
+  above = (saliency > threshold[graph.frame]) & (saliency > 0)
+  if seed_fraction <= 0 or not above.any():
+    return above
+  seeds = above & (saliency >= seed_fraction * _frame_max(graph, saliency)[graph.frame])
+  region = _regions(graph, above)
+  return above & np.isin(region, region[seeds])
+
+
+def keep_salient_regions(graph: SuperpixelGraph, labels: np.ndarray, saliency: np.ndarray,
+                         fraction: float) -> np.ndarray:
+  """Drops foreground regions whose saliency mass is below ``fraction`` of their frame's best.
+
+  A region is a connected component of ``labels`` in one frame; its mass is the sum of
+  saliency times area. The colour term of Eq. (6) labels foreground anything of the actor's
+  colours, such as a distractor that shares one of them; the actor is the region that holds
+  the saliency. In a frame where no region has any saliency, all are kept.
+
+  Returns:
+    bool [N] labels with the weak regions set to background.
+  """
+  if fraction <= 0 or not labels.any():
+    return labels
+  region = _regions(graph, labels)
+  mass = np.bincount(region, np.where(labels, saliency * graph.area, 0.0))
+  frame_of = np.zeros(mass.shape[0], np.int64)
+  frame_of[region] = graph.frame
+  best = np.zeros(len(graph.offsets) - 1)
+  np.maximum.at(best, frame_of[region[labels]], mass[region[labels]])
+  return labels & (mass >= fraction * best[frame_of])[region]
 
 
 def saliency_probability(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray

@@ -6,10 +6,12 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
    to ``graph_height``, where steps 2-4 run).
 2. SLIC superpixels per frame; spatial neighbours share a boundary, temporal neighbours are
    linked along the forward flow.
-3. Initial segmentation B_o from saliency (appearance x motion, adaptive threshold), or from
-   previous masks when the alternating optimisation of Sec. 2.3 supplies them.
+3. Initial segmentation B_o from saliency (appearance x motion, per-frame Otsu threshold with
+   hysteresis), or from previous masks when the alternating optimisation of Sec. 2.3 supplies
+   them.
 4. Rounds of: fit fg/bg colour and location GMMs to the current labelling; one graph cut of
-   Eq. (5) over all superpixels of the span; stop when the labelling stops changing.
+   Eq. (5) over all superpixels of the span; stop when the labelling stops changing. Then, per
+   frame, foreground regions with little saliency next to the frame's strongest one are dropped.
 5. A pixel-level cut per frame near the superpixel boundary (optional), then upsampling.
 """
 
@@ -33,7 +35,7 @@ class SpanResult:
 
   Attributes:
     masks: bool [T,h,w] final masks at work resolution.
-    labels: bool [N] superpixel labels after the last cut.
+    labels: bool [N] superpixel labels after the last cut and the region selection.
     initial: bool [N] initial labelling B_o.
     saliency: float [N] combined saliency.
     graph: the superpixel graph.
@@ -101,8 +103,9 @@ def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
                                                 sal_cfg.min_motion * gsize[0])
   saliency = saliency_lib.combined_saliency(appearance, motion, usable)
   threshold = saliency_lib.adaptive_threshold(graph, saliency, sal_cfg.threshold_k,
-                                              sal_cfg.min_threshold, sal_cfg.span_threshold)
-  initial = saliency_lib.initial_labels(graph, saliency, threshold)
+                                              sal_cfg.min_threshold, sal_cfg.span_threshold,
+                                              sal_cfg.threshold_method)
+  initial = saliency_lib.initial_labels(graph, saliency, threshold, sal_cfg.seed_fraction)
   if init_masks is not None:
     given = graph.frame_mean(flow_lib.resize_labels(init_masks.astype(np.uint8), gsize)) > 0.5
     has_fg = np.bincount(graph.frame, given, len(graph.offsets) - 1) > 0
@@ -110,6 +113,9 @@ def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
   p_sal = saliency_lib.saliency_probability(graph, saliency, threshold)
 
   labels_fg, col_models, rounds = _alternate(graph, initial, p_sal, config)
+  # After the rounds, not inside them: dropping regions between rounds gained nothing.
+  labels_fg = saliency_lib.keep_salient_regions(graph, labels_fg, saliency,
+                                                sal_cfg.region_fraction)
   masks = flow_lib.resize_labels(labels_fg[graph.labels].astype(np.uint8), (h, w)) > 0
   if config.refine.enabled:
     masks = refine_lib.refine_masks(frames, masks, col_models, config.refine)
