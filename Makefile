@@ -27,6 +27,8 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: $(VENV)/.installed
+	$(PY) bench/train_step.py
+	$(PY) bench/temporal.py
 	$(PY) bench/segment.py
 	$(PY) bench/evaluate_speed.py
 
