@@ -24,6 +24,16 @@ from segtube_jax.models.lstm import StackedPeepholeLSTM
 Array = jax.Array
 
 
+def _trunk_features(module: nn.Module, clips: Array, train: bool) -> Array:
+  """Per-clip fc7 features [B, S, fc_dim] (float32) of the C3D trunk named 'c3d' in ``module``."""
+  flat, b, s = _clips_to_batch(clips)
+  feats = C3D(width_multiplier=module.width_multiplier, fc_dim=module.fc_dim,
+              dropout_rate=module.dropout_rate, conv_impl=module.conv_impl,
+              pool5_padding=module.pool5_padding, conv_norm=module.conv_norm, dtype=module.dtype,
+              param_dtype=module.param_dtype, name='c3d')(flat, train=train)
+  return feats.astype(jnp.float32).reshape(b, s, -1)
+
+
 def _clips_to_batch(clips: Array) -> tuple[Array, int, int]:
   if clips.ndim != 6:
     raise ConfigError(f'networks expect clips [B, S, T, H, W, C], got shape {clips.shape}')
@@ -92,12 +102,7 @@ class ClipSequenceNetwork(nn.Module):
       train: enables dropout (needs a 'dropout' rng).
       return_features: also return the per-clip fc7 activations (float32).
     """
-    flat, b, s = _clips_to_batch(clips)
-    feats = C3D(width_multiplier=self.width_multiplier, fc_dim=self.fc_dim,
-                dropout_rate=self.dropout_rate, conv_impl=self.conv_impl,
-                pool5_padding=self.pool5_padding, conv_norm=self.conv_norm, dtype=self.dtype,
-                param_dtype=self.param_dtype, name='c3d')(flat, train=train)
-    feats = feats.astype(jnp.float32).reshape(b, s, -1)
+    feats = _trunk_features(self, clips, train)
     logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
                            self.dropout_rate, self.feature_norm, self.param_dtype,
                            name='head')(feats, train=train)
@@ -131,15 +136,10 @@ class TwoHeadNetwork(nn.Module):
   def __call__(self, clips: Array, *, train: bool = False, return_features: bool = False
                ) -> tuple[Array, Array] | tuple[Array, Array, Array]:
     """(proposal_logits [B,S,2], class_logits [B,S,K+1][, fc7 features [B,S,fc_dim]])."""
-    flat, b, s = _clips_to_batch(clips)
-    feats = C3D(width_multiplier=self.width_multiplier, fc_dim=self.fc_dim,
-                dropout_rate=self.dropout_rate, conv_impl=self.conv_impl,
-                pool5_padding=self.pool5_padding, conv_norm=self.conv_norm, dtype=self.dtype,
-                param_dtype=self.param_dtype, name='c3d')(flat, train=train)
-    feats = feats.astype(jnp.float32).reshape(b, s, -1)
+    feats = _trunk_features(self, clips, train)
     head = functools.partial(_SequenceHead, lstm_features=self.lstm_features,
                              lstm_layers=self.lstm_layers, dropout_rate=self.dropout_rate,
-                             param_dtype=self.param_dtype)
+                             feature_norm=self.feature_norm, param_dtype=self.param_dtype)
     proposal = head(2, name='proposal_head')(feats, train=train)
     classification = head(self.num_classes + 1, name='classification_head')(feats, train=train)
     if return_features:
