@@ -1,4 +1,11 @@
-"""Evaluates temporal action detections.
+"""Evaluates a trained Segment-tube detector, or scores a detection file.
+
+Detector mode (the latest checkpoint of a training workdir on the test subset)::
+
+  python evaluate.py --config configs/<name>.py --workdir DIR [--config.key=value ...]
+
+writes DIR/eval/: detections.json (ActivityNet), detections.txt (THUMOS14), masks/<video>/,
+metrics.json and report.md with figures (see segtube_jax/evaluation/detector_eval.py).
 
 Scoring mode (score an existing detection file)::
 
@@ -14,8 +21,11 @@ from collections.abc import Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
+from ml_collections import config_flags
 
 from segtube_jax.errors import SegtubeError
+from segtube_jax.evaluation import detector_eval
 from segtube_jax.evaluation import score_detections
 from segtube_jax.evaluation import temporal_map
 
@@ -32,6 +42,9 @@ _SUBSET = flags.DEFINE_enum(
     "subset", "testing", list(temporal_map.DATASET_SUBSETS),
     "Ground-truth subset to score against.")
 _OUT = flags.DEFINE_string("out", None, "Optional metrics.json output path.")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (detector mode).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate (detector mode).")
 
 
 def _parse_tious(values: Sequence[str]) -> list[float]:
@@ -49,17 +62,31 @@ def _score_mode() -> None:
                                _parse_tious(_TIOU.value), _SUBSET.value, _OUT.value)
 
 
+def _detector_mode() -> None:
+  """Runs the detector of --workdir on the config's test subset and writes DIR/eval."""
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required with --config")
+  metrics = detector_eval.evaluate(_CONFIG.value, _WORKDIR.value)
+  print(detector_eval.summary_lines(metrics, _WORKDIR.value))
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  # One branch per mode; a --config/--workdir mode (evaluate a trained run) goes here too.
+  if _DETECTIONS.value and _CONFIG.value is not None:
+    raise app.UsageError("pass either --config/--workdir (detector mode) or --detections (scoring mode)")
   if _DETECTIONS.value:
     mode = _score_mode
+  elif _CONFIG.value is not None:
+    mode = _detector_mode
   else:
-    raise app.UsageError("nothing to do: pass --detections FILE --ground_truth PATH to score a "
-                         "detection file")
+    raise app.UsageError("nothing to do: pass --config CONFIG --workdir DIR to evaluate a trained run, or "
+                         "--detections FILE --ground_truth PATH to score a detection file")
   try:
     mode()
+  except detector_eval.VideosFailed as e:
+    logging.error("%s", e)
+    raise SystemExit(f"error: {e}") from None
   except SegtubeError as e:
     # Bad input is the user's to fix: a one-line message beats a traceback.
     raise SystemExit(f"error: {e}") from None

@@ -8,6 +8,7 @@ rejects keys that are not in this schema and impossible values before anything c
 import ml_collections
 
 from segtube_jax import models
+from segtube_jax import spatial
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -30,6 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.clips.seq_len = 8  # Consecutive windows per training sequence (the LSTM unroll).
   c.clips.resize = (128, 171)  # Frames resized to this before cropping (C3D recipe).
   c.clips.flip = True
+  # Per-sequence random channel permutation and colour inversion (training only): keeps a
+  # network trained from scratch on few videos from telling classes apart by colour.
+  c.clips.color_augment = False
   c.clips.mask_source = "none"  # 'none', 'dataset' (ground-truth masks) or 'folder' (mask_dir).
   c.clips.mask_dir = ""  # <mask_dir>/<video_id>/<frame>.png, e.g. the segmentation stage's output.
   c.clips.saliency_mode = "blend_mean"  # How the background is attenuated: 'multiply', 'blend_mean'.
@@ -58,4 +62,32 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.data_threads = 8
   c.data_prefetch = 4
+
+  # The detector: Eqs. (1)-(4) and the alternating optimisation of Sec. 2.3.
+  c.detector = ml_collections.ConfigDict()
+  c.detector.gamma = 0.6  # Eq. (4).
+  # 'video' (the paper: one class k' per video), 'segment' (each run of alpha_t > gamma takes
+  # its best class: several classes per video) or 'frame' (Eq. 3-4 per class). See
+  # segtube_jax/detection/localizer.py.
+  c.detector.class_assignment = "segment"
+  c.detector.min_segment_frames = 8  # Shorter runs are dropped (half the shortest window).
+  c.detector.nms_iou = 0.0  # Temporal NMS per class above this tIoU; 0 disables it.
+  c.detector.max_iterations = 3
+  c.detector.converged_mask_iou = 0.99  # Stop once segments are unchanged and masks this close.
+  # Segment whole videos at iteration 0 so that the first localization sees saliency-aware clips
+  # (B_o everywhere); costs a full-video segmentation. False: B_o only on the localized spans.
+  c.detector.initial_saliency_whole_video = False
+  c.detector.batch_size = 16  # Window sequences per network call.
+
+  c.evaluation = ml_collections.ConfigDict()
+  c.evaluation.subset = "testing"
+  c.evaluation.max_videos = 0  # 0: every video of the subset.
+  c.evaluation.tious = (0.1, 0.2, 0.3, 0.4, 0.5)
+  c.evaluation.protocol = "thumos14"  # Headline mAP protocol ('thumos14' or 'activitynet').
+  c.evaluation.st_ious = (0.2, 0.5)  # Spatio-temporal IoU thresholds of the video-mAP.
+  c.evaluation.workers = 2  # Processes for the segmentation stage.
+  c.evaluation.group_size = 8  # Videos held in memory and iterated together.
+  c.evaluation.report_videos = 3  # Videos shown in the report's alpha_t and overlay figures.
+
+  c.segmentation = spatial.default_config()
   return c

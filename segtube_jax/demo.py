@@ -1,11 +1,13 @@
 """The main job on the embedded synthetic dataset: ``make demo``.
 
-Generates the synthetic untrimmed action dataset (once: an existing dataset made with the same
-arguments is reused), prints its summary, and writes contact sheets of a few videos so a person
-can look at what the detector will be trained on. Training the networks on it is
-``python train.py --config configs/synthetic.py --workdir runs/demo`` (README).
+1. Generates the synthetic untrimmed action dataset (once: an existing dataset made with the
+   same arguments is reused), prints its summary and writes contact sheets of a few videos.
+2. Trains the networks (``configs/synthetic.py``; rerunning resumes from the checkpoints).
+3. Evaluates the detector on the testing videos and writes ``<workdir>/eval/report.md``.
 
-Usage: python -m segtube_jax.demo --workdir runs/demo [--num_videos 200 --seed 0]
+Usage: python -m segtube_jax.demo --workdir runs/demo [--num_videos 400 --seed 0]
+Equivalent to the three commands printed at each step (synthetic generator, train.py,
+evaluate.py), which accept ``--config.key=value`` overrides.
 """
 
 from __future__ import annotations
@@ -16,13 +18,22 @@ import time
 
 from absl import app, flags
 
+from configs import synthetic as synthetic_config
 from segtube_jax.data import contact_sheet, dataset as dataset_lib, synthetic
 from segtube_jax.errors import SegtubeError
+from segtube_jax.evaluation import detector_eval
+from segtube_jax.training import TrainingStopped, train_and_evaluate
+
+# The demo dataset: bigger actors than the generator's default, so that the motions that tell
+# the classes apart survive the networks' 32x32 input; shorter videos keep packing and
+# evaluation within the demo's time.
+DEMO_OPTIONS = {"actor_size": (0.18, 0.24), "min_frames": 120, "max_frames": 300, "split": (0.7, 0.15, 0.15)}
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Experiment folder; the dataset goes to <workdir>/data.")
-_NUM_VIDEOS = flags.DEFINE_integer("num_videos", 200, "Synthetic videos to generate.")
+_NUM_VIDEOS = flags.DEFINE_integer("num_videos", 400, "Synthetic videos to generate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Generator seed.")
-_SHEETS = flags.DEFINE_integer("contact_sheets", 4, "Contact sheets to write (one per video).")
+_SHEETS = flags.DEFINE_integer("contact_sheets", 2, "Contact sheets to write (one per video).")
+_DATA_ONLY = flags.DEFINE_bool("data_only", False, "Only generate the dataset and contact sheets.")
 
 
 def prepare_dataset(root: pathlib.Path, num_videos: int, seed: int) -> tuple[dict, float | None]:
@@ -30,15 +41,26 @@ def prepare_dataset(root: pathlib.Path, num_videos: int, seed: int) -> tuple[dic
   ann = root / "annotations.json"
   if ann.is_file():
     made = dataset_lib.read_annotations_json(ann).get("generator", {})
-    if made.get("num_videos") == num_videos and made.get("seed") == seed:
+    same = all(made.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in DEMO_OPTIONS.items())
+    if made.get("num_videos") == num_videos and made.get("seed") == seed and same:
       return synthetic.summarize(root), None
   t0 = time.perf_counter()
-  synthetic.generate_dataset(root, num_videos, seed, overwrite=True)
+  synthetic.generate_dataset(root, num_videos, seed, overwrite=True, **DEMO_OPTIONS)
   return synthetic.summarize(root), time.perf_counter() - t0
 
 
-def run_demo(workdir: str, num_videos: int = 200, seed: int = 0, sheets: int = 4) -> dict:
-  """Generates/reuses the dataset and writes contact sheets; returns the summary."""
+def run_demo(workdir: str, num_videos: int = 400, seed: int = 0, sheets: int = 2, data_only: bool = False,
+             config=None) -> dict:
+  """Dataset, training and evaluation; returns the summary, the validation and the test metrics.
+
+  Args:
+    workdir: the experiment folder (dataset in <workdir>/data).
+    num_videos, seed: of the generated dataset.
+    sheets: contact sheets to write.
+    data_only: stop after the dataset.
+    config: the experiment config; default ``configs/synthetic.py`` with the dataset in workdir.
+  """
+  t_start = time.perf_counter()
   workdir = pathlib.Path(workdir)
   root = workdir / "data"
   summary, seconds = prepare_dataset(root, num_videos, seed)
@@ -55,14 +77,31 @@ def run_demo(workdir: str, num_videos: int = 200, seed: int = 0, sheets: int = 4
   print(f"contact sheets ({len(written)}): {sheet_dir}/")
   for path in written:
     print(f"  {path}")
-  print("next: python train.py --config configs/synthetic.py --workdir", workdir)
-  return {"summary": summary, "contact_sheets": written}
+  if data_only:
+    print("next: python train.py --config configs/synthetic.py --workdir", workdir)
+    return {"summary": summary, "contact_sheets": written}
+  if config is None:
+    config = synthetic_config.get_config()
+    config.dataset.root = str(root)
+  print(f"training: python train.py --config configs/synthetic.py --workdir {workdir} "
+        f"--config.dataset.root={config.dataset.root}", flush=True)
+  validation = train_and_evaluate(config, workdir)
+  print("validation windows: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items()) if k.endswith("accuracy")))
+  print(f"evaluating: python evaluate.py --config configs/synthetic.py --workdir {workdir} "
+        f"--config.dataset.root={config.dataset.root}", flush=True)
+  metrics = detector_eval.evaluate(config, workdir)
+  print(detector_eval.summary_lines(metrics, workdir))
+  print(f"demo finished in {time.perf_counter() - t_start:.0f} s; report: {workdir / 'eval' / 'report.md'}")
+  return {"summary": summary, "contact_sheets": written, "validation": validation, "metrics": metrics}
 
 
 def main(argv: list[str]) -> None:
   del argv
   try:
-    run_demo(_WORKDIR.value, _NUM_VIDEOS.value, _SEED.value, _SHEETS.value)
+    run_demo(_WORKDIR.value, _NUM_VIDEOS.value, _SEED.value, _SHEETS.value, _DATA_ONLY.value)
+  except TrainingStopped as e:
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(1)
   except SegtubeError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

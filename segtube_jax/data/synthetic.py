@@ -59,6 +59,7 @@ class Options:
   fps: float = 25.0
   two_instance_prob: float = 0.5
   split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+  actor_size: tuple[float, float] = (0.10, 0.15)  # Range of the actor's semi-major axis / size.
   max_distractors: int = 3
   noise: float = 4.0  # Pixel noise standard deviation, in 0..255 levels.
   jitter: float = 0.03  # Camera jitter amplitude, as a fraction of the frame size.
@@ -86,6 +87,8 @@ class Options:
       raise ConfigError("two_instance_prob and dash_prob must be probabilities in [0, 1]")
     if len(self.split) != 3 or min(self.split) < 0 or not math.isclose(sum(self.split), 1.0):
       raise ConfigError(f"split must be 3 non-negative fractions summing to 1, got {self.split}")
+    if len(self.actor_size) != 2 or not 0.05 <= self.actor_size[0] <= self.actor_size[1] <= 0.25:
+      raise ConfigError(f"actor_size must be a range (lo, hi) with 0.05 <= lo <= hi <= 0.25, got {self.actor_size}")
     if self.max_distractors < 0 or self.noise < 0 or not 0 <= self.jitter <= 0.1:
       raise ConfigError("need max_distractors >= 0, noise >= 0 and jitter in [0, 0.1]")
     if self.frame_format not in FRAME_FORMATS:
@@ -131,7 +134,7 @@ def sample_appearance(seed: int, index: int, opts: Options) -> dict[str, Any]:
   actor_color = rng.uniform(15, 240, 3)
   while np.linalg.norm(actor_color - bg_color) < 110:  # Contrast enough to be segmentable.
     actor_color = rng.uniform(15, 240, 3)
-  a = s * rng.uniform(0.10, 0.15)  # Semi-major axis.
+  a = s * rng.uniform(*opts.actor_size)  # Semi-major axis.
   margin = a + _TRANSLATION * s + 1  # Room for the widest motion of any class.
   num_distractors = int(rng.integers(min(1, opts.max_distractors), opts.max_distractors + 1))
   return {
@@ -468,8 +471,10 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
   p.add_argument("--split", type=float, nargs=3, default=defaults.split, metavar=("TRAIN", "VAL", "TEST"))
   p.add_argument("--frame_format", choices=FRAME_FORMATS, default=defaults.frame_format)
+  p.add_argument("--actor_size", type=float, nargs=2, default=defaults.actor_size, metavar=("LO", "HI"),
+                 help="range of the actor's semi-major axis as a fraction of the frame size")
   for f in dataclasses.fields(Options):
-    if f.name not in ("split", "frame_format"):
+    if f.name not in ("split", "frame_format", "actor_size"):
       p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
   args = vars(p.parse_args(argv))
   out, num_videos, seed, overwrite = args.pop("out"), args.pop("num_videos"), args.pop("seed"), args.pop("overwrite")

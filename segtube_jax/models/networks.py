@@ -24,9 +24,22 @@ from segtube_jax.models.lstm import StackedPeepholeLSTM
 Array = jax.Array
 
 
+def frame_differences(clips: Array) -> Array:
+  """Appends temporal differences x_t - x_{t-1} (0 for the first frame) as extra channels.
+
+  [..., T, H, W, C] -> [..., T, H, W, 2C]. An RGB-difference stream in the manner of TSN
+  (Wang et al. 2016): it hands a from-scratch network the motion directly, so it cannot
+  fall back on memorising appearance when classes differ only by how things move.
+  """
+  previous = jnp.concatenate([clips[..., :1, :, :, :], clips[..., :-1, :, :, :]], axis=-4)
+  return jnp.concatenate([clips, clips - previous], axis=-1)
+
+
 def _trunk_features(module: nn.Module, clips: Array, train: bool) -> Array:
   """Per-clip fc7 features [B, S, fc_dim] (float32) of the C3D trunk named 'c3d' in ``module``."""
   flat, b, s = _clips_to_batch(clips)
+  if module.input_diff:
+    flat = frame_differences(flat)
   feats = C3D(width_multiplier=module.width_multiplier, fc_dim=module.fc_dim,
               dropout_rate=module.dropout_rate, conv_impl=module.conv_impl,
               pool5_padding=module.pool5_padding, conv_norm=module.conv_norm, dtype=module.dtype,
@@ -76,6 +89,7 @@ class ClipSequenceNetwork(nn.Module):
     lstm_features: hidden units per LSTM layer (256).
     lstm_layers: LSTM depth (2).
     dropout_rate: after fc6 and fc7 (0.5).
+    input_diff: feed the trunk RGB plus frame differences (see :func:`frame_differences`).
     param_dtype: parameter dtype.
   """
 
@@ -89,6 +103,7 @@ class ClipSequenceNetwork(nn.Module):
   pool5_padding: str = 'torch'
   conv_norm: str = 'none'
   feature_norm: bool = True
+  input_diff: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -129,6 +144,7 @@ class TwoHeadNetwork(nn.Module):
   pool5_padding: str = 'torch'
   conv_norm: str = 'none'
   feature_norm: bool = True
+  input_diff: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
 

@@ -30,9 +30,6 @@ def check_training_config(config: ml_collections.ConfigDict, num_devices: int) -
     num_devices: devices over all processes (the global batch must divide evenly).
   """
   schema = defaults.base_config()
-  schema.segmentation = config.get("segmentation", {})
-  schema.detector = config.get("detector", {})
-  schema.evaluation = config.get("evaluation", {})
   unknown = _unknown_keys(config, schema)
   if unknown:
     raise ConfigError(f"unknown config keys {unknown}; see segtube_jax/defaults.py for the schema")

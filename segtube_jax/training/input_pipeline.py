@@ -138,6 +138,10 @@ class LoadClips:
     frames = frames[:, y:y + self.crop[0], x:x + self.crop[1]]
     if flip:
       frames = frames[:, :, ::-1]
+    if self.train and rng is not None and self.cfg.color_augment:
+      frames = frames[..., rng.permutation(3)]
+      if rng.random() < 0.5:
+        frames = 255 - frames
     out = np.zeros((len(seq.starts), self.clip_len) + frames.shape[1:], np.uint8)
     for i in np.flatnonzero(seq.valid):
       length = int(seq.ends[i] - seq.starts[i])

@@ -24,8 +24,29 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
+from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import CheckpointError
+from segtube_jax.io_utils import write_json_atomic
 from segtube_jax.training import checkpointing, config_checks, input_pipeline, steps
+
+EXPERIMENT_FILE = "experiment.json"  # {"config": ..., "classes": [...]}, written by process 0.
+
+
+def load_experiment(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """The config and class names a training run saved in ``workdir``.
+
+  Raises:
+    CheckpointError: the file is missing or unreadable.
+  """
+  path = pathlib.Path(workdir) / EXPERIMENT_FILE
+  try:
+    data = json.loads(path.read_text())
+    config, classes = ml_collections.ConfigDict(data["config"]), [str(c) for c in data["classes"]]
+  except FileNotFoundError:
+    raise CheckpointError(f"{path}: not found; is {workdir} a training workdir (python train.py ... --workdir)?") from None
+  except (ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f"{path}: unreadable experiment file ({type(e).__name__}: {e})") from None
+  return config, classes
 
 
 class MetricWriter:
@@ -140,6 +161,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   batch_per_process = config.train.global_batch_size // jax.process_count()
   data_dir, name = input_pipeline.ensure_built(config, workdir)
   train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
+  if jax.process_index() == 0:
+    # What evaluate.py and detect need besides the weights: the config and the class names.
+    source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
+    write_json_atomic(workdir / EXPERIMENT_FILE, {"config": json.loads(config.to_json()), "classes": list(source.classes)})
 
   num_steps = config.train.num_steps
   state, model, schedule = steps.create_train_state(config, num_classes, steps.make_rng(config.seed), num_steps)

@@ -1,0 +1,232 @@
+"""Coarse-to-fine temporal localization of one video with trained networks (Sec. 2.1, Eqs. 1-4).
+
+Coarse: every window of both scales goes through the proposal network (flag l_fla, Eq. 1) and
+the classification network (l_spe, v_spe, Eq. 2), as sequences of ``config.clips.seq_len``
+consecutive windows of one scale, exactly as in training. Fine: frame scores alpha_t (Eq. 3)
+and frame labels (Eq. 4, gamma), then runs of labelled frames become segments.
+
+How a segment gets its class (``config.detector.class_assignment``):
+  'video'   the paper: one class k' per video (highest mean v_spe over its windows), Eq. (3)
+            sums the scores of every flagged action window, and runs of alpha_t > gamma are
+            instances of k'.
+  'segment' (default) the same class-agnostic alpha_t and runs, but each run takes the class
+            with the highest summed score inside it, so a video may hold several classes.
+  'frame'   Eq. (3) per class and Eq. (4) picks each frame's best class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from segtube_jax import clips as clips_lib
+from segtube_jax import temporal
+from segtube_jax.data import video as video_lib
+from segtube_jax.errors import ConfigError
+from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.training import steps
+
+CLASS_ASSIGNMENTS = ("video", "segment", "frame")
+_WINDOW_BUCKET = 256  # Windows are padded to a multiple of this: few compiled shapes.
+
+
+@dataclasses.dataclass
+class Localization:
+  """What the temporal stage found in one video.
+
+  Attributes:
+    alpha: float32 [T, K] per-class frame scores (Eq. 3).
+    frame_score: float32 [T] the score thresholded by Eq. (4) (class-agnostic unless 'frame').
+    segments: the detections, frames end-exclusive.
+    num_windows: windows scored.
+    flagged: windows flagged as actions by the proposal network.
+  """
+
+  alpha: np.ndarray
+  frame_score: np.ndarray
+  segments: list[DetectedSegment]
+  num_windows: int
+  flagged: int
+
+
+def check_detector_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first impossible ``config.detector`` value."""
+  d = config.detector
+  if d.class_assignment not in CLASS_ASSIGNMENTS:
+    raise ConfigError(f"config.detector.class_assignment must be one of {CLASS_ASSIGNMENTS}, got {d.class_assignment!r}")
+  if not 0.0 <= d.gamma < 1.0:
+    raise ConfigError(f"config.detector.gamma must be in [0, 1), got {d.gamma}")
+  if d.min_segment_frames < 1 or d.max_iterations < 1 or d.batch_size < 1:
+    raise ConfigError("config.detector.min_segment_frames, max_iterations and batch_size must be >= 1")
+  if not 0.0 <= d.nms_iou <= 1.0 or not 0.0 < d.converged_mask_iou <= 1.0:
+    raise ConfigError("config.detector.nms_iou must be in [0, 1] and converged_mask_iou in (0, 1]")
+
+
+def prepare_frames(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
+  """Video frames -> the stored training resolution (``config.dataset.frame_size``)."""
+  size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
+  return video_lib.resize_frames(frames, size)
+
+
+def window_clips(frames: np.ndarray, masks: np.ndarray | None, starts: np.ndarray, ends: np.ndarray,
+                 config: ml_collections.ConfigDict) -> np.ndarray:
+  """Saliency-aware, resized, centre-cropped clips uint8 [H, 16, h, w, 3], as the eval pipeline makes them.
+
+  Args:
+    frames: uint8 [T, H, W, 3] at ``config.dataset.frame_size``.
+    masks: float or bool [T, H, W] (1 = actor, frames without a mask all ones) or None.
+    starts, ends: the windows (end exclusive).
+    config: the experiment config.
+  """
+  cfg = config.clips
+  frames = clips_lib.saliency_aware(frames, masks, cfg.saliency_mode, cfg.background_weight)
+  clip_len, ch, cw = config.model.clip_shape
+  resize = tuple(cfg.resize) if cfg.resize else (ch, cw)
+  frames = video_lib.resize_frames(frames, resize)
+  y, x = (resize[0] - ch) // 2, (resize[1] - cw) // 2
+  frames = frames[:, y:y + ch, x:x + cw]
+  out = np.empty((len(starts), clip_len, ch, cw, 3), np.uint8)
+  for i, (s, e) in enumerate(zip(starts, ends)):
+    out[i] = frames[clips_lib.clip_frame_indices(int(s), int(e - s), clip_len)]
+  return out
+
+
+class Localizer:
+  """Trained networks plus Eqs. (1)-(4) for whole videos.
+
+  Args:
+    config: the experiment config (``model``, ``clips``, ``detector``).
+    params: the networks' parameters (``steps.SegtubeNetworks``).
+    classes: class names, in label order (label k + 1 is ``classes[k]``).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, params: Any, classes: list[str]):
+    check_detector_config(config)
+    self.config, self.params, self.classes = config, params, list(classes)
+    self.model = steps.SegtubeNetworks(config.model, len(classes))
+    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    self._predict = steps.make_predict_fn(self.model, dtype)
+    self._frame_stage = jax.jit(functools.partial(_frame_stage, gamma=float(config.detector.gamma),
+                                                  mode=config.detector.class_assignment),
+                                static_argnames=("num_frames",))
+
+  def window_logits(self, frames: np.ndarray, masks: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(starts [H], ends [H], proposal logits [H, 2], class logits [H, K+1]) for every window."""
+    cfg = self.config.clips
+    windows = clips_lib.enumerate_windows(len(frames), tuple(cfg.window_lengths), cfg.overlap)
+    s = cfg.seq_len
+    order = []  # Window indices laid out as sequences of s consecutive windows of one scale.
+    for scale in range(len(cfg.window_lengths)):
+      idx = windows.of_scale(scale)
+      for first in range(0, len(idx), s):
+        part = idx[first:first + s]
+        order.append(np.concatenate([part, np.full(s - len(part), -1)]))
+    if not order:
+      k = len(self.classes) + 1
+      return windows.starts, windows.ends, np.zeros((0, 2), np.float32), np.zeros((0, k), np.float32)
+    order = np.stack(order)
+    flat = order.reshape(-1)
+    real = flat >= 0
+    clips = np.zeros((flat.size,) + (self.config.model.clip_shape[0],) + tuple(self.config.model.clip_shape[1:]) + (3,),
+                     np.uint8)
+    clips[real] = window_clips(frames, masks, windows.starts[flat[real]], windows.ends[flat[real]], self.config)
+    clips = clips.reshape(order.shape + clips.shape[1:])
+    batch = self.config.detector.batch_size
+    pro, cla = [], []
+    for i in range(0, len(clips), batch):
+      part = clips[i:i + batch]
+      pad = batch - len(part)
+      if pad:
+        part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
+      p, c = jax.device_get(self._predict(self.params, part))
+      pro.append(p[:batch - pad])
+      cla.append(c[:batch - pad])
+    pro = np.concatenate(pro).reshape(-1, 2)[real]
+    cla = np.concatenate(cla).reshape(-1, len(self.classes) + 1)[real]
+    index = flat[real]
+    out_p, out_c = np.empty_like(pro), np.empty_like(cla)
+    out_p[index], out_c[index] = pro, cla
+    return windows.starts, windows.ends, out_p, out_c
+
+  def localize(self, frames: np.ndarray, masks: np.ndarray | None = None, fps: float = 25.0) -> Localization:
+    """Detections in one video.
+
+    Args:
+      frames: uint8 [T, H, W, 3] at ``config.dataset.frame_size`` (see :func:`prepare_frames`).
+      masks: optional actor masks [T, H, W] for saliency-aware clips (all ones where unknown).
+      fps: frame rate, for the detections' times.
+    """
+    num_frames = len(frames)
+    starts, ends, pro, cla = self.window_logits(frames, masks)
+    k = len(self.classes)
+    if len(starts) == 0:
+      return Localization(np.zeros((num_frames, k), np.float32), np.zeros(num_frames, np.float32), [], 0, 0)
+    starts_p, ends_p, valid = temporal.pad_windows(starts, ends, bucket=_WINDOW_BUCKET)
+    pad = len(starts_p) - len(starts)
+    pro_p = np.concatenate([pro, np.zeros((pad, 2), pro.dtype)])
+    cla_p = np.concatenate([cla, np.zeros((pad, k + 1), cla.dtype)])
+    alpha, frame_score, labels = jax.device_get(
+        self._frame_stage(starts_p, ends_p, pro_p, cla_p, valid, num_frames=num_frames))
+    segments = self._segments(np.asarray(labels), np.asarray(alpha), np.asarray(frame_score), fps)
+    flagged = int((pro[:, 1] > pro[:, 0]).sum())
+    return Localization(np.asarray(alpha), np.asarray(frame_score), segments, len(starts), flagged)
+
+  def _segments(self, labels: np.ndarray, alpha: np.ndarray, frame_score: np.ndarray, fps: float
+                ) -> list[DetectedSegment]:
+    d = self.config.detector
+    out = []
+    for seg in temporal.extract_segments(labels, alpha, min_length=d.min_segment_frames):
+      if d.class_assignment == "segment":
+        # The run's class: the highest summed score inside it, the paper's video-level rule
+        # applied per run. Its score: the run's mean alpha_t times the share of that class.
+        totals = alpha[seg.start:seg.end].sum(axis=0)
+        label = int(np.argmax(totals))
+        share = float(totals[label] / max(totals.sum(), 1e-12))
+        score = float(frame_score[seg.start:seg.end].mean()) * share
+      elif d.class_assignment == "video":
+        label, score = seg.label - 1, float(frame_score[seg.start:seg.end].mean())
+      else:
+        label, score = seg.label - 1, seg.score
+      out.append(DetectedSegment(self.classes[label], label, int(seg.start), int(seg.end), score, fps))
+    if d.nms_iou > 0:
+      out = _nms(out, d.nms_iou)
+    return out
+
+
+def _frame_stage(starts, ends, pro, cla, valid, *, num_frames: int, gamma: float, mode: str):
+  """Window scores (Eqs. 1-2), alpha_t (Eq. 3) and frame labels (Eq. 4): one compiled function."""
+  scores = temporal.window_scores(pro, cla, valid)
+  alpha = temporal.aggregate_frame_scores(starts, ends, scores, num_frames)
+  if mode == "frame":
+    labels = temporal.frame_labels(alpha, gamma)
+    frame_score = alpha.max(axis=-1)
+  else:
+    # Each window's score sits in one column: the row sum is Eq. (3) over every flagged window.
+    frame_score = alpha.sum(axis=-1)
+    if mode == "video":
+      k = temporal.video_class(scores)
+      labels = jnp.where(frame_score > gamma, k, 0).astype(jnp.int32)
+    else:
+      labels = (frame_score > gamma).astype(jnp.int32)
+  return alpha, frame_score, labels
+
+
+def _nms(segments: list[DetectedSegment], iou: float) -> list[DetectedSegment]:
+  """Greedy temporal NMS per class."""
+  keep: list[DetectedSegment] = []
+  for seg in sorted(segments, key=lambda s: -s.score):
+    if all(k.class_index != seg.class_index or _tiou(k, seg) <= iou for k in keep):
+      keep.append(seg)
+  return sorted(keep, key=lambda s: s.start_frame)
+
+
+def _tiou(a: DetectedSegment, b: DetectedSegment) -> float:
+  inter = max(0, min(a.end_frame, b.end_frame) - max(a.start_frame, b.start_frame))
+  return inter / (a.num_frames + b.num_frames - inter)

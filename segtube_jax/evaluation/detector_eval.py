@@ -1,0 +1,244 @@
+"""``evaluate.py --config --workdir``: the detector on a test subset, official metrics, a report.
+
+Runs the alternating optimisation (segtube_jax.detection) with the latest checkpoint of the
+workdir on every video of ``config.evaluation.subset`` and writes ``<workdir>/eval/``:
+
+- ``detections.json`` (ActivityNet format) and ``detections.txt`` (THUMOS14 format);
+- ``masks/<video_id>/<frame:06d>.png``: the actor masks of the localized frames;
+- ``metrics.json``: temporal mAP (THUMOS14 and ActivityNet protocols), mask IoU / J / F
+  (Table 3), the spatio-temporal video-mAP, iterations, timings, and any per-video error;
+- ``report.md`` with figures.
+
+A video that cannot be read is reported by name (console and metrics.json) and the others are
+still processed; :func:`evaluate` then raises :class:`VideosFailed` after writing everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shutil
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from segtube_jax.data import dataset as dataset_lib
+from segtube_jax.detection import alternating, localizer as localizer_lib
+from segtube_jax.errors import CheckpointError, ConfigError, SegtubeError
+from segtube_jax.evaluation import detection_files, detection_writers, report, score_detections
+from segtube_jax.evaluation import segmentation_metrics, spatiotemporal
+from segtube_jax.io_utils import write_json_atomic
+from segtube_jax.training import checkpointing
+
+
+class VideosFailed(SegtubeError):
+  """Some videos could not be processed; the rest were written and scored."""
+
+
+def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike, classes: list[str]
+                   ) -> tuple[localizer_lib.Localizer, int]:
+  """The networks of the latest checkpoint in ``workdir`` with Eqs. (1)-(4); returns (localizer, step)."""
+  try:
+    step, params = checkpointing.latest_params(workdir)
+  except FileNotFoundError as e:
+    raise CheckpointError(f"{workdir}: no checkpoint to evaluate ({e}); train first: "
+                          f"python train.py --config ... --workdir {workdir}") from None
+  return localizer_lib.Localizer(config, params, classes), step
+
+
+def write_masks(folder: pathlib.Path, masks: np.ndarray, present: np.ndarray) -> int:
+  """One PNG (0/255) per frame that has a mask; returns how many were written."""
+  folder.mkdir(parents=True, exist_ok=True)
+  frames = np.flatnonzero(present)
+  for t in frames:
+    tmp = folder / f".{t:06d}.png.tmp"
+    Image.fromarray(masks[t].astype(np.uint8) * 255).save(tmp, format="PNG")
+    os.replace(tmp, folder / f"{t:06d}.png")
+  return len(frames)
+
+
+def _read_video(ds: dataset_lib.Dataset, video_id: str) -> tuple[np.ndarray, float]:
+  info = ds.videos[video_id]
+  reader = ds.open_frames(video_id)
+  frames = reader.read(0, None) if hasattr(reader, "read") else np.stack(list(reader))
+  if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+    raise SegtubeError(f"{video_id}: decoded frames have shape {frames.shape}, expected [T, H, W, 3] with T > 0")
+  return frames, float(info.fps or 25.0)
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Runs the detector on ``config.evaluation.subset`` and writes ``<workdir>/eval``; returns the metrics.
+
+  Raises:
+    CheckpointError: the workdir has no checkpoint.
+    ConfigError, DatasetError: bad config or dataset.
+    VideosFailed: after writing everything, when some videos could not be processed.
+  """
+  t_start = time.perf_counter()
+  ev = config.evaluation
+  if ev.protocol not in ("thumos14", "activitynet"):
+    raise ConfigError(f"config.evaluation.protocol must be 'thumos14' or 'activitynet', got {ev.protocol!r}")
+  if ev.workers < 1 or ev.group_size < 1 or ev.max_videos < 0:
+    raise ConfigError("config.evaluation.workers and group_size must be >= 1, max_videos >= 0")
+  workdir = pathlib.Path(workdir)
+  ds = dataset_lib.load_dataset(config.dataset.root)
+  videos = ds.subset(ev.subset)
+  if ev.max_videos:
+    videos = videos[:ev.max_videos]
+  if not videos:
+    raise ConfigError(f"config.evaluation.subset={ev.subset!r}: {config.dataset.root} has no such video")
+  localizer, step = load_localizer(config, workdir, ds.classes)
+  out = workdir / "eval"
+  is_main = jax.process_index() == 0
+  mask_dir = out / "masks"
+  if is_main:
+    shutil.rmtree(mask_dir, ignore_errors=True)  # Stale masks of an earlier run would be scored.
+    mask_dir.mkdir(parents=True, exist_ok=True)
+
+  results: dict[str, list[detection_writers.DetectedSegment]] = {}
+  errors: dict[str, str] = {}
+  states: dict[str, alternating.VideoState] = {}
+  examples = set(v.video_id for v in videos[:ev.report_videos])
+  kept: dict[str, alternating.VideoState] = {}
+  t_detect = time.perf_counter()
+  for first in range(0, len(videos), ev.group_size):
+    group = []
+    for info in videos[first:first + ev.group_size]:
+      try:
+        frames, fps = _read_video(ds, info.video_id)
+      except Exception as e:  # pylint: disable=broad-except
+        errors[info.video_id] = f"{type(e).__name__}: {e}"
+        logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
+        continue
+      group.append(alternating.VideoState(info.video_id, frames, fps))
+    alternating.run_alternating(group, localizer, config, workers=ev.workers, log=logging.info)
+    for v in group:
+      results[v.video_id] = v.segments
+      if is_main:
+        write_masks(mask_dir / v.video_id, v.masks, v.present)
+      states[v.video_id] = alternating.VideoState(v.video_id, np.empty((0,)), v.fps, localization=v.localization,
+                                                  iterations=v.iterations, converged=v.converged)
+      if v.video_id in examples:
+        kept[v.video_id] = v
+  detect_seconds = time.perf_counter() - t_detect
+  metrics = _score(config, ds, videos, results, states, errors, mask_dir)
+  metrics.update(checkpoint_step=step, num_videos=len(videos),
+                 timings={"detect_seconds": round(detect_seconds, 2),
+                          "seconds_per_video": round(detect_seconds / max(len(states), 1), 3)})
+  if is_main:
+    detection_writers.write_activitynet_json(results, out / "detections.json")
+    detection_writers.write_thumos14_txt(results, out / "detections.txt", ds.classes)
+    metrics["timings"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json_atomic(out / "metrics.json", metrics)
+    _write_report(out, config, ds, metrics, results, kept)
+  if errors:
+    raise VideosFailed(f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): "
+                       + "; ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
+  return metrics
+
+
+def _score(config, ds, videos, results, states, errors, mask_dir) -> dict[str, Any]:
+  ev = config.evaluation
+  ok = [v for v in videos if v.video_id in states]
+  data = dataset_lib.read_annotations_json(ds.root / "annotations.json")
+  gt = detection_files.ground_truth_from_dataset(
+      {"classes": ds.classes, "database": {v.video_id: data["database"][v.video_id] for v in ok}},
+      ev.subset, str(ds.root / "annotations.json"))
+  dets = detection_writers.as_detections(results, ds.classes)
+  temporal = {p: score_detections.score_detection_file(dets, gt, p, tuple(ev.tious)) for p in ("thumos14", "activitynet")}
+  gt_frames = {v.video_id: [(i.label, *i.frame_span(v.fps or 25.0)) for i in v.annotations] for v in ok}
+  video_class = {v.video_id: (v.annotations[0].label if v.annotations else "none") for v in ok}
+  gt_dir = ds.root / "masks"
+  with_masks = [v.video_id for v in ok if (gt_dir / v.video_id).is_dir()]
+  segmentation = (segmentation_metrics.evaluate_mask_folders(mask_dir, gt_dir, with_masks, video_class)
+                  if with_masks else None)
+  st = None
+  if with_masks:
+    frame_iou = segmentation_metrics.frame_iou_maps(mask_dir, gt_dir, with_masks)
+    st = spatiotemporal.video_map({k: results[k] for k in with_masks}, {k: gt_frames[k] for k in with_masks},
+                                  frame_iou, tuple(ev.st_ious), classes=ds.classes)
+  iterations = {vid: s.iterations for vid, s in states.items()}
+  return {"protocol": ev.protocol, "temporal": temporal[ev.protocol], "temporal_by_protocol": temporal,
+          "segmentation": segmentation, "spatiotemporal": st, "iterations": iterations,
+          "loop": _loop_summary(states), "errors": errors}
+
+
+def _loop_summary(states: dict[str, alternating.VideoState]) -> dict[str, Any]:
+  counts = [len(s.iterations) for s in states.values()]
+  return {"mean_iterations": float(np.mean(counts)) if counts else None,
+          "max_iterations": int(max(counts)) if counts else None,
+          "converged_videos": int(sum(s.converged for s in states.values())), "videos": len(states)}
+
+
+def _write_report(out: pathlib.Path, config, ds, metrics, results, kept) -> None:
+  tiou = 0.5
+  temporal = metrics["temporal"]
+  key = score_detections.tiou_key(tiou)
+  per_class_ap = {c: (temporal.get("AP_per_class", {}).get(key, {}) or {}).get(c) for c in ds.classes}
+  data = dataset_lib.read_annotations_json(ds.root / "annotations.json")
+  gt = detection_files.ground_truth_from_dataset(
+      {"classes": ds.classes, "database": {k: data["database"][k] for k in metrics["iterations"]}},
+      config.evaluation.subset)
+  curves = report.pr_curves(gt, detection_writers.as_detections(results, ds.classes), tiou)
+  alpha_examples, overlays = [], []
+  for vid, v in kept.items():
+    info = ds.videos[vid]
+    gt_segments = [(i.label, *i.frame_span(v.fps)) for i in info.annotations]
+    alpha_examples.append({"video_id": vid, "alpha": v.localization.alpha, "classes": ds.classes,
+                           "gamma": config.detector.gamma, "gt_segments": gt_segments, "detections": v.segments})
+    frames_ids = np.flatnonzero(v.present)
+    if frames_ids.size:
+      gt_reader = ds.masks(vid)
+      gt_masks = None
+      if gt_reader is not None:
+        gt_masks = np.stack([_gt_mask(gt_reader, int(t), v.masks.shape[1:]) for t in frames_ids])
+      label = v.segments[0].label if v.segments else ""
+      overlays.append({"video_id": vid, "frames": v.frames[frames_ids], "masks": v.masks[frames_ids],
+                       "gt_masks": gt_masks, "frame_ids": [int(t) for t in frames_ids], "label": label})
+  iterations = []
+  for it in range(max((len(x) for x in metrics["iterations"].values()), default=0)):
+    rows = [x[it] for x in metrics["iterations"].values() if len(x) > it]
+    changes = [r["mask_change"] for r in rows if r["mask_change"] is not None]
+    iterations.append({"iteration": it, "num_segments": int(sum(r["num_segments"] for r in rows)),
+                       "mask_change": float(np.mean(changes)) if changes else None,
+                       "seconds": float(sum(r["localize_seconds"] + r["segment_seconds"] for r in rows)),
+                       "map_at_05": None, "mask_iou": None})
+  report.write_report(out, metrics=metrics, per_class_ap=per_class_ap, pr_curves=curves,
+                      alpha_examples=alpha_examples, overlay_examples=overlays, iterations=iterations, tiou=tiou)
+
+
+def _gt_mask(reader, frame: int, shape) -> np.ndarray:
+  try:
+    masks, present = reader.read(frame, frame + 1)
+  except Exception:  # pylint: disable=broad-except
+    return np.zeros(shape, bool)
+  return masks[0] if present[0] else np.zeros(shape, bool)
+
+
+def summary_lines(metrics: dict[str, Any], workdir: str | os.PathLike) -> str:
+  """A few console lines: mAP per tIoU, mask quality, loop and where the report is."""
+  t = metrics["temporal"]
+  lines = [f"detector evaluation of {workdir} (checkpoint step {metrics['checkpoint_step']}, "
+           f"{metrics['num_videos']} videos, protocol {t.get('protocol', metrics['protocol'])})",
+           "  mAP: " + ", ".join(f"tIoU {a:g}: {m * 100:.2f}" if m is not None else f"tIoU {a:g}: -"
+                                 for a, m in zip(t["tiou"], t["mAP"]))]
+  seg = metrics.get("segmentation")
+  if seg:
+    m = seg["mean"]
+    lines.append(f"  masks: IoU {m['iou']:.4f}, J {m['J']:.4f}, F {m['F']:.4f} (frames with ground truth)")
+  st = metrics.get("spatiotemporal")
+  if st:
+    lines.append("  video-mAP: " + ", ".join(f"ST-IoU {a:g}: {m * 100:.2f}" for a, m in zip(st["thresholds"], st["mAP"])))
+  loop = metrics["loop"]
+  lines.append(f"  alternating loop: mean {loop['mean_iterations']:.2f} iterations, "
+               f"{loop['converged_videos']}/{loop['videos']} videos converged")
+  lines.append(f"  time: {metrics['timings']['detect_seconds']:.1f} s detecting")
+  lines.append(f"  report: {pathlib.Path(workdir) / 'eval' / 'report.md'}")
+  if metrics.get("errors"):
+    lines.append(f"  FAILED videos: {sorted(metrics['errors'])}")
+  return "\n".join(lines)
