@@ -50,6 +50,7 @@ def tiny_training_config(root, **overrides):
   c.model.fc_dim = 32
   c.model.lstm_features = 8
   c.model.clip_shape = (16, 16, 16)
+  c.model.shared_trunk = False  # The paper's two networks; shared-trunk tests override it.
   c.train.global_batch_size = 2
   c.train.num_steps = 1
   c.train.log_every = 1

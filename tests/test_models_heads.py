@@ -13,6 +13,7 @@ from segtube_jax.models import (ClassificationNetwork, ClipSequenceNetwork, Prop
                                 build_proposal_network, build_two_head_network,
                                 default_model_config, flag_labels, input_shape,
                                 specific_labels, tiny_model_config, validate_model_config)
+from segtube_jax.models.networks import frame_differences
 
 # Smallest sensible trunk for CPU tests: widths 4..32, fc 16, 16x16x16 clips.
 SMALL = dict(width_multiplier=1 / 16, fc_dim=16, lstm_features=8)
@@ -76,6 +77,41 @@ def test_proposal_network_and_two_head_network(clips):
   assert set(params) == {'c3d', 'proposal_head', 'classification_head'}
   pro, cla, feats = two.apply({'params': params}, clips, return_features=True)
   assert pro.shape == (B, S, 2) and cla.shape == (B, S, 4) and feats.shape == (B, S, 16)
+
+
+def test_frame_differences():
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 3, 4, 5, 5, 3)), jnp.float32)
+  out = frame_differences(x)
+  assert out.shape == (2, 3, 4, 5, 5, 6)
+  np.testing.assert_array_equal(out[..., :3], x)
+  np.testing.assert_array_equal(out[..., 0, :, :, 3:], 0.0)  # No previous frame: 0.
+  np.testing.assert_allclose(out[..., 1:, :, :, 3:], x[..., 1:, :, :, :] - x[..., :-1, :, :, :], atol=1e-6)
+  static = jnp.broadcast_to(x[..., :1, :, :, :], x.shape)
+  np.testing.assert_array_equal(frame_differences(static)[..., 3:], 0.0)
+
+
+def test_input_diff_feeds_rgb_and_differences_to_conv1(clips):
+  plain = ClipSequenceNetwork(num_outputs=3, **SMALL)
+  diff = ClipSequenceNetwork(num_outputs=3, input_diff=True, **SMALL)
+  params = jax.jit(diff.init)(_key(0), clips)
+  kernel = params['params']['c3d']['conv1']['kernel']
+  assert kernel.shape[-2] == 6
+  assert jax.eval_shape(plain.init, _key(0), clips)['params']['c3d']['conv1']['kernel'].shape[-2] == 3
+  # With the difference channels' weights zeroed, the network is the RGB network with the RGB weights.
+  rgb_only = jax.tree.map(lambda x: x, params)
+  rgb_only['params']['c3d']['conv1']['kernel'] = kernel.at[..., 3:, :].set(0.0)
+  rgb = jax.tree.map(lambda x: x, params)
+  rgb['params']['c3d']['conv1']['kernel'] = kernel[..., :3, :]
+  np.testing.assert_allclose(diff.apply(rgb_only, clips), plain.apply(rgb, clips), rtol=1e-5, atol=1e-5)
+  # ... and with them, the output depends on the motion.
+  assert not np.allclose(diff.apply(params, clips), plain.apply(rgb, clips), atol=1e-4)
+  cfg = tiny_model_config()
+  cfg.input_diff = True
+  assert build_model(cfg, 2).input_diff
+  cfg = cfg.to_dict()
+  cfg['input_diff'] = 'yes'
+  with pytest.raises(ConfigError, match='model.input_diff must be a bool'):
+    build_model(cfg, 2)
 
 
 def test_networks_reject_unbatched_clips(clips):

@@ -149,6 +149,9 @@ def test_class_motions_are_strong_and_idling_is_calm():
     (dict(min_instance=50, max_instance=40), "min_instance"),
     (dict(split=(0.5, 0.2, 0.2)), "split"),
     (dict(frame_format="gif"), "frame_format"),
+    (dict(actor_size=(0.2, 0.1)), "actor_size must be a range"),
+    (dict(actor_size=(0.01, 0.1)), "actor_size must be a range"),
+    (dict(actor_size=(0.1, 0.3)), "actor_size must be a range"),
     (dict(colour="red"), "unknown"),
 ])
 def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, message):
@@ -181,3 +184,23 @@ def test_frame_folders_and_cli(tmp_path, capsys):
   assert data["generator"]["seed"] == 0 and data["version"] == synthetic.VERSION
   assert synthetic.main(["--out", str(tmp_path / "bad"), "--num_videos", "1", "--size", "20"]) == 2
   assert "size must be" in capsys.readouterr().err
+
+
+def test_actor_size_sets_the_actor_scale(tmp_path, capsys):
+  short = dict(size=32, min_frames=40, max_frames=40, min_instance=24, max_instance=24)
+  areas = {}
+  for lo, hi in ((0.05, 0.06), (0.22, 0.25)):
+    opts = synthetic.Options(actor_size=(lo, hi), **short)
+    axes = [synthetic.sample_appearance(0, i, opts)["a"] / opts.size for i in range(20)]
+    assert lo <= min(axes) and max(axes) <= hi
+    _, masks = synthetic.render_video(synthetic.plan_video(0, 1, "training", 0, opts), opts)
+    areas[lo] = masks.sum(axis=(1, 2)).mean()
+  assert areas[0.22] > 8 * areas[0.05]  # Area grows with the square of the size.
+  out = tmp_path / "big"
+  args = ["--out", str(out), "--num_videos", "1", "--workers", "1", "--actor_size", "0.2", "0.22"]
+  for key, value in short.items():
+    args += [f"--{key}", str(value)]
+  assert synthetic.main(args) == 0
+  assert json.loads((out / "annotations.json").read_text())["generator"]["actor_size"] == [0.2, 0.22]
+  assert synthetic.main(["--out", str(tmp_path / "bad"), "--num_videos", "1", "--actor_size", "0.3", "0.2"]) == 2
+  assert "actor_size must be a range" in capsys.readouterr().err

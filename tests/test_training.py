@@ -1,5 +1,6 @@
 """Tests of segtube_jax.training: end-to-end train_and_evaluate, exact resume, pmap, errors."""
 
+import itertools
 import json
 import os
 import signal
@@ -12,8 +13,9 @@ import jax
 import numpy as np
 import pytest
 
+from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import ConfigError, DatasetError
-from segtube_jax.training import NonFiniteLossError, TrainingStopped, checkpointing, train_and_evaluate
+from segtube_jax.training import NonFiniteLossError, TrainingStopped, checkpointing, input_pipeline, train_and_evaluate
 from tests.conftest import PROJECT_ROOT, tiny_training_config
 
 
@@ -156,16 +158,8 @@ def test_pmap_two_devices_equals_one(tmp_path):
 
 def _cli_overrides(config) -> list[str]:
   """--config.key=value flags reproducing the tiny test config on the command line."""
-  flat = {
-      "dataset.root": config.dataset.root, "dataset.tfds_dir": config.dataset.tfds_dir,
-      "dataset.frame_size": config.dataset.frame_size, "clips.resize": config.clips.resize,
-      "clips.seq_len": config.clips.seq_len, "model.width_multiplier": config.model.width_multiplier,
-      "model.fc_dim": config.model.fc_dim, "model.lstm_features": config.model.lstm_features,
-      "model.clip_shape": config.model.clip_shape, "train.global_batch_size": config.train.global_batch_size,
-      "train.num_steps": config.train.num_steps, "train.checkpoint_every": config.train.checkpoint_every,
-      "train.log_every": config.train.log_every, "optimizer.warmup_steps": 0, "data_threads": 0,
-  }
-  return [f"--config.{k}={tuple(v) if isinstance(v, (tuple, list)) else v}" for k, v in flat.items()]
+  from tests.detector_testing import cli_overrides  # pylint: disable=import-outside-toplevel
+  return cli_overrides(config)
 
 
 @pytest.mark.slow
@@ -189,3 +183,28 @@ def test_cli_killed_after_checkpoint_resumes_and_finishes(tiny_synthetic, tmp_pa
   a, _ = _params(tmp_path / "straight")
   b, _ = _params(tmp_path / "w")
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_color_augment_permutes_or_inverts_the_channels_of_training_clips_only(tiny_synthetic, tmp_path):
+  config = tiny_training_config(tiny_synthetic)
+  source = chunk_pipeline.open_chunk_source(*input_pipeline.ensure_built(config, tmp_path), "training")
+  seq = input_pipeline.build_sequences(source, config.clips, balance_seed=None)[3]
+  shape = tuple(config.model.clip_shape)
+  plain_cfg, augment_cfg = config.clips.copy_and_resolve_references(), config.clips.copy_and_resolve_references()
+  plain_cfg.color_augment, augment_cfg.color_augment = False, True
+  plain = input_pipeline.LoadClips(source, plain_cfg, shape, train=True)
+  augment = input_pipeline.LoadClips(source, augment_cfg, shape, train=True)
+  seen = set()
+  for seed in range(12):
+    # The same seed crops the same way; augmentation then recolours the whole sequence at once.
+    base = plain(seq, np.random.default_rng(seed))["clips"]
+    out = augment(seq, np.random.default_rng(seed))["clips"]
+    valid = seq.valid
+    matches = [(p, inv) for p in itertools.permutations(range(3)) for inv in (False, True)
+               if np.array_equal(out[valid], (255 - base[valid][..., list(p)]) if inv else base[valid][..., list(p)])]
+    assert len(matches) == 1, seed
+    seen.add(matches[0])
+  assert len(seen) >= 4 and any(inv for _, inv in seen) and any(not inv for _, inv in seen)
+  evaluation = input_pipeline.LoadClips(source, augment_cfg, shape, train=False)  # Never recoloured.
+  np.testing.assert_array_equal(evaluation(seq)["clips"],
+                                input_pipeline.LoadClips(source, plain_cfg, shape, train=False)(seq)["clips"])

@@ -45,8 +45,10 @@ def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike
   """The networks of the latest checkpoint in ``workdir`` with Eqs. (1)-(4); returns (localizer, step)."""
   try:
     step, params = checkpointing.latest_params(workdir)
-  except FileNotFoundError as e:
-    raise CheckpointError(f"{workdir}: no checkpoint to evaluate ({e}); train first: "
+  except (FileNotFoundError, CheckpointError) as e:
+    # latest_params words its errors for config.init_from; here the workdir is what was asked for.
+    reason = str(e).removeprefix("config.init_from: ")
+    raise CheckpointError(f"{workdir}: no usable checkpoint to evaluate ({reason}); train first: "
                           f"python train.py --config ... --workdir {workdir}") from None
   return localizer_lib.Localizer(config, params, classes), step
 
@@ -86,12 +88,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   if ev.workers < 1 or ev.group_size < 1 or ev.max_videos < 0:
     raise ConfigError("config.evaluation.workers and group_size must be >= 1, max_videos >= 0")
   workdir = pathlib.Path(workdir)
-  ds = dataset_lib.load_dataset(config.dataset.root)
+  # Media are checked per video below: one unreadable file fails its video, not the evaluation.
+  ds = dataset_lib.load_dataset(config.dataset.root, check_media=False)
   videos = ds.subset(ev.subset)
   if ev.max_videos:
     videos = videos[:ev.max_videos]
   if not videos:
     raise ConfigError(f"config.evaluation.subset={ev.subset!r}: {config.dataset.root} has no such video")
+  errors: dict[str, str] = {}
+  for i, info in enumerate(videos):
+    filled, problems = dataset_lib._fill_from_media(ds.root, info)  # pylint: disable=protected-access
+    ds.videos[info.video_id] = videos[i] = filled
+    if problems:
+      errors[info.video_id] = "DatasetError: " + "; ".join(problems)
+      logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
   localizer, step = load_localizer(config, workdir, ds.classes)
   out = workdir / "eval"
   is_main = jax.process_index() == 0
@@ -101,7 +111,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
     mask_dir.mkdir(parents=True, exist_ok=True)
 
   results: dict[str, list[detection_writers.DetectedSegment]] = {}
-  errors: dict[str, str] = {}
   states: dict[str, alternating.VideoState] = {}
   examples = set(v.video_id for v in videos[:ev.report_videos])
   kept: dict[str, alternating.VideoState] = {}
@@ -109,6 +118,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   for first in range(0, len(videos), ev.group_size):
     group = []
     for info in videos[first:first + ev.group_size]:
+      if info.video_id in errors:
+        continue
       try:
         frames, fps = _read_video(ds, info.video_id)
       except Exception as e:  # pylint: disable=broad-except
@@ -126,6 +137,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
       if v.video_id in examples:
         kept[v.video_id] = v
   detect_seconds = time.perf_counter() - t_detect
+  failed = "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+  if not states:  # Nothing to score (the ground truth of no video is an error of its own).
+    raise VideosFailed(f"all {len(videos)} video(s) failed, nothing was scored: {failed}")
   metrics = _score(config, ds, videos, results, states, errors, mask_dir)
   metrics.update(checkpoint_step=step, num_videos=len(videos),
                  timings={"detect_seconds": round(detect_seconds, 2),
@@ -137,8 +151,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
     write_json_atomic(out / "metrics.json", metrics)
     _write_report(out, config, ds, metrics, results, kept)
   if errors:
-    raise VideosFailed(f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): "
-                       + "; ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
+    raise VideosFailed(f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): {failed}")
   return metrics
 
 

@@ -42,6 +42,8 @@ def default_model_config() -> ml_collections.ConfigDict:
       saturate the LSTM gates and the networks collapse to a constant prediction.
     input_diff: append frame differences to the RGB input (6 input channels to conv1), see
       ``networks.frame_differences``. Not compatible with Sports-1M C3D weights.
+    feature_skip: add a linear path from the (normalised) fc7 feature to the logits beside
+      the LSTM's (see ``networks._SequenceHead``); False is the paper's head.
   """
   cfg = ml_collections.ConfigDict()
   cfg.width_multiplier = 1.0
@@ -58,6 +60,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   cfg.feature_norm = True
   cfg.conv_norm = 'none'
   cfg.input_diff = False
+  cfg.feature_skip = False
   return cfg
 
 
@@ -118,7 +121,7 @@ def validate_model_config(cfg: Mapping[str, Any]) -> None:
     c3d_pool5_shape(shape, cfg['pool5_padding'])
   except ConfigError as e:
     raise ConfigError(f'model.clip_shape: {e}') from None
-  for key in ('shared_trunk', 'feature_norm', 'input_diff'):
+  for key in ('shared_trunk', 'feature_norm', 'input_diff', 'feature_skip'):
     if not isinstance(cfg[key], bool):
       raise ConfigError(f'model.{key} must be a bool, got {cfg[key]!r}')
 
@@ -129,7 +132,7 @@ def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
               lstm_features=cfg['lstm_features'], lstm_layers=cfg['lstm_layers'],
               dropout_rate=float(cfg['dropout_rate']), conv_impl=cfg['conv_impl'],
               pool5_padding=cfg['pool5_padding'], feature_norm=cfg['feature_norm'],
-              input_diff=cfg['input_diff'],
+              input_diff=cfg['input_diff'], feature_skip=cfg['feature_skip'],
               conv_norm=cfg['conv_norm'],
               dtype=None if cfg['dtype'] == 'float32' else DTYPES[cfg['dtype']])
 

@@ -62,6 +62,7 @@ class _SequenceHead(nn.Module):
   lstm_layers: int
   dropout_rate: float
   feature_norm: bool = True
+  feature_skip: bool = False
   param_dtype: Any = jnp.float32
 
   @nn.compact
@@ -72,9 +73,15 @@ class _SequenceHead(nn.Module):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
     # The recurrence and logits stay float32 even with a bfloat16 trunk: they are cheap and
     # rounding would accumulate over the sequence.
-    x = StackedPeepholeLSTM(self.lstm_features, self.lstm_layers,
+    h = StackedPeepholeLSTM(self.lstm_features, self.lstm_layers,
                             param_dtype=self.param_dtype, name='lstm')(x.astype(jnp.float32))
-    return nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name='logits')(x)
+    logits = nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name='logits')(h)
+    if self.feature_skip:
+      # A linear path from the clip feature to the logits, beside the LSTM's: trained from
+      # scratch, gated LSTM outputs start near zero and the whole network learned slowly or
+      # not at all on CPU budgets; with the skip the LSTM only has to add temporal context.
+      logits = logits + nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name='skip_logits')(x)
+    return logits
 
 
 class ClipSequenceNetwork(nn.Module):
@@ -104,6 +111,7 @@ class ClipSequenceNetwork(nn.Module):
   conv_norm: str = 'none'
   feature_norm: bool = True
   input_diff: bool = False
+  feature_skip: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -119,7 +127,7 @@ class ClipSequenceNetwork(nn.Module):
     """
     feats = _trunk_features(self, clips, train)
     logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
-                           self.dropout_rate, self.feature_norm, self.param_dtype,
+                           self.dropout_rate, self.feature_norm, self.feature_skip, self.param_dtype,
                            name='head')(feats, train=train)
     return (logits, feats) if return_features else logits
 
@@ -145,6 +153,7 @@ class TwoHeadNetwork(nn.Module):
   conv_norm: str = 'none'
   feature_norm: bool = True
   input_diff: bool = False
+  feature_skip: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -155,7 +164,8 @@ class TwoHeadNetwork(nn.Module):
     feats = _trunk_features(self, clips, train)
     head = functools.partial(_SequenceHead, lstm_features=self.lstm_features,
                              lstm_layers=self.lstm_layers, dropout_rate=self.dropout_rate,
-                             feature_norm=self.feature_norm, param_dtype=self.param_dtype)
+                             feature_norm=self.feature_norm, feature_skip=self.feature_skip,
+                             param_dtype=self.param_dtype)
     proposal = head(2, name='proposal_head')(feats, train=train)
     classification = head(self.num_classes + 1, name='classification_head')(feats, train=train)
     if return_features:

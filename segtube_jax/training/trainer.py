@@ -24,12 +24,24 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
+from segtube_jax import defaults
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import CheckpointError
 from segtube_jax.io_utils import write_json_atomic
 from segtube_jax.training import checkpointing, config_checks, input_pipeline, steps
 
 EXPERIMENT_FILE = "experiment.json"  # {"config": ..., "classes": [...]}, written by process 0.
+
+
+def _merged(base: ml_collections.ConfigDict, saved: dict[str, Any]) -> ml_collections.ConfigDict:
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(base.get(key), ml_collections.ConfigDict):
+      _merged(base[key], value)
+    elif key in base and isinstance(base[key], tuple) and isinstance(value, list):
+      base[key] = tuple(value)  # JSON has no tuples.
+    else:
+      base[key] = value
+  return base
 
 
 def load_experiment(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDict, list[str]]:
@@ -41,7 +53,9 @@ def load_experiment(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDi
   path = pathlib.Path(workdir) / EXPERIMENT_FILE
   try:
     data = json.loads(path.read_text())
-    config, classes = ml_collections.ConfigDict(data["config"]), [str(c) for c in data["classes"]]
+    # Keys added to the schema after the run was trained take their defaults.
+    config = _merged(defaults.base_config(), data["config"])
+    classes = [str(c) for c in data["classes"]]
   except FileNotFoundError:
     raise CheckpointError(f"{path}: not found; is {workdir} a training workdir (python train.py ... --workdir)?") from None
   except (ValueError, KeyError, TypeError) as e:

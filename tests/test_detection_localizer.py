@@ -1,0 +1,250 @@
+"""Tests of segtube_jax.detection.localizer: Eqs. (1)-(4) on whole videos, class assignment, NMS, clips.
+
+The networks are replaced by a fake ``_predict`` that reads each window's position from its clip
+(frame t of the test videos is filled with the value t), so the windows it flags are known exactly.
+"""
+
+import numpy as np
+import pytest
+
+from segtube_jax import clips as clips_lib
+from segtube_jax import temporal
+from segtube_jax.data import dataset as dataset_lib
+from segtube_jax.data import pipeline as chunk_pipeline
+from segtube_jax.data import video as video_lib
+from segtube_jax.detection import localizer as localizer_lib
+from segtube_jax.errors import ConfigError
+from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.training import input_pipeline
+from tests.conftest import tiny_training_config
+
+CLASSES = ["A", "B", "C", "D", "E"]
+T = 150
+
+
+def _config(**overrides):
+  return tiny_training_config("unused", **overrides)
+
+
+def _index_frames(num_frames=T, size=32):
+  """Frame t is filled with the value t: a clip tells which frames it was sampled from."""
+  return np.broadcast_to(np.arange(num_frames, dtype=np.uint8)[:, None, None, None],
+                         (num_frames, size, size, 3)).copy()
+
+
+def _fake_predict(rule, num_classes=len(CLASSES), calls=None):
+  """A stand-in for the networks: ``rule(start, end)`` -> None or (class id >= 1, logit)."""
+  def predict(params, clips):
+    del params
+    clips = np.asarray(clips).astype(np.int64)
+    if calls is not None:
+      calls.append(clips.shape)
+    first = clips[:, :, 0, 0, 0, 0]
+    length = 16 * (clips[:, :, 1, 0, 0, 0] - first)  # 16-frame windows: step 1; 32-frame: step 2.
+    pro = np.tile(np.float32([4.0, -4.0]), first.shape + (1,))
+    cla = np.zeros(first.shape + (num_classes + 1,), np.float32)
+    cla[..., 0] = 8.0
+    for idx in np.ndindex(first.shape):
+      out = rule(int(first[idx]), int(first[idx] + length[idx])) if length[idx] > 0 else None
+      if out is not None:
+        k, logit = out
+        pro[idx] = [-4.0, 4.0]
+        cla[idx] = 0.0
+        cla[idx][k] = logit
+    return pro, cla
+  return predict
+
+
+def _localizer(rule, calls=None, **overrides):
+  loc = localizer_lib.Localizer(_config(**overrides), None, CLASSES)
+  loc._predict = _fake_predict(rule, calls=calls)  # pylint: disable=protected-access
+  return loc
+
+
+def _inside(lo, hi, k, logit=12.0):
+  return lambda s, e: (k, logit) if lo <= s and e <= hi else None
+
+
+def _reference_runs(starts, ends, pro, cla, gamma, min_len, num_frames=T):
+  """Eqs. (1)-(4) written out frame by frame (class-agnostic alpha_t): the runs [start, end)."""
+  probs = np.exp(cla - cla.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  total, count = np.zeros(num_frames), np.zeros(num_frames)
+  for s, e, p, q in zip(starts, ends, pro, probs):
+    count[s:e] += 1
+    if p[1] > p[0] and q.argmax() > 0:
+      total[s:e] += q.max()
+  above = np.concatenate([[False], total / np.maximum(count, 1) > gamma, [False]])
+  edges = np.flatnonzero(np.diff(above.astype(int)))
+  return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_len]
+
+
+def test_window_logits_are_aligned_with_their_windows_whatever_the_batch():
+  calls = []
+  rule = _inside(40, 100, 2)
+  frames = _index_frames()
+  starts, ends, pro, cla = _localizer(rule, calls, **{"detector.batch_size": 4}).window_logits(frames, None)
+  windows = clips_lib.enumerate_windows(T, (16, 32), 0.75)
+  np.testing.assert_array_equal(starts, windows.starts)
+  np.testing.assert_array_equal(ends, windows.ends)
+  flagged = np.array([rule(s, e) is not None for s, e in zip(starts, ends)])
+  assert 0 < flagged.sum() < len(flagged)
+  np.testing.assert_array_equal(pro[:, 1] > pro[:, 0], flagged)
+  np.testing.assert_array_equal(cla.argmax(-1), np.where(flagged, 2, 0))
+  # Sequences of seq_len=2 windows of one scale, 4 per call; the last call is padded to 4.
+  num_sequences = sum(-(-len(windows.of_scale(s)) // 2) for s in (0, 1))
+  assert len(calls) == -(-num_sequences // 4) and all(c[:2] == (4, 2) for c in calls)
+  again = _localizer(rule, **{"detector.batch_size": 16}).window_logits(frames, None)
+  for a, b in zip((starts, ends, pro, cla), again):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_one_flagged_stretch_gives_one_segment_of_its_class():
+  loc = _localizer(_inside(40, 100, 2))
+  result = loc.localize(_index_frames(), fps=25.0)
+  starts, ends, pro, cla = loc.window_logits(_index_frames(), None)
+  expected = _reference_runs(starts, ends, pro, cla, 0.6, 8)
+  assert len(expected) == 1
+  assert len(result.segments) == 1
+  seg = result.segments[0]
+  assert (seg.class_index, seg.label) == (1, "B")
+  assert (seg.start_frame, seg.end_frame) == expected[0]
+  assert 40 <= seg.start_frame <= 56 and 84 <= seg.end_frame <= 100  # Roughly [40, 100).
+  # 'segment' score: the run's mean frame score times the share of its class (all of it here).
+  assert seg.score == pytest.approx(result.frame_score[seg.start_frame:seg.end_frame].mean(), rel=1e-5)
+  assert 0.6 < seg.score <= 1.0 and seg.fps == 25.0
+  assert result.num_windows == len(starts) and result.flagged == int((pro[:, 1] > pro[:, 0]).sum())
+  assert result.alpha.shape == (T, len(CLASSES)) and result.frame_score.shape == (T,)
+  assert (result.alpha[:, [0, 2, 3, 4]] == 0).all() and result.alpha[:40].sum() == 0 and result.alpha[100:].sum() == 0
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("segment", [(0, "A"), (2, "C")]),
+    ("frame", [(0, "A"), (2, "C")]),
+    ("video", [(2, "C"), (2, "C")]),  # One class per video: k' has the highest mean v_spe.
+])
+def test_two_classes_in_two_runs(mode, expected):
+  first, second = _inside(10, 60, 1, logit=4.0), _inside(90, 140, 3, logit=12.0)
+  loc = _localizer(lambda s, e: first(s, e) or second(s, e), **{"detector.class_assignment": mode})
+  segments = loc.localize(_index_frames()).segments
+  assert [(s.class_index, s.label) for s in segments] == expected
+  assert segments[0].end_frame <= 60 and segments[1].start_frame >= 90
+  assert 10 <= segments[0].start_frame and segments[1].end_frame <= 140
+
+
+def test_nothing_flagged_gives_no_segment():
+  result = _localizer(lambda s, e: None).localize(_index_frames())
+  assert result.segments == [] and result.flagged == 0
+  assert result.num_windows == len(clips_lib.enumerate_windows(T, (16, 32), 0.75))
+  assert not result.alpha.any() and not result.frame_score.any()
+
+
+def test_gamma_is_respected():
+  rule = _inside(40, 100, 2, logit=float(np.log(5.0)))  # v_spe = e^l / (e^l + 5) = 0.5.
+  weak = _localizer(rule).localize(_index_frames())
+  assert weak.segments == [] and 0.49 < weak.frame_score.max() < 0.51
+  low = _localizer(rule, **{"detector.gamma": 0.4}).localize(_index_frames())
+  assert [s.class_index for s in low.segments] == [1]
+
+
+def test_min_segment_frames_is_respected():
+  rule = _inside(40, 100, 2)
+  length = _localizer(rule).localize(_index_frames()).segments[0].num_frames
+  assert len(_localizer(rule, **{"detector.min_segment_frames": length}).localize(_index_frames()).segments) == 1
+  assert _localizer(rule, **{"detector.min_segment_frames": length + 1}).localize(_index_frames()).segments == []
+
+
+def _seg(k, s, e, score):
+  return DetectedSegment(CLASSES[k], k, s, e, score, 25.0)
+
+
+def test_nms_removes_a_duplicate_of_the_same_class_only():
+  best, duplicate = _seg(0, 10, 50, 0.9), _seg(0, 12, 50, 0.8)  # tIoU 0.95.
+  other_class, apart = _seg(1, 12, 50, 0.7), _seg(0, 60, 80, 0.5)
+  kept = localizer_lib._nms([duplicate, apart, best, other_class], 0.5)  # pylint: disable=protected-access
+  assert kept == [best, other_class, apart]
+  assert len(localizer_lib._nms([duplicate, best], 0.99)) == 2  # pylint: disable=protected-access
+
+
+def test_segments_apply_nms_when_enabled(monkeypatch):
+  runs = [temporal.Segment(1, 10, 50, 0.9), temporal.Segment(1, 12, 50, 0.8)]
+  monkeypatch.setattr(localizer_lib.temporal, "extract_segments", lambda *a, **k: list(runs))
+  labels, alpha = np.zeros(T, np.int32), np.zeros((T, len(CLASSES)), np.float32)
+  for nms_iou, count in ((0.0, 2), (0.5, 1)):
+    loc = localizer_lib.Localizer(_config(**{"detector.class_assignment": "frame", "detector.nms_iou": nms_iou}),
+                                  None, CLASSES)
+    out = loc._segments(labels, alpha, alpha.max(-1), 25.0)  # pylint: disable=protected-access
+    assert len(out) == count and out[0].start_frame == 10 and out[0].score == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("class_assignment", "clip", "class_assignment must be one of"),
+    ("gamma", 1.0, r"gamma must be in \[0, 1\)"),
+    ("min_segment_frames", 0, "min_segment_frames"),
+    ("max_iterations", 0, "max_iterations"),
+    ("nms_iou", 1.5, "nms_iou"),
+    ("converged_mask_iou", 0.0, "converged_mask_iou"),
+])
+def test_check_detector_config_names_the_key(key, value, match):
+  with pytest.raises(ConfigError, match=match):
+    localizer_lib.check_detector_config(_config(**{f"detector.{key}": value}))
+  with pytest.raises(ConfigError, match=match):
+    localizer_lib.Localizer(_config(**{f"detector.{key}": value}), None, CLASSES)
+
+
+def test_prepare_frames_resizes_to_the_training_frame_size():
+  frames = np.random.default_rng(0).integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+  assert localizer_lib.prepare_frames(frames, _config()).shape == (3, 32, 32, 3)
+  same = _config(**{"dataset.frame_size": (48, 64)})
+  assert localizer_lib.prepare_frames(frames, same) is frames
+
+
+def test_window_clips_shapes_and_centre_crop():
+  config = _config()
+  frames = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+  starts, ends = np.array([0, 8, 28]), np.array([16, 40, 60])
+  out = localizer_lib.window_clips(frames, None, starts, ends, config)
+  assert out.shape == (3, 16, 16, 16, 3) and out.dtype == np.uint8
+  resized = video_lib.resize_frames(frames, (18, 18))
+  for clip, s, e in zip(out, starts, ends):
+    np.testing.assert_array_equal(clip, resized[clips_lib.clip_frame_indices(s, e - s, 16), 1:17, 1:17])
+
+
+def test_window_clips_saliency_changes_only_background_pixels():
+  config = _config(**{"clips.resize": (16, 16)})  # No resampling: pixels compare one to one.
+  frames = np.random.default_rng(1).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+  masks = np.zeros((32, 16, 16), bool)
+  masks[:, 4:12, 2:9] = True
+  starts, ends = np.array([0, 16]), np.array([16, 32])
+  plain = localizer_lib.window_clips(frames, None, starts, ends, config)
+  salient = localizer_lib.window_clips(frames, masks, starts, ends, config)
+  actor = np.broadcast_to(masks[:16][None, :, :, :, None], plain.shape)
+  np.testing.assert_array_equal(salient[actor], plain[actor])
+  assert (salient[~actor] != plain[~actor]).mean() > 0.9
+  ones = localizer_lib.window_clips(frames, np.ones_like(masks, np.float32), starts, ends, config)
+  np.testing.assert_array_equal(ones, plain)
+
+
+@pytest.mark.parametrize("mask_source", ["none", "dataset"])
+def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, mask_source):
+  config = tiny_training_config(tiny_synthetic, **{"clips.mask_source": mask_source})
+  data_dir, name = input_pipeline.ensure_built(config, tmp_path)
+  source = chunk_pipeline.open_chunk_source(data_dir, name, "testing")
+  ds = dataset_lib.load_dataset(tiny_synthetic)
+  video_id = sorted(source.videos)[0]
+  sequences = [s for s in input_pipeline.build_sequences(source, config.clips, balance_seed=None)
+               if s.video_id == video_id]
+  load = input_pipeline.LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False)
+  frames = localizer_lib.prepare_frames(ds.open_frames(video_id).read(0, None), config)
+  masks = None
+  if mask_source == "dataset":
+    gt, present = ds.masks(video_id).read(0, len(frames))
+    assert present.any() and not present.all()
+    masks = np.where(present[:, None, None], gt, True)
+  checked = 0
+  for seq in sequences[::3]:
+    expected = load(seq)["clips"][seq.valid]
+    got = localizer_lib.window_clips(frames, masks, seq.starts[seq.valid], seq.ends[seq.valid], config)
+    np.testing.assert_array_equal(got, expected)
+    checked += len(got)
+  assert checked >= 8
