@@ -74,24 +74,31 @@ def prepare_frames(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.
   return video_lib.resize_frames(frames, size)
 
 
-def window_clips(frames: np.ndarray, masks: np.ndarray | None, starts: np.ndarray, ends: np.ndarray,
-                 config: ml_collections.ConfigDict) -> np.ndarray:
-  """Saliency-aware, resized, centre-cropped clips uint8 [H, 16, h, w, 3], as the eval pipeline makes them.
+def clip_frames(frames: np.ndarray, masks: np.ndarray | None, config: ml_collections.ConfigDict) -> np.ndarray:
+  """Saliency-aware, resized, centre-cropped frames uint8 [T, h, w, 3], as the eval pipeline makes them.
 
   Args:
     frames: uint8 [T, H, W, 3] at ``config.dataset.frame_size``.
     masks: float or bool [T, H, W] (1 = actor, frames without a mask all ones) or None.
-    starts, ends: the windows (end exclusive).
     config: the experiment config.
   """
   cfg = config.clips
   frames = clips_lib.saliency_aware(frames, masks, cfg.saliency_mode, cfg.background_weight)
-  clip_len, ch, cw = config.model.clip_shape
+  _, ch, cw = config.model.clip_shape
   resize = tuple(cfg.resize) if cfg.resize else (ch, cw)
   frames = video_lib.resize_frames(frames, resize)
   y, x = (resize[0] - ch) // 2, (resize[1] - cw) // 2
-  frames = frames[:, y:y + ch, x:x + cw]
-  out = np.empty((len(starts), clip_len, ch, cw, 3), np.uint8)
+  return frames[:, y:y + ch, x:x + cw]
+
+
+def window_clips(frames: np.ndarray, masks: np.ndarray | None, starts: np.ndarray, ends: np.ndarray,
+                 config: ml_collections.ConfigDict) -> np.ndarray:
+  """Clips uint8 [H, 16, h, w, 3] of the windows (end exclusive); see :func:`clip_frames`."""
+  return _gather(clip_frames(frames, masks, config), starts, ends, config.model.clip_shape[0])
+
+
+def _gather(frames: np.ndarray, starts: np.ndarray, ends: np.ndarray, clip_len: int) -> np.ndarray:
+  out = np.empty((len(starts), clip_len) + frames.shape[1:], np.uint8)
   for i, (s, e) in enumerate(zip(starts, ends)):
     out[i] = frames[clips_lib.clip_frame_indices(int(s), int(e - s), clip_len)]
   return out
@@ -132,22 +139,27 @@ class Localizer:
       k = len(self.classes) + 1
       return windows.starts, windows.ends, np.zeros((0, 2), np.float32), np.zeros((0, k), np.float32)
     order = np.stack(order)
-    flat = order.reshape(-1)
-    real = flat >= 0
-    clips = np.zeros((flat.size,) + (self.config.model.clip_shape[0],) + tuple(self.config.model.clip_shape[1:]) + (3,),
-                     np.uint8)
-    clips[real] = window_clips(frames, masks, windows.starts[flat[real]], windows.ends[flat[real]], self.config)
-    clips = clips.reshape(order.shape + clips.shape[1:])
+    prepared = clip_frames(frames, masks, self.config)
+    clip_len = self.config.model.clip_shape[0]
     batch = self.config.detector.batch_size
     pro, cla = [], []
-    for i in range(0, len(clips), batch):
-      part = clips[i:i + batch]
+    # Clips are assembled one batch of sequences at a time: memory holds the prepared frames
+    # and one batch, not every window's 16 frames.
+    for i in range(0, len(order), batch):
+      part = order[i:i + batch]
+      flat = part.reshape(-1)
+      clips = np.zeros((flat.size, clip_len) + prepared.shape[1:], np.uint8)
+      real = flat >= 0
+      clips[real] = _gather(prepared, windows.starts[flat[real]], windows.ends[flat[real]], clip_len)
+      clips = clips.reshape(part.shape + clips.shape[1:])
       pad = batch - len(part)
       if pad:
-        part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
-      p, c = jax.device_get(self._predict(self.params, part))
+        clips = np.concatenate([clips, np.zeros((pad,) + clips.shape[1:], clips.dtype)])
+      p, c = jax.device_get(self._predict(self.params, clips))
       pro.append(p[:batch - pad])
       cla.append(c[:batch - pad])
+    flat = order.reshape(-1)
+    real = flat >= 0
     pro = np.concatenate(pro).reshape(-1, 2)[real]
     cla = np.concatenate(cla).reshape(-1, len(self.classes) + 1)[real]
     index = flat[real]

@@ -220,9 +220,25 @@ def _write_report(out: pathlib.Path, config, ds, metrics, results, kept) -> None
     iterations.append({"iteration": it, "num_segments": int(sum(r["num_segments"] for r in rows)),
                        "mask_change": float(np.mean(changes)) if changes else None,
                        "seconds": float(sum(r["localize_seconds"] + r["segment_seconds"] for r in rows)),
-                       "map_at_05": None, "mask_iou": None})
+                       "map_at_05": _map_at_iteration(metrics["iterations"], it, ds, gt, config, tiou),
+                       "mask_iou": None})
   report.write_report(out, metrics=metrics, per_class_ap=per_class_ap, pr_curves=curves,
                       alpha_examples=alpha_examples, overlay_examples=overlays, iterations=iterations, tiou=tiou)
+
+
+def _map_at_iteration(logs: dict[str, list[dict[str, Any]]], it: int, ds, gt, config, tiou: float) -> float | None:
+  """mAP at ``tiou`` of the segments each video had after iteration ``it`` (its last, if it stopped earlier)."""
+  results = {}
+  for vid, rows in logs.items():
+    if not rows:
+      continue
+    row = rows[min(it, len(rows) - 1)]
+    fps = ds.videos[vid].fps or 25.0
+    results[vid] = [detection_writers.DetectedSegment(label, ds.classes.index(label), int(f_s), int(f_e), float(score), fps)
+                    for label, f_s, f_e, score in row["segments"]]
+  scored = score_detections.score_detection_file(detection_writers.as_detections(results, ds.classes), gt,
+                                                 config.evaluation.protocol, (tiou,))
+  return scored["mAP"][0]
 
 
 def _gt_mask(reader, frame: int, shape) -> np.ndarray:
