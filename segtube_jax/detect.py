@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from segtube_jax.data import video as video_lib
-from segtube_jax.detection import alternating
+from segtube_jax.detection import streaming
 from segtube_jax.errors import SegtubeError, VideoError
 from segtube_jax.evaluation import detector_eval
 from segtube_jax.evaluation.report_figures import overlay_contours
@@ -35,46 +35,58 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (checkpoints a
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _FPS = flags.DEFINE_float("fps", 0.0, "Frame rate when the video does not say (frame folders); 0: 25.")
 _WORKERS = flags.DEFINE_integer("workers", 1, "Processes for the segmentation stage.")
+_CHUNK = flags.DEFINE_integer("chunk_frames", 2048, "Frames decoded and detected at a time (memory bound).")
 
 
-def _frames_with_overlay(frames: np.ndarray, masks: np.ndarray, present: np.ndarray, segments) -> Iterator[np.ndarray]:
-  label_at = {}
-  for seg in segments:
-    for t in range(seg.start_frame, seg.end_frame):
-      label_at[t] = f"{seg.label} [{seg.start_frame}, {seg.end_frame}) {seg.score:.2f}"
-  scale = max(1, int(round(240 / frames.shape[1])))  # Small videos are enlarged so the text reads.
-  for t, frame in enumerate(frames):
-    out = overlay_contours(frame, masks[t]) if present[t] else frame
-    if scale > 1:
-      out = cv2.resize(out, (out.shape[1] * scale, out.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
-    if t in label_at:
-      cv2.putText(out, label_at[t], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    yield np.ascontiguousarray(out)
+def _overlay(frame: np.ndarray, mask: np.ndarray | None, text: str | None, scale: int) -> np.ndarray:
+  out = overlay_contours(frame, mask) if mask is not None else frame
+  if scale > 1:
+    out = cv2.resize(out, (out.shape[1] * scale, out.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+  if text:
+    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+  return np.ascontiguousarray(out)
 
 
-def detect_video(video: str, workdir: str, out: str, fps: float = 0.0, workers: int = 1) -> dict:
-  """Runs the detector of ``workdir`` on one video and writes OUTDIR; returns the detections dict."""
+def detect_video(video: str, workdir: str, out: str, fps: float = 0.0, workers: int = 1,
+                 chunk_frames: int = 2048) -> dict:
+  """Runs the detector of ``workdir`` on one video and writes OUTDIR; returns the detections dict.
+
+  The video is decoded, detected and written ``chunk_frames`` frames at a time
+  (segtube_jax.detection.streaming), so memory does not grow with its length.
+  """
   config, classes = trainer.load_experiment(workdir)
   path = pathlib.Path(video)
   if not path.exists():
     raise VideoError(f"{video}: no such video file or frame folder")
   reader = video_lib.open_frames(path, fps=fps or 25.0)
-  frames = reader.read(0, None)
-  if len(frames) == 0:
+  num_frames = int(reader.num_frames)
+  if num_frames <= 0:
     raise VideoError(f"{video}: no frames decoded")
   rate = float(getattr(reader, "fps", None) or fps or 25.0)
   localizer, step = detector_eval.load_localizer(config, workdir, classes)
-  state = alternating.VideoState(path.stem, frames, rate)
-  alternating.run_alternating([state], localizer, config, workers=workers, log=logging.info)
   out_dir = pathlib.Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
-  detector_eval.write_masks(out_dir / "masks", state.masks, state.present)
-  video_lib.write_video(out_dir / "overlay.mp4", _frames_with_overlay(frames, state.masks, state.present, state.segments),
-                        rate)
-  result = {"video": str(path), "fps": rate, "num_frames": int(len(frames)), "checkpoint_step": step,
+  scale = max(1, int(round(240 / max(1, reader.height))))  # Small videos are enlarged so the text reads.
+  segments, iterations = [], []
+
+  def overlay_frames() -> Iterator[np.ndarray]:
+    for chunk, kept in streaming.iter_chunks(lambda a, b: reader.read(a, b), num_frames, rate, path.stem, localizer,
+                                             config, chunk_frames=chunk_frames, workers=workers, log=logging.info):
+      segments.extend(kept)
+      iterations.append({"frames": [chunk.start, chunk.stop], "iterations": chunk.iterations})
+      detector_eval.write_masks(out_dir / "masks", chunk.masks, chunk.present, offset=chunk.start)
+      for i, frame in enumerate(chunk.frames):
+        t = chunk.start + i
+        text = next((f"{s.label} [{s.start_frame}, {s.end_frame}) {s.score:.2f}" for s in kept
+                     if s.start_frame <= t < s.end_frame), None)
+        yield _overlay(frame, chunk.masks[i] if chunk.present[i] else None, text, scale)
+
+  video_lib.write_video(out_dir / "overlay.mp4", overlay_frames(), rate)
+  segments = streaming.join_segments(segments)
+  result = {"video": str(path), "fps": rate, "num_frames": num_frames, "checkpoint_step": step,
             "detections": [{"label": s.label, "score": s.score, "segment": [s.t0, s.t1],
-                            "frames": [s.start_frame, s.end_frame]} for s in state.segments],
-            "iterations": state.iterations}
+                            "frames": [s.start_frame, s.end_frame]} for s in segments],
+            "iterations": iterations}
   write_json_atomic(out_dir / "detections.json", result)
   return result
 
@@ -86,7 +98,7 @@ def main(argv: list[str]) -> None:
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required")
   try:
-    result = detect_video(_VIDEO.value, _WORKDIR.value, _OUT.value, _FPS.value, _WORKERS.value)
+    result = detect_video(_VIDEO.value, _WORKDIR.value, _OUT.value, _FPS.value, _WORKERS.value, _CHUNK.value)
   except SegtubeError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -44,7 +44,9 @@ def _check_outputs(out, video, workdir):
   (det,) = result["detections"]
   assert det["label"] == classes[0] and det["frames"] == [0, len(source)]
   assert det["segment"] == pytest.approx([0.0, len(source) / result["fps"]]) and 0.6 < det["score"] <= 1.0
-  assert 1 <= len(result["iterations"]) <= 2 and result["iterations"][0]["iteration"] == 0
+  (chunk,) = result["iterations"]  # One chunk: the video is shorter than --chunk_frames.
+  assert chunk["frames"] == [0, len(source)]
+  assert 1 <= len(chunk["iterations"]) <= 2 and chunk["iterations"][0]["iteration"] == 0
   pngs = sorted((out / "masks").iterdir())
   assert [p.name for p in pngs] == [f"{t:06d}.png" for t in range(len(source))]
   overlay = video_lib.open_frames(out / "overlay.mp4")
@@ -94,3 +96,24 @@ def test_workdir_without_experiment_file_is_a_clear_error(workdir, tiny_syntheti
   assert done.returncode == 2
   assert f"error: {bare / 'experiment.json'}: not found; is {bare} a training workdir" in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def test_long_video_is_streamed_in_chunks_and_segments_join_across_them(workdir, tiny_synthetic, tmp_path):
+  from segtube_jax import detect  # pylint: disable=import-outside-toplevel
+  video_id = dataset_lib.load_dataset(tiny_synthetic).subset("testing")[0].video_id
+  video = tiny_synthetic / "videos" / f"{video_id}.mp4"
+  result = detect.detect_video(str(video), str(workdir), str(tmp_path / "out"), chunk_frames=64)
+  assert [c["frames"] for c in result["iterations"]] == [[0, 64], [64, 128], [128, 150]]
+  # The biased model flags every window: one detection over the whole video, joined across chunks.
+  assert [d["frames"] for d in result["detections"]] == [[0, 150]]
+  assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [f"{t:06d}.png" for t in range(150)]
+  assert video_lib.open_frames(tmp_path / "out" / "overlay.mp4").num_frames == 150
+
+
+def test_join_segments_merges_touching_same_class_segments_only():
+  from segtube_jax.detection.streaming import join_segments  # pylint: disable=import-outside-toplevel
+  from segtube_jax.evaluation.detection_writers import DetectedSegment  # pylint: disable=import-outside-toplevel
+  seg = lambda c, a, b, s: DetectedSegment("AB"[c], c, a, b, s, 25.0)
+  joined = join_segments([seg(0, 0, 64, 0.5), seg(0, 64, 100, 0.8), seg(1, 64, 90, 0.9), seg(0, 120, 130, 0.1)])
+  assert [(s.class_index, s.start_frame, s.end_frame) for s in joined] == [(0, 0, 100), (1, 64, 90), (0, 120, 130)]
+  assert joined[0].score == pytest.approx((0.5 * 64 + 0.8 * 36) / 100)

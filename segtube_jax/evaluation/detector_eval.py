@@ -53,13 +53,14 @@ def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike
   return localizer_lib.Localizer(config, params, classes), step
 
 
-def write_masks(folder: pathlib.Path, masks: np.ndarray, present: np.ndarray) -> int:
-  """One PNG (0/255) per frame that has a mask; returns how many were written."""
+def write_masks(folder: pathlib.Path, masks: np.ndarray, present: np.ndarray, offset: int = 0) -> int:
+  """One PNG (0/255) per frame that has a mask, named by frame ``offset + i``; returns how many."""
   folder.mkdir(parents=True, exist_ok=True)
   frames = np.flatnonzero(present)
-  for t in frames:
+  for i in frames:
+    t = offset + int(i)
     tmp = folder / f".{t:06d}.png.tmp"
-    Image.fromarray(masks[t].astype(np.uint8) * 255).save(tmp, format="PNG")
+    Image.fromarray(masks[i].astype(np.uint8) * 255).save(tmp, format="PNG")
     os.replace(tmp, folder / f"{t:06d}.png")
   return len(frames)
 
