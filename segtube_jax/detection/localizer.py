@@ -231,14 +231,6 @@ def _frame_stage(starts, ends, pro, cla, valid, *, num_frames: int, gamma: float
 
 
 def _nms(segments: list[DetectedSegment], iou: float) -> list[DetectedSegment]:
-  """Greedy temporal NMS per class."""
-  keep: list[DetectedSegment] = []
-  for seg in sorted(segments, key=lambda s: -s.score):
-    if all(k.class_index != seg.class_index or _tiou(k, seg) <= iou for k in keep):
-      keep.append(seg)
-  return sorted(keep, key=lambda s: s.start_frame)
-
-
-def _tiou(a: DetectedSegment, b: DetectedSegment) -> float:
-  inter = max(0, min(a.end_frame, b.end_frame) - max(a.start_frame, b.start_frame))
-  return inter / (a.num_frames + b.num_frames - inter)
+  """Greedy temporal NMS per class (``temporal.temporal_nms``) over detected segments."""
+  keyed = {temporal.Segment(s.class_index, s.start_frame, s.end_frame, s.score): s for s in segments}
+  return [keyed[k] for k in temporal.temporal_nms(list(keyed), iou)]
