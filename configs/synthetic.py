@@ -3,7 +3,8 @@
 Run (``make demo`` does all of it, dataset included):
   python -m segtube_jax.demo --workdir runs/demo
 or, step by step:
-  python -m segtube_jax.data.synthetic --out runs/demo/data --num_videos 400 --actor_size 0.18 0.24
+  python -m segtube_jax.data.synthetic --out runs/demo/data --num_videos 400 --actor_size 0.18 0.24 \
+      --min_frames 120 --max_frames 300 --split 0.7 0.15 0.15
   python train.py --config configs/synthetic.py --workdir runs/demo
 Expected time: about 8 minutes of training on 2 CPU cores (1000 steps of 32 clips), plus about a
 minute packing the frames once; evaluate.py about 4 minutes.
