@@ -141,7 +141,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   failed = "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
   if not states:  # Nothing to score (the ground truth of no video is an error of its own).
     raise VideosFailed(f"all {len(videos)} video(s) failed, nothing was scored: {failed}")
-  metrics = _score(config, ds, videos, results, states, errors, mask_dir)
+  # Ground truth and detections are built once, for the metrics and for the report.
+  gt = _ground_truth(ds, [v.video_id for v in videos if v.video_id in states], ev.subset)
+  dets = detection_writers.as_detections(results, ds.classes)
+  metrics = _score(config, ds, videos, results, states, errors, mask_dir, gt, dets)
   metrics.update(checkpoint_step=step, num_videos=len(videos),
                  timings={"detect_seconds": round(detect_seconds, 2),
                           "seconds_per_video": round(detect_seconds / max(len(states), 1), 3)})
@@ -150,20 +153,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
     detection_writers.write_thumos14_txt(results, out / "detections.txt", ds.classes)
     metrics["timings"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
     write_json_atomic(out / "metrics.json", metrics)
-    _write_report(out, config, ds, metrics, results, kept)
+    _write_report(out, config, ds, metrics, kept, gt, dets)
   if errors:
     raise VideosFailed(f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): {failed}")
   return metrics
 
 
-def _score(config, ds, videos, results, states, errors, mask_dir) -> dict[str, Any]:
+def _ground_truth(ds, video_ids: list[str], subset: str) -> detection_files.GroundTruth:
+  path = ds.root / "annotations.json"
+  data = dataset_lib.read_annotations_json(path)
+  return detection_files.ground_truth_from_dataset(
+      {"classes": ds.classes, "database": {vid: data["database"][vid] for vid in video_ids}}, subset, str(path))
+
+
+def _score(config, ds, videos, results, states, errors, mask_dir, gt, dets) -> dict[str, Any]:
   ev = config.evaluation
   ok = [v for v in videos if v.video_id in states]
-  data = dataset_lib.read_annotations_json(ds.root / "annotations.json")
-  gt = detection_files.ground_truth_from_dataset(
-      {"classes": ds.classes, "database": {v.video_id: data["database"][v.video_id] for v in ok}},
-      ev.subset, str(ds.root / "annotations.json"))
-  dets = detection_writers.as_detections(results, ds.classes)
   temporal = {p: score_detections.score_detection_file(dets, gt, p, tuple(ev.tious)) for p in ("thumos14", "activitynet")}
   gt_frames = {v.video_id: [(i.label, *i.frame_span(v.fps or 25.0)) for i in v.annotations] for v in ok}
   video_class = {v.video_id: (v.annotations[0].label if v.annotations else "none") for v in ok}
@@ -189,16 +194,12 @@ def _loop_summary(states: dict[str, alternating.VideoState]) -> dict[str, Any]:
           "converged_videos": int(sum(s.converged for s in states.values())), "videos": len(states)}
 
 
-def _write_report(out: pathlib.Path, config, ds, metrics, results, kept) -> None:
+def _write_report(out: pathlib.Path, config, ds, metrics, kept, gt, dets) -> None:
   tiou = 0.5
   temporal = metrics["temporal"]
   key = score_detections.tiou_key(tiou)
   per_class_ap = {c: (temporal.get("AP_per_class", {}).get(key, {}) or {}).get(c) for c in ds.classes}
-  data = dataset_lib.read_annotations_json(ds.root / "annotations.json")
-  gt = detection_files.ground_truth_from_dataset(
-      {"classes": ds.classes, "database": {k: data["database"][k] for k in metrics["iterations"]}},
-      config.evaluation.subset)
-  curves = report.pr_curves(gt, detection_writers.as_detections(results, ds.classes), tiou)
+  curves = report.pr_curves(gt, dets, tiou)
   alpha_examples, overlays = [], []
   for vid, v in kept.items():
     info = ds.videos[vid]
