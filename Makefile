@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/temporal.py
 	$(PY) bench/segment.py
 	$(PY) bench/evaluate_speed.py
+	$(PY) bench/accelerator.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

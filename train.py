@@ -10,7 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from segtube_jax.errors import SegtubeError
-from segtube_jax.training import NonFiniteLossError, TrainingStopped, train_and_evaluate
+from segtube_jax.training import NonFiniteLossError, TrainingStopped, distributed, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment folder (checkpoints, metrics).")
@@ -23,10 +23,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  if _DISTRIBUTED.value:
-    import jax  # pylint: disable=import-outside-toplevel
-    jax.distributed.initialize()
   try:
+    if _DISTRIBUTED.value:  # The same as --config.distributed=on.
+      distributed.initialize("on")
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except TrainingStopped as e:
     logging.warning("%s", e)

@@ -8,4 +8,8 @@ from segtube_jax import defaults
 
 
 def get_config():
-  return defaults.base_config()
+  c = defaults.base_config()
+  # Real video frames at 128x171: JPEG chunks decode several times faster than PNG, which the
+  # input pipeline needs to keep up with an accelerator (README "On an accelerator").
+  c.dataset.encoding = "jpeg"
+  return c

@@ -16,12 +16,18 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.init_from = ""  # A workdir or checkpoints folder whose params seed a new run (no resume).
+  # Multi-host: 'auto' joins the other processes when the launch names them (JAX_COORDINATOR_ADDRESS,
+  # srun, mpirun, TPU slice), 'on' always, 'off' never (segtube_jax/training/distributed.py).
+  c.distributed = "auto"
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.root = ""  # A dataset folder in the project's format (docs/datasets.md).
   c.dataset.tfds_dir = ""  # Where packed chunks go; '' = <workdir>/tfds.
   c.dataset.frame_size = (128, 171)  # Frames are stored at this size (height, width).
   c.dataset.chunk_len = 32
+  # Frame encoding in the packed chunks: 'png' is lossless; 'jpeg' (quality 90, as C3D's frame
+  # dumps) decodes several times faster, which the input pipeline needs to feed an accelerator.
+  c.dataset.encoding = "png"
 
   c.clips = ml_collections.ConfigDict()
   c.clips.window_lengths = (16, 32)  # Sec. 2.1: 16- and 32-frame windows...

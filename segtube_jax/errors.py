@@ -36,3 +36,10 @@ class SegmentationError(SegtubeError):
 
 class CheckpointError(SegtubeError):
   """A checkpoint is missing, corrupt or incompatible."""
+
+
+class OutputError(SegtubeError, OSError):
+  """An output file or folder cannot be written (permissions, full disk, read-only file system).
+
+  Also an ``OSError`` carrying the original ``errno``, so ``except OSError`` still catches it.
+  """

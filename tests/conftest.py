@@ -26,6 +26,21 @@ def _compilation_cache(tmp_path_factory):
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def cached_env(**extra: str) -> dict[str, str]:
+  """The environment for a subprocess that runs JAX: it shares this session's compilation cache.
+
+  Identical programs (the tiny train step, the localizer) then compile once per session, not
+  once per subprocess.
+  """
+  import jax
+  env = dict(os.environ, **extra)
+  cache = jax.config.jax_compilation_cache_dir
+  if cache:
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  return env
+
+
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> pathlib.Path:
   """A small synthetic dataset (9 videos of 150 frames at 32x32), generated once per session."""

@@ -14,7 +14,7 @@ from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.errors import CheckpointError, ConfigError
 from segtube_jax.evaluation import detection_files, detector_eval
 from tests import detector_testing
-from tests.conftest import PROJECT_ROOT, tiny_training_config
+from tests.conftest import PROJECT_ROOT, cached_env, tiny_training_config
 
 METRIC_KEYS = {"protocol", "temporal", "temporal_by_protocol", "segmentation", "spatiotemporal", "iterations",
                "loop", "errors", "checkpoint_step", "num_videos", "timings"}
@@ -143,7 +143,7 @@ def test_bad_config_is_a_clear_error(evaluated, tiny_synthetic, tmp_path, key, v
 
 def _evaluate_cli(*args):
   return subprocess.run([sys.executable, "evaluate.py", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                        timeout=300)
+                        timeout=300, env=cached_env())
 
 
 @pytest.mark.slow

@@ -114,7 +114,7 @@ def test_jpeg_native_size_and_null_metadata(tmp_path):
       "clip": {"n": 20, "subset": "validation", "null_meta": True, "annotations": [["Swim", 0.1, 0.3]]},
   }, ["Swim"])
   builder = tfds_builder.build_tfds(root, tmp_path / "data", frame_size=None, chunk_len=8, encoding="jpeg")
-  assert builder.builder_config.name == "src_native"
+  assert builder.builder_config.name == "src_native_jpeg"  # Its own name: never mixed with PNG chunks.
   chunks = [pipeline.decode_chunk(r) for r in _records(builder, "validation")]
   frames = np.concatenate([c["frames"][:c["num_valid"]] for c in chunks])
   reference = dataset_lib.load_dataset(root).open_frames("clip").read()
@@ -147,6 +147,8 @@ def test_impossible_settings(tmp_path, kwargs, match):
 
 def test_default_name_and_frame_size_flag():
   assert tfds_builder.default_name("/x/My Data-set", (128, 171)) == "My_Data-set_128x171"
+  # JPEG chunks get their own name, so a PNG build is never reused for a JPEG config or back.
+  assert tfds_builder.default_name("/x/My Data-set", (128, 171), "jpeg") == "My_Data-set_128x171_jpeg"
   assert tfds_builder._parse_frame_size("64,48") == (64, 48)  # pylint: disable=protected-access
   assert tfds_builder._parse_frame_size("native") is None  # pylint: disable=protected-access
   with pytest.raises(ConfigError, match="HEIGHT,WIDTH"):

@@ -16,7 +16,7 @@ import pytest
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import ConfigError, DatasetError
 from segtube_jax.training import NonFiniteLossError, TrainingStopped, checkpointing, input_pipeline, train_and_evaluate
-from tests.conftest import PROJECT_ROOT, tiny_training_config
+from tests.conftest import PROJECT_ROOT, cached_env, tiny_training_config
 
 
 def _params(workdir):
@@ -88,6 +88,7 @@ def test_shared_trunk_and_init_from(tiny_synthetic, tmp_path):
     ({"train.global_batch_size": 0}, "global_batch_size=0 must be a positive multiple"),
     ({"optimizer.learning_rate": -1.0}, "learning_rate must be > 0"),
     ({"clips.mask_source": "magic"}, "mask_source must be one of"),
+    ({"dataset.encoding": "gif"}, "dataset.encoding.*'png' or 'jpeg'"),
 ])
 def test_config_errors(tiny_synthetic, tmp_path, overrides, message):
   with pytest.raises(ConfigError, match=message):
@@ -147,7 +148,7 @@ def test_pmap_two_devices_equals_one(tmp_path):
   script.write_text(_PMAP_SCRIPT.format(root=str(PROJECT_ROOT)))
   results = {}
   for n in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+    env = cached_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, str(script), str(tmp_path / f"p{n}.npz")], env=env, cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -169,14 +170,15 @@ def test_cli_killed_after_checkpoint_resumes_and_finishes(tiny_synthetic, tmp_pa
   config = tiny_training_config(tiny_synthetic, **{"train.num_steps": 6, "train.checkpoint_every": 2})
   cmd = [sys.executable, "train.py", "--config", "configs/synthetic.py", "--workdir", str(tmp_path / "w"),
          *_cli_overrides(config)]
-  proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=cached_env())
   deadline = time.time() + 240
   while not (tmp_path / "w" / "checkpoints" / "2").is_dir() and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   proc.kill()  # SIGKILL: no chance to save anything more.
   proc.wait()
   assert (tmp_path / "w" / "checkpoints" / "2").is_dir()
-  done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+  done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=cached_env())
   assert done.returncode == 0, done.stderr[-3000:]
   assert "Restored checkpoint step" in done.stderr
   _, step = _params(tmp_path / "w")

@@ -35,6 +35,8 @@ from segtube_jax.errors import DatasetError, VideoError
 SUBSETS = ("training", "validation", "testing")
 # Segments may end up to one frame past the last frame's start (rounding in published annotations).
 _TIME_TOLERANCE_FRAMES = 1.0
+# Frame indices are int32 downstream (windows, clips, masks).
+_MAX_FRAMES = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +66,17 @@ class VideoInfo:
 
 
 def _is_number(x: Any) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+  if isinstance(x, bool) or not isinstance(x, (int, float)):
+    return False
+  try:
+    return math.isfinite(x)
+  except OverflowError:  # A JSON integer beyond the float range.
+    return False
+
+
+def _bad_video_id(vid: str) -> bool:
+  """Ids name files (videos/<id>.mp4, frames/<id>/, masks/<id>/): no path parts, no NUL."""
+  return vid in ("", ".", "..") or "/" in vid or "\0" in vid
 
 
 def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str, list[str], dict[str, VideoInfo], list[str]]:
@@ -90,6 +102,8 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
   for vid, rec in database.items():
     where = f"{source}: video {vid!r}"
     before = len(problems)
+    if _bad_video_id(vid):
+      problems.append(f"{where}: video id must be a file name (non-empty, no '/', not '.' or '..')")
     if not isinstance(rec, dict):
       problems.append(f"{where}: record must be an object")
       continue
@@ -99,11 +113,14 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
     fps, num_frames, duration = rec.get("fps"), rec.get("num_frames"), rec.get("duration")
     if fps is not None and not (_is_number(fps) and fps > 0):
       problems.append(f"{where}: 'fps' must be a positive number or null, got {fps!r}")
-    if num_frames is not None and not (isinstance(num_frames, int) and not isinstance(num_frames, bool) and num_frames > 0):
-      problems.append(f"{where}: 'num_frames' must be a positive integer or null, got {num_frames!r}")
+    if num_frames is not None and not (isinstance(num_frames, int) and not isinstance(num_frames, bool)
+                                       and 0 < num_frames <= _MAX_FRAMES):
+      problems.append(f"{where}: 'num_frames' must be a positive integer (at most {_MAX_FRAMES}) or null, "
+                      f"got {num_frames!r}")
     if duration is not None and not (_is_number(duration) and duration > 0):
       problems.append(f"{where}: 'duration' must be a positive number or null, got {duration!r}")
-    if len(problems) == before and duration is None and fps and num_frames:
+    header_ok = len(problems) == before
+    if header_ok and duration is None and fps and num_frames:
       duration = num_frames / fps
     instances = []
     anns = rec.get("annotations", [])
@@ -116,7 +133,7 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
         problems.append(f"{field} must be an object with 'label' and 'segment'")
         continue
       label, seg = ann.get("label"), ann.get("segment")
-      if label not in known:
+      if not isinstance(label, str) or label not in known:
         problems.append(f"{field}.label {label!r} is not one of the dataset's classes")
       if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(t) for t in seg)):
         problems.append(f"{field}.segment must be [t_start, t_end] in seconds, got {seg!r}")
@@ -125,10 +142,10 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
       if t0 < 0 or t0 >= t1:
         problems.append(f"{field}.segment {seg} must satisfy 0 <= t_start < t_end")
         continue
-      if _is_number(duration) and _is_number(fps) and t1 > duration + _TIME_TOLERANCE_FRAMES / fps:
+      if header_ok and duration is not None and fps is not None and t1 > duration + _TIME_TOLERANCE_FRAMES / fps:
         problems.append(f"{field}.segment {seg} ends after the video's duration {duration:.3f} s")
         continue
-      if label in known:
+      if isinstance(label, str) and label in known:
         instances.append(Instance(label, t0, t1))
     ambiguous = []
     amb = rec.get("ambiguous", [])
@@ -147,6 +164,17 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
   return str(data.get("version", "")), list(classes), videos, problems
 
 
+def _unique_keys(path: pathlib.Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+  """object_pairs_hook: a repeated key (e.g. a video id listed twice) would silently drop an entry."""
+  out = {}
+  for key, value in pairs:
+    if key in out:
+      raise DatasetError(f"{path}: duplicate key {key!r} in one JSON object; expected unique keys "
+                         "(video ids, fields)")
+    out[key] = value
+  return out
+
+
 def read_annotations_json(path: str | os.PathLike) -> Any:
   """Reads a JSON file; malformed JSON is reported with its line and column."""
   path = pathlib.Path(path)
@@ -154,11 +182,13 @@ def read_annotations_json(path: str | os.PathLike) -> Any:
     raise DatasetError(f"{path}: annotations file not found")
   try:
     with open(path, encoding="utf-8") as f:
-      return json.load(f)
+      return json.load(f, object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
   except json.JSONDecodeError as e:
     raise DatasetError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
   except UnicodeDecodeError as e:
     raise DatasetError(f"{path}: not UTF-8 text ({e})") from None
+  except (ValueError, RecursionError) as e:  # Integers of thousands of digits; absurd nesting.
+    raise DatasetError(f"{path}: invalid JSON ({type(e).__name__}: {str(e)[:200]})") from None
 
 
 class Dataset:

@@ -275,10 +275,12 @@ def _open(ds: dataset_lib.Dataset, video_id: str) -> video_lib.VideoReader | vid
     raise DatasetError(f"{ds.root}: video {video_id!r} cannot be opened: {e}") from None
 
 
-def default_name(source_root: str | os.PathLike, frame_size: tuple[int, int] | None) -> str:
-  """``<source folder name>_<h>x<w>`` (or ``_native``), reduced to the characters TFDS accepts."""
+def default_name(source_root: str | os.PathLike, frame_size: tuple[int, int] | None,
+                 encoding: str = "png") -> str:
+  """``<source folder name>_<h>x<w>`` (or ``_native``), plus ``_jpeg`` for JPEG chunks, in the characters TFDS accepts."""
   base = re.sub(r"[^\w.+-]", "_", pathlib.Path(source_root).resolve().name).strip("._+-") or "dataset"
-  return f"{base}_{'native' if frame_size is None else f'{frame_size[0]}x{frame_size[1]}'}"
+  suffix = "_jpeg" if encoding == "jpeg" else ""
+  return f"{base}_{'native' if frame_size is None else f'{frame_size[0]}x{frame_size[1]}'}{suffix}"
 
 
 def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name: str | None = None, *,
@@ -306,7 +308,7 @@ def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name
       or ``name`` already holds a dataset built with other settings and ``overwrite`` is False.
     ConfigError: an impossible setting.
   """
-  config = ChunkConfig(name=name or default_name(source_root, frame_size),
+  config = ChunkConfig(name=name or default_name(source_root, frame_size, encoding),
                        frame_size=None if frame_size is None else (int(frame_size[0]), int(frame_size[1])),
                        chunk_len=int(chunk_len), encoding=encoding, jpeg_quality=int(jpeg_quality))
   config.check()

@@ -119,6 +119,8 @@ def read_interval_file(path: PathLike) -> list[tuple[str, float, float]]:
       raise AnnotationError(f"{path}:{lineno}: expected finite times, got {start!r} {end!r}")
     if t0 >= t1:
       raise AnnotationError(f"{path}:{lineno}: expected t_start < t_end, got {t0:g} >= {t1:g}")
+    if t0 < 0:  # The dataset format (and every video) starts at 0 s.
+      raise AnnotationError(f"{path}:{lineno}: expected t_start >= 0 seconds, got {t0:g}")
     rows.append((video, t0, t1))
   return rows
 
@@ -246,11 +248,13 @@ def _find_video(video_dir: pathlib.Path, video_id: str) -> pathlib.Path:
 def _read_fields(path: pathlib.Path) -> list[tuple[int, list[str]]]:
   """(1-based line number, whitespace-split fields) of every non-blank line."""
   try:
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
   except FileNotFoundError:
     raise AnnotationError(f"{path}: file not found") from None
   except UnicodeDecodeError as e:
     raise AnnotationError(f"{path}: expected a text file, cannot decode it ({e})") from None
+  except OSError as e:  # A folder, no permission, ...
+    raise AnnotationError(f"{path}: expected a readable text file ({e.strerror})") from None
   return [(i, line.split()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

@@ -6,6 +6,8 @@ sees the same frames as in a whole-video run) and run through the alternating op
 Segments are kept where they start inside the chunk's own frames; a segment cut by a chunk
 boundary is joined to its continuation when the two touch and share the class. Masks and
 frames leave through a callback chunk by chunk, so memory does not grow with video length.
+The context two chunks share is kept from one to the next, not read again: reads only move
+forward and every frame is decoded once.
 """
 
 from __future__ import annotations
@@ -76,8 +78,17 @@ def iter_chunks(read: Callable[[int, int], np.ndarray], num_frames: int, fps: fl
   margin = max(int(w) for w in config.clips.window_lengths)
   if chunk_frames < 2 * margin:
     raise ConfigError(f"chunk_frames must be >= {2 * margin} (twice the longest window), got {chunk_frames}")
+  carry_start, carry = 0, None  # The previous chunk's last frames: the next one reads them again.
   for start, stop, lo, hi in chunk_bounds(num_frames, chunk_frames, margin):
-    frames = read(lo, hi)
+    if carry is not None and carry_start <= lo < carry_start + len(carry):
+      # Reads only move forward, so a video is decoded once, in order: no seek back to a
+      # keyframe per chunk (and no restart from frame 0 where seeking is impossible, e.g. AVI).
+      have = carry[lo - carry_start:]
+      frames = np.concatenate([have, read(lo + len(have), hi)])
+    else:
+      frames = read(lo, hi)
+    keep = min(2 * margin, len(frames))
+    carry_start, carry = hi - keep, frames[len(frames) - keep:].copy()
     state = alternating.VideoState(f"{video_id}[{lo}:{hi}]", frames, fps)
     alternating.run_alternating([state], localizer, config, workers=workers, log=log)
     kept = []

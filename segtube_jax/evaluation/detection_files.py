@@ -185,10 +185,7 @@ def read_activitynet_detections(path: PathLike, classes: Sequence[str]) -> Detec
 
 def _parse_activitynet_detections(text: str, path: pathlib.Path,
                                   classes: Sequence[str]) -> Detections:
-  try:
-    data = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise DetectionFileError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+  data = _load_json(text, path, DetectionFileError)
   if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
     raise DetectionFileError(
         f"{path}: expected a JSON object with key 'results' mapping video ids to detection "
@@ -209,7 +206,7 @@ def _parse_activitynet_detections(text: str, path: pathlib.Path,
         if name not in item:
           raise DetectionFileError(f"{path}: {item_key}: missing key {name!r}")
       label, score, segment = item["label"], item["score"], item["segment"]
-      if label not in class_index:
+      if not isinstance(label, str) or label not in class_index:
         raise DetectionFileError(
             f"{path}: {item_key}['label']: expected one of the ground-truth classes, got "
             f"{label!r}")
@@ -290,13 +287,14 @@ def ground_truth_from_dataset(dataset: Mapping[str, Any],
       if not isinstance(ann, Mapping) or "label" not in ann or "segment" not in ann:
         raise AnnotationError(f"{source}: {ann_key}: expected an object with 'label' and "
                               "'segment'")
-      if ann["label"] not in class_index:
+      if not isinstance(ann["label"], str) or ann["label"] not in class_index:
         raise AnnotationError(f"{source}: {ann_key}['label']: expected one of 'classes', got "
                               f"{ann['label']!r}")
       videos.append(video)
       labels.append(class_index[ann["label"]])
       segments.append(_check_segment(ann["segment"], source, f"{ann_key}['segment']"))
-    ambiguous = info.get("ambiguous") or []
+    ambiguous = info.get("ambiguous")
+    ambiguous = [] if ambiguous is None else ambiguous
     if not isinstance(ambiguous, list):
       raise DatasetError(f"{source}: {key}['ambiguous']: expected a list of [t_start, t_end]")
     for j, seg in enumerate(ambiguous):
@@ -330,9 +328,10 @@ def load_ground_truth(path: PathLike, subset: str = "testing") -> GroundTruth:
     dataset = thumos14.load_thumos14_annotations(path, subset)
   elif path.is_file():
     try:
-      dataset = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise DatasetError(f"{path}: expected a dataset JSON file, cannot parse it ({e})") from None
+      text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+      raise DatasetError(f"{path}: expected a dataset JSON file, cannot read it ({e})") from None
+    dataset = _load_json(text, path, DatasetError, "expected a dataset JSON file, cannot parse it")
   else:
     raise DatasetError(f"{path}: ground truth not found; expected a THUMOS14 annotation folder "
                        "or an annotations.json file")
@@ -352,8 +351,32 @@ def _check_segment(segment: Any, source: str, key: str) -> list[float]:
 
 
 def _is_finite_number(value: Any) -> bool:
-  return (isinstance(value, numbers.Real) and not isinstance(value, bool) and
-          math.isfinite(value))
+  if not isinstance(value, numbers.Real) or isinstance(value, bool):
+    return False
+  try:
+    return math.isfinite(value)
+  except OverflowError:  # A JSON integer beyond the float range.
+    return False
+
+
+def _load_json(text: str, path: pathlib.Path, error: type[Exception], what: str = "") -> Any:
+  """json.loads that refuses repeated keys (they would silently drop entries) with ``error``."""
+  def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for key, value in pairs:
+      if key in out:
+        raise error(f"{path}: duplicate key {key!r} in one JSON object; expected unique keys")
+      out[key] = value
+    return out
+
+  try:
+    return json.loads(text, object_pairs_hook=unique)
+  except json.JSONDecodeError as e:
+    if what:
+      raise error(f"{path}: {what} (line {e.lineno}: {e.msg})") from None
+    raise error(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+  except (ValueError, RecursionError) as e:  # Integers of thousands of digits; absurd nesting.
+    raise error(f"{path}: {what or 'invalid JSON'} ({type(e).__name__}: {str(e)[:200]})") from None
 
 
 def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str], name: str,
@@ -362,7 +385,7 @@ def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str
   dtype = np.float64 if kind is float else np.int64
   try:
     column = np.fromiter(map(kind, values), dtype, count=len(values))
-  except ValueError:
+  except (ValueError, OverflowError):
     column = None
   if column is not None and (kind is int or np.isfinite(column).all()):
     return column
@@ -372,7 +395,8 @@ def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str
       parsed = kind(value)
     except ValueError:
       parsed = None
-    if parsed is None or (kind is float and not math.isfinite(parsed)):
+    if (parsed is None or (kind is float and not math.isfinite(parsed)) or
+        (kind is int and not -2**63 <= parsed < 2**63)):
       what = "an integer" if kind is int else "a finite number"
       raise DetectionFileError(f"{path}:{lineno}: expected {name} to be {what}, got {value!r}")
     parsed_values.append(parsed)
@@ -381,13 +405,15 @@ def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str
 
 def _read_text(path: pathlib.Path) -> str:
   try:
-    return path.read_text()
+    return path.read_text(encoding="utf-8")
   except FileNotFoundError:
     raise DetectionFileError(f"{path}: detection file not found") from None
   except IsADirectoryError:
     raise DetectionFileError(f"{path}: expected a detection file, got a folder") from None
   except UnicodeDecodeError as e:
     raise DetectionFileError(f"{path}: expected a text file, cannot decode it ({e})") from None
+  except OSError as e:
+    raise DetectionFileError(f"{path}: cannot read the detection file ({e.strerror})") from None
 
 
 def _strip_video_suffix(video: str) -> str:

@@ -12,7 +12,8 @@ scores with ``evaluate.py`` or the official tools:
 
 Floats are written with ``repr`` (shortest round-trip form), so reading a file back gives the
 exact values. Files are written under a temporary name in the target folder, fsynced, then
-renamed, so an interrupted write never leaves a partial file under the final name.
+renamed (:mod:`segtube_jax.io_utils`), so an interrupted write never leaves a partial file under
+the final name; a write that fails raises :class:`~segtube_jax.errors.OutputError`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pathlib
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -84,24 +83,12 @@ Results = Mapping[str, Sequence[DetectedSegment]]
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:
-  """Writes text to a temporary file in the same folder, fsyncs it, then renames it into place.
+  """Writes text atomically: :func:`segtube_jax.io_utils.write_text_atomic` (kept for callers).
 
-  The text twin of :func:`segtube_jax.io_utils.write_json_atomic`: on any error the temporary
-  file is removed and a file already at ``path`` is left untouched.
+  Raises:
+    OutputError: the file cannot be written; a file already at ``path`` is left untouched.
   """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and reports are meant to be shared
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  io_utils.write_text_atomic(path, text, what="detection file")
 
 
 def activitynet_results(results: Results) -> dict:
@@ -121,7 +108,7 @@ def write_activitynet_json(results: Results, path: PathLike) -> None:
       empty list.
     path: the JSON file; its folder is created.
   """
-  io_utils.write_json_atomic(path, activitynet_results(results))
+  io_utils.write_json_atomic(path, activitynet_results(results), what="detection file")
 
 
 def thumos14_lines(results: Results, classes: Sequence[str]) -> list[str]:

@@ -25,14 +25,13 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 
+from segtube_jax import io_utils
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.detection import alternating, localizer as localizer_lib
 from segtube_jax.errors import CheckpointError, ConfigError, SegtubeError
 from segtube_jax.evaluation import detection_files, detection_writers, report, score_detections
 from segtube_jax.evaluation import segmentation_metrics, spatiotemporal
-from segtube_jax.io_utils import write_json_atomic
 from segtube_jax.training import checkpointing
 
 
@@ -54,14 +53,19 @@ def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike
 
 
 def write_masks(folder: pathlib.Path, masks: np.ndarray, present: np.ndarray, offset: int = 0) -> int:
-  """One PNG (0/255) per frame that has a mask, named by frame ``offset + i``; returns how many."""
-  folder.mkdir(parents=True, exist_ok=True)
+  """One PNG (0/255) per frame that has a mask, named by frame ``offset + i``; returns how many.
+
+  Each PNG is written atomically (temporary name, then rename), so a kill or a full disk never
+  leaves a truncated mask under a frame's name.
+
+  Raises:
+    OutputError: the folder or a file cannot be written.
+  """
+  folder = io_utils.ensure_writable_dir(folder, "mask folder")  # Even when empty: scoring reads it.
   frames = np.flatnonzero(present)
   for i in frames:
     t = offset + int(i)
-    tmp = folder / f".{t:06d}.png.tmp"
-    Image.fromarray(masks[i].astype(np.uint8) * 255).save(tmp, format="PNG")
-    os.replace(tmp, folder / f"{t:06d}.png")
+    io_utils.write_png_atomic(folder / f"{t:06d}.png", masks[i].astype(np.uint8) * 255, what="mask")
   return len(frames)
 
 
@@ -79,6 +83,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
 
   Raises:
     CheckpointError: the workdir has no checkpoint.
+    OutputError: ``<workdir>/eval`` or a file in it cannot be written (checked before detecting).
     ConfigError, DatasetError: bad config or dataset.
     VideosFailed: after writing everything, when some videos could not be processed.
   """
@@ -108,8 +113,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   is_main = jax.process_index() == 0
   mask_dir = out / "masks"
   if is_main:
+    # Fail now, not after detecting every video, when the results cannot be written.
+    io_utils.ensure_writable_dir(out, "evaluation output folder")
     shutil.rmtree(mask_dir, ignore_errors=True)  # Stale masks of an earlier run would be scored.
-    mask_dir.mkdir(parents=True, exist_ok=True)
+    io_utils.ensure_writable_dir(mask_dir, "mask folder")
 
   results: dict[str, list[detection_writers.DetectedSegment]] = {}
   states: dict[str, alternating.VideoState] = {}
@@ -152,7 +159,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
     detection_writers.write_activitynet_json(results, out / "detections.json")
     detection_writers.write_thumos14_txt(results, out / "detections.txt", ds.classes)
     metrics["timings"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
-    write_json_atomic(out / "metrics.json", metrics)
+    io_utils.write_json_atomic(out / "metrics.json", metrics, what="metrics file")
     _write_report(out, config, ds, metrics, kept, gt, dets)
   if errors:
     raise VideosFailed(f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): {failed}")

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from segtube_jax import io_utils
 from segtube_jax.evaluation import report_figures
 from segtube_jax.evaluation import temporal_map
-from segtube_jax.evaluation.detection_writers import write_text_atomic
 from segtube_jax.evaluation.report_figures import overlay_contours  # pylint: disable=unused-import
 
 PathLike = str | os.PathLike
@@ -188,13 +188,14 @@ def write_report(out_dir: PathLike, *, metrics: Mapping[str, Any],
 
   Raises:
     ValueError: an example has inconsistent shapes (raised before anything is written).
+    OutputError: ``out_dir`` or a file in it cannot be written (permissions, full disk).
   """
   for ex in alpha_examples:
     report_figures.check_alpha_example(ex)
   for ex in overlay_examples:
     report_figures.check_overlay_example(ex)
   out = pathlib.Path(out_dir)
-  (out / "figures").mkdir(parents=True, exist_ok=True)
+  io_utils.ensure_writable_dir(out / "figures", "report folder")
   per_class_ap, curves = dict(per_class_ap or {}), dict(pr_curves or {})
   temporal = metrics.get("temporal") or (metrics if {"tiou", "mAP"} <= set(metrics) else {})
   figures = report_figures.draw_figures(out / "figures", per_class_ap, curves, alpha_examples,
@@ -221,5 +222,5 @@ def write_report(out_dir: PathLike, *, metrics: Mapping[str, Any],
               "Mask IoU (%)")
     lines += ["## Alternating optimization", ""] + _table(header, rows)
   path = out / "report.md"
-  write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
+  io_utils.write_text_atomic(path, "\n".join(lines).rstrip() + "\n", what="report")
   return path

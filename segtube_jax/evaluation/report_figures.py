@@ -8,10 +8,8 @@ the same inputs give the same bytes; files are written under a temporary name an
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from scipy import ndimage
 from skimage.segmentation import find_boundaries
+
+from segtube_jax import io_utils
 
 DPI = 110
 _RC = {"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7}
@@ -35,18 +35,11 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: pathlib.Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> None:
   fig.tight_layout(rect=rect)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  os.close(fd)
-  try:
+  with io_utils.atomic_writer(path, "wb", what="report figure") as f:
     # No Software/date metadata: the same inputs give the same bytes.
     # bbox "tight" keeps legends placed outside the axes inside the image.
-    fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight",
+    fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight",
                 pad_inches=0.05)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; figures are meant to be shared
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 def _color(i: int) -> tuple:

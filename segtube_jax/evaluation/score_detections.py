@@ -13,6 +13,7 @@ of the mean.
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -20,7 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from segtube_jax import io_utils
-from segtube_jax.errors import ConfigError
+from segtube_jax.errors import ConfigError, OutputError
 from segtube_jax.evaluation import temporal_map
 
 PathLike = str | os.PathLike
@@ -96,8 +97,12 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def write_metrics(metrics: dict[str, Any], path: PathLike) -> None:
-  """Writes the metrics as JSON atomically (temp file in the same folder + os.replace)."""
-  io_utils.write_json_atomic(path, metrics)
+  """Writes the metrics as JSON atomically (temp file in the same folder + os.replace).
+
+  Raises:
+    OutputError: the file cannot be written; a file already at ``path`` is left untouched.
+  """
+  io_utils.write_json_atomic(path, metrics, what="metrics file")
 
 
 def run_scoring(detections: PathLike,
@@ -110,7 +115,15 @@ def run_scoring(detections: PathLike,
   """Scores a file, prints the table to ``stream`` (stdout) and writes ``out`` if given.
 
   This is the whole scoring mode of ``evaluate.py``.
+
+  Raises:
+    OutputError: ``out`` is a folder or cannot be written (its folder is checked first).
   """
+  if out:
+    out_path = pathlib.Path(out)
+    if out_path.is_dir():
+      raise OutputError(f"--out {out} is a folder; expected a file name such as {out_path / 'metrics.json'}")
+    io_utils.ensure_writable_dir(out_path.parent, "folder of --out")
   metrics = score_detection_file(detections, ground_truth, protocol, tious, subset)
   stream = stream or sys.stdout
   print(format_metrics_table(metrics), file=stream)

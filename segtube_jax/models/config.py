@@ -101,8 +101,8 @@ def validate_model_config(cfg: Mapping[str, Any]) -> None:
     raise ConfigError(f'model config has unknown keys {sorted(given - known)}; '
                       f'known keys: {sorted(known)}')
   wm = cfg['width_multiplier']
-  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not wm > 0:
-    raise ConfigError(f'model.width_multiplier must be a number > 0, got {wm!r}')
+  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not 0 < wm < float('inf'):
+    raise ConfigError(f'model.width_multiplier must be a number > 0 (finite), got {wm!r}')
   for key in ('fc_dim', 'lstm_features', 'lstm_layers', 'in_channels'):
     _positive_int(cfg, key)
   rate = cfg['dropout_rate']

@@ -9,6 +9,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from absl import logging
 
+from segtube_jax import io_utils
 from segtube_jax.errors import CheckpointError
 
 
@@ -16,20 +17,35 @@ def make_manager(workdir: str | os.PathLike, keep: int = 3, async_save: bool = T
                  read_only: bool = False) -> ocp.CheckpointManager:
   """A CheckpointManager over ``<workdir>/checkpoints`` keeping the last ``keep`` steps.
 
-  Orbax writes each step into a temporary folder and renames it when complete, so a run killed
-  during a save leaves the previous checkpoints intact and the partial one is ignored.
+  Orbax writes each step into ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>`` when
+  complete (the rename is the commit), so a run killed during a save (SIGKILL, power cut) leaves
+  the previous checkpoints intact, and restore and ``latest_step`` only see renamed folders. The
+  temporary folders such a kill leaves are removed when a writable manager opens (Orbax would
+  otherwise only replace the one of a step it saves again). tests/test_faults.py kills runs
+  during saves and checks that each restart resumes from the newest complete step.
   """
   directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  if not read_only:  # A clear OutputError: Orbax would fail later, in a background thread.
+    io_utils.ensure_writable_dir(directory, "checkpoint folder")
   options = ocp.CheckpointManagerOptions(
       preservation_policy=ocp.checkpoint_managers.LatestN(keep),
-      enable_async_checkpointing=async_save, read_only=read_only, create=not read_only)
+      enable_async_checkpointing=async_save, read_only=read_only, create=not read_only,
+      cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, data_state: dict[str, Any]) -> None:
-  """Saves the (host-local, unreplicated) train state and the input pipeline position."""
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             data=ocp.args.JsonSave(data_state)), force=True)
+  """Saves the (host-local, unreplicated) train state and the input pipeline position.
+
+  Raises:
+    OutputError: the checkpoint folder cannot be written (an asynchronous save reports a full
+      disk later, from ``manager.wait_until_finished()`` or the next save).
+  """
+  try:
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               data=ocp.args.JsonSave(data_state)), force=True)
+  except OSError as e:
+    raise io_utils.output_error(manager.directory, e, f"checkpoint step {step}") from e
 
 
 def restore(manager: ocp.CheckpointManager, template: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:

@@ -43,7 +43,7 @@ def tfds_location(config: ml_collections.ConfigDict, workdir: str | os.PathLike)
   """Where the packed chunks of ``config.dataset.root`` live: (data_dir, name)."""
   data_dir = pathlib.Path(config.dataset.tfds_dir or pathlib.Path(workdir) / "tfds")
   size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
-  return data_dir, tfds_builder.default_name(config.dataset.root, size)
+  return data_dir, tfds_builder.default_name(config.dataset.root, size, config.dataset.get("encoding", "png"))
 
 
 def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[pathlib.Path, str]:
@@ -53,7 +53,8 @@ def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike) 
   if not built and jax.process_index() == 0:
     dataset_lib.load_dataset(config.dataset.root)  # One clear DatasetError before any packing.
     size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
-    tfds_builder.build_tfds(config.dataset.root, data_dir, name, frame_size=size, chunk_len=config.dataset.chunk_len)
+    tfds_builder.build_tfds(config.dataset.root, data_dir, name, frame_size=size, chunk_len=config.dataset.chunk_len,
+                            encoding=config.dataset.get("encoding", "png"))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("segtube_tfds_built")
@@ -195,34 +196,54 @@ def _check(config: ml_collections.ConfigDict) -> None:
 
 def train_dataset(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str,
                   batch_per_process: int) -> tuple[grain.IterDataset, int]:
-  """Shuffled, repeated, augmented, batched training sequences of this process's shard."""
+  """Shuffled, repeated, augmented, batched training sequences: this process's share of each global batch.
+
+  Every process computes the same shuffled, augmented stream (one seed); global batch k is its
+  elements ``k*G .. k*G+G-1`` and process p loads only ``stream[p::P]`` of it, so P processes
+  train on exactly the global batches (and augmentations) of one process.
+  """
   _check(config)
   source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
   sequences = build_sequences(source, config.clips, balance_seed=config.seed)
   if not sequences:
     raise DatasetError(f"{data_dir}/{name}: the training split has no window sequences")
-  ds = grain.MapDataset.source(sequences)
-  if jax.process_count() > 1:
-    ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.shuffle(seed=config.seed).repeat(None)
+  ds = grain.MapDataset.source(sequences).shuffle(seed=config.seed).repeat(None)
   ds = ds.random_map(_RandomLoad(LoadClips(source, config.clips, tuple(config.model.clip_shape), train=True)), seed=config.seed)
+  if jax.process_count() > 1:  # Lazy: a process reads the frames of its own elements only.
+    ds = ds[jax.process_index()::jax.process_count()]
   ds = ds.batch(batch_per_process, drop_remainder=True, batch_fn=_stack)
-  options = grain.ReadOptions(num_threads=config.data_threads, prefetch_buffer_size=config.data_prefetch)
+  # grain reads with at most prefetch_buffer_size threads in flight: a smaller buffer idles threads.
+  options = grain.ReadOptions(num_threads=config.data_threads,
+                              prefetch_buffer_size=max(config.data_prefetch, config.data_threads))
   return ds.to_iter_dataset(options), len(source.classes)
 
 
 def eval_batches(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str, split: str,
                  batch_per_process: int) -> Iterator[dict[str, np.ndarray]]:
-  """Every window sequence of ``split`` once, centre-cropped, padded to full batches (labels -1)."""
+  """Every window sequence of ``split`` once, centre-cropped, padded to full batches (labels -1).
+
+  Process p reads ``sequences[p::P]``; every process yields the same number of batches (the
+  largest shard's, padding with empty ones), since each batch is a collective step.
+  """
   _check(config)
   source = chunk_pipeline.open_chunk_source(data_dir, name, split)
   sequences = build_sequences(source, config.clips, balance_seed=None)
+  largest_shard = -(-len(sequences) // jax.process_count())
+  num_batches = -(-largest_shard // batch_per_process)
   if jax.process_count() > 1:
     sequences = sequences[jax.process_index()::jax.process_count()]
   ds = grain.MapDataset.source(sequences).map(_Load(LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False)))
   ds = ds.batch(batch_per_process, drop_remainder=False, batch_fn=_stack)
-  for batch in ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data_threads, prefetch_buffer_size=2)):
+  empty = {"clips": np.zeros((0, config.clips.seq_len, *config.model.clip_shape, 3), np.uint8),
+           "proposal_labels": np.zeros((0, config.clips.seq_len), np.int32),
+           "class_labels": np.zeros((0, config.clips.seq_len), np.int32)}
+  count = 0
+  for batch in ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data_threads, prefetch_buffer_size=max(2, config.data_threads))) if sequences else ():
+    empty = {k: v[:0] for k, v in batch.items()}
+    count += 1
     yield pad_batch(batch, batch_per_process)
+  for _ in range(count, num_batches):
+    yield pad_batch(empty, batch_per_process)
 
 
 def _stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

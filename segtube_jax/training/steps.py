@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -17,8 +18,10 @@ from segtube_jax.errors import ConfigError
 from segtube_jax.training import losses
 
 # Kinetics/Sports-1M style normalisation of uint8 RGB clips; done on device to ship uint8.
-_MEAN = jnp.array([0.43216, 0.394666, 0.37645], jnp.float32) * 255.0
-_STD = jnp.array([0.22803, 0.22145, 0.216989], jnp.float32) * 255.0
+# NumPy, not jnp: importing this module must not start a JAX backend (jax.distributed.initialize
+# has to come first in a multi-host job).
+_MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32) * 255.0
+_STD = np.array([0.22803, 0.22145, 0.216989], np.float32) * 255.0
 
 
 # The 'rbg' PRNG compiles initialisers several times faster than threefry on CPU (C3D's init

@@ -27,8 +27,9 @@ from flax import jax_utils
 from segtube_jax import defaults
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import CheckpointError
+from segtube_jax import io_utils
 from segtube_jax.io_utils import write_json_atomic
-from segtube_jax.training import checkpointing, config_checks, input_pipeline, steps
+from segtube_jax.training import checkpointing, config_checks, distributed, input_pipeline, steps
 
 EXPERIMENT_FILE = "experiment.json"  # {"config": ..., "classes": [...]}, written by process 0.
 
@@ -77,13 +78,21 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
       self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
+  def resume_at(self, step: int) -> None:
+    """Drops the rows logged after ``step``: a killed run logged steps that its resume repeats."""
+    if not self.enabled or not self.path.exists():
+      return
+    lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _row_step(line) <= step]
+    if len(kept) < len(lines):
+      io_utils.write_text_atomic(self.path, "".join(kept), what="metrics log")
+
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
       return
     row = {"step": int(step), "split": split, "time": time.time(),
            **{k: float(v) for k, v in metrics.items()}}
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps(row) + "\n")
+    io_utils.append_text(self.path, json.dumps(row) + "\n", what="metrics log")  # Never a torn line.
     for k, v in metrics.items():
       self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
     self._tb.flush()
@@ -91,6 +100,14 @@ class MetricWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+
+def _row_step(line: str) -> float:
+  """The step of a metrics.jsonl row (unreadable rows sort last, so a resume drops them)."""
+  try:
+    return float(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return math.inf
 
 
 class _StopRequest:
@@ -161,6 +178,10 @@ def evaluate_windows(config: ml_collections.ConfigDict, p_eval_step, params_repl
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
   """Trains both networks of Sec. 2.1 and evaluates them on the validation windows.
 
+  Several processes (``config.distributed``, see ``distributed.py``) run the same call with the
+  same workdir: each feeds its local devices its share of every global batch, and process 0
+  alone writes checkpoints (orbax coordinates them), metrics and experiment.json.
+
   Args:
     config: an experiment config (see ``configs/``).
     workdir: the experiment folder: checkpoints, metrics.jsonl, packed data.
@@ -168,10 +189,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   Returns:
     The final validation metrics (proposal / classification / action-window accuracy).
   """
+  distributed.initialize(config.get("distributed", "auto"))  # Before anything touches a device.
   workdir = pathlib.Path(workdir)
   num_devices = jax.local_device_count()
   config_checks.check_training_config(config, num_devices * jax.process_count())
-  workdir.mkdir(parents=True, exist_ok=True)
+  io_utils.ensure_writable_dir(workdir, "training workdir")  # OutputError now, not after packing data.
   batch_per_process = config.train.global_batch_size // jax.process_count()
   data_dir, name = input_pipeline.ensure_built(config, workdir)
   train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
@@ -199,6 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # the step compiles once instead of once for the first call and again for the rest.
   state_repl = jax.pmap(lambda t: t, axis_name="batch")(jax_utils.replicate(state))
   writer = MetricWriter(workdir)
+  writer.resume_at(start_step)
   clips_per_step = config.train.global_batch_size * config.clips.seq_len
   if start_step < num_steps:
     logging.info("Training steps %d..%d on %d device(s) (%d process(es)), %d clips per step",
@@ -236,10 +259,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           t_log, steps_since_log = time.perf_counter(), 0
         if step % config.train.checkpoint_every == 0 or step == num_steps:
           save(step, metrics)
-        if stop.signal is not None:
+        if _stop_agreed(stop, logged=step % config.train.log_every == 0 or step == num_steps):
           save(step, metrics)
           manager.wait_until_finished()
-          raise TrainingStopped(f"received signal {stop.signal}; saved checkpoint step {step} in {manager.directory}; "
+          why = f"received signal {stop.signal}" if stop.signal is not None else "another process received a signal"
+          raise TrainingStopped(f"{why}; saved checkpoint step {step} in {manager.directory}; "
                                 "rerun the same command to resume")
       if pending is not None:
         _check_finite(*pending, manager)
@@ -252,6 +276,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   writer.close()
   logging.info("validation: %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
   return result
+
+
+def _stop_agreed(stop: _StopRequest, logged: bool) -> bool:
+  """Whether to checkpoint and stop after this step.
+
+  With several processes all must stop at the same step (the save is collective), and a signal
+  may reach them between different steps; they agree at logged steps, where the host already
+  waits for the device, by a max over processes.
+  """
+  if jax.process_count() == 1:
+    return stop.signal is not None
+  if not logged:
+    return False
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return bool(np.max(multihost_utils.process_allgather(np.int32(stop.signal is not None))))
 
 
 def _check_finite(step: int, metrics: dict[str, Any], manager) -> None:

@@ -1,0 +1,128 @@
+"""Hour-long synthetic videos, rendered and encoded in a stream (for memory and speed tests).
+
+A long video is a sequence of synthetic "scenes": each is one video of segtube_jax.data.synthetic
+(its own actor, background, idle stretches and 1-2 action instances), rendered alone and
+streamed into the encoder, so memory holds one scene (at most ``max_scene`` frames), never the
+video. Scenes change at cuts, as in an untrimmed broadcast. Non-square sizes (THUMOS14's
+171x128) are rendered square at the height and stretched to the width.
+
+Next to ``FILE.mp4`` goes ``FILE.mp4.json``: fps, size, seed and the action instances
+``[label, first frame, end frame exclusive]`` in whole-video frame numbers. Usage::
+
+  python -m segtube_jax.data.long_video --out /tmp/long.mp4 --num_frames 108000 --height 64 --width 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import time
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+
+from segtube_jax.data import synthetic
+from segtube_jax.data import video as video_lib
+from segtube_jax.errors import ConfigError, VideoError
+from segtube_jax.io_utils import write_json_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class LongVideoOptions:
+  """What a long video looks like (sizes in pixels, durations in frames)."""
+
+  num_frames: int
+  height: int = 64
+  width: int = 64
+  seed: int = 0
+  fps: float = 25.0
+  num_classes: int = 6
+  min_scene: int = 150
+  max_scene: int = 400
+  crf: int = 18
+
+  def validate(self) -> None:
+    """Raises ConfigError naming the first impossible option."""
+    if self.num_frames < 1:
+      raise ConfigError(f"num_frames must be >= 1, got {self.num_frames}")
+    if self.height < 32 or self.height % 2 or self.width < 16:
+      raise ConfigError(f"height must be an even number >= 32 and width >= 16, got {self.height}x{self.width}")
+    self.scene_options().validate()
+
+  def scene_options(self) -> synthetic.Options:
+    return synthetic.Options(size=self.height, num_classes=self.num_classes, min_frames=self.min_scene,
+                             max_frames=self.max_scene, fps=self.fps, crf=self.crf, workers=1)
+
+
+def iter_scenes(opts: LongVideoOptions) -> Iterator[tuple[int, np.ndarray, list[tuple[int, int, int]]]]:
+  """Yields ``(first frame, frames uint8 [t, H, W, 3], instances)`` scene by scene.
+
+  Instances are ``(class index, first frame, end frame exclusive)`` in whole-video frame numbers;
+  the last scene is cut at ``num_frames`` (and its instances with it).
+  """
+  opts.validate()
+  scene_opts = opts.scene_options()
+  first, index = 0, 0
+  while first < opts.num_frames:
+    plan = synthetic.plan_video(opts.seed, index, "testing", index % opts.num_classes, scene_opts)
+    frames, _ = synthetic.render_video(plan, scene_opts)
+    frames = frames[:opts.num_frames - first]
+    if opts.width != opts.height:
+      frames = np.stack([cv2.resize(f, (opts.width, opts.height), interpolation=cv2.INTER_LINEAR) for f in frames])
+    instances = [(c, first + fs, first + min(fe, len(frames))) for c, fs, fe in plan.instances if fs < len(frames)]
+    yield first, frames, instances
+    first += len(frames)
+    index += 1
+
+
+def write_long_video(path: str | pathlib.Path, opts: LongVideoOptions) -> dict[str, Any]:
+  """Renders the video into ``path`` (mp4) and its instances into ``path.json``; returns that record.
+
+  Raises:
+    ConfigError: an impossible option.
+    VideoError: the encoder failed.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  classes = list(synthetic.MOTIONS[:opts.num_classes])
+  instances: list[list[Any]] = []
+  start = time.perf_counter()
+
+  def frames() -> Iterator[np.ndarray]:
+    for _, scene, scene_instances in iter_scenes(opts):
+      instances.extend([classes[c], fs, fe] for c, fs, fe in scene_instances)
+      yield from scene
+
+  count = video_lib.write_video(path, frames(), opts.fps, crf=opts.crf)
+  if count != opts.num_frames:
+    raise VideoError(f"{path}: wrote {count} frames, expected {opts.num_frames}")
+  record = {"video": str(path), "classes": classes, "instances": instances,
+            "seconds": round(time.perf_counter() - start, 2), **dataclasses.asdict(opts)}
+  write_json_atomic(path.with_name(path.name + ".json"), record)
+  return record
+
+
+def main(argv: list[str] | None = None) -> int:
+  defaults = {f.name: f.default for f in dataclasses.fields(LongVideoOptions) if f.name != "num_frames"}
+  p = argparse.ArgumentParser(prog="python -m segtube_jax.data.long_video", description=__doc__.split("\n")[0])
+  p.add_argument("--out", required=True, help="the mp4 file to write (instances go to OUT.json)")
+  p.add_argument("--num_frames", type=int, required=True)
+  for name, value in defaults.items():
+    p.add_argument(f"--{name}", type=type(value), default=value)
+  args = vars(p.parse_args(argv))
+  out = args.pop("out")
+  try:
+    record = write_long_video(out, LongVideoOptions(**args))
+  except (ConfigError, VideoError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"wrote {out}: {record['num_frames']} frames of {record['width']}x{record['height']} at {record['fps']:g} fps, "
+        f"{len(record['instances'])} action instances, in {record['seconds']:.1f} s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
