@@ -482,16 +482,22 @@ def _reference_intervals(text: str) -> list | None:
   return rows
 
 
+def _write_soup(path: pathlib.Path, content: str | bytes) -> str | None:
+  """Writes generated text (as UTF-8) or bytes to ``path``; returns the text a reader sees, or
+  None when the bytes are not UTF-8 (the reader must then refuse the file)."""
+  raw = content if isinstance(content, bytes) else content.encode("utf-8")
+  path.write_bytes(raw)
+  try:
+    return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+  except UnicodeDecodeError:
+    return None
+
+
 @FUZZ
 @given(token_texts(3) | st.binary(max_size=120).map(lambda b: b.decode("latin-1")) | st.binary(max_size=60))
 def test_interval_file_matches_reference(scratch, content):
   path = _fresh(scratch / "th_soup") / "Run_test.txt"
-  raw = content if isinstance(content, bytes) else content.encode("utf-8")
-  path.write_bytes(raw)
-  try:
-    text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-  except UnicodeDecodeError:
-    text = None
+  text = _write_soup(path, content)
   expected = None if text is None else _reference_intervals(text)
   if expected is None:
     with pytest.raises(AnnotationError) as info:
@@ -585,12 +591,7 @@ def _reference_detections(text: str, num_classes: int) -> list | None:
 @given(token_texts(5) | st.binary(max_size=120).map(lambda b: b.decode("latin-1")) | st.binary(max_size=60))
 def test_thumos14_detections_match_reference(scratch, content):
   path = _fresh(scratch / "det_soup") / "dets.txt"
-  raw = content if isinstance(content, bytes) else content.encode("utf-8")
-  path.write_bytes(raw)
-  try:
-    text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-  except UnicodeDecodeError:
-    text = None
+  text = _write_soup(path, content)
   expected = None if text is None else _reference_detections(text, 3)
   if expected is None:
     with pytest.raises(DetectionFileError) as info:
