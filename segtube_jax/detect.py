@@ -22,7 +22,6 @@ detected and written ``--chunk_frames`` frames at a time, so memory does not gro
 from __future__ import annotations
 
 import glob
-import os
 import pathlib
 import shutil
 import sys
