@@ -91,6 +91,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument('--paper-seq', type=int, default=2, help='clips per sequence for paper')
   p.add_argument('--conv-impl', choices=models.CONV_IMPLS, default=None,
                  help='override model.conv_impl (default: the config\'s)')
+  p.add_argument('--microbatch', type=int, default=None,
+                 help='override train.microbatch_size (sequences; 0: the whole batch at once)')
   return p.parse_args(argv)
 
 
@@ -114,6 +116,8 @@ def experiment_config(name: str, args: argparse.Namespace) -> ml_collections.Con
     c.model.dtype = 'float32'  # bfloat16 convs are emulated (slow) on XLA:CPU.
   if args.conv_impl is not None:
     c.model.conv_impl = args.conv_impl
+  if getattr(args, 'microbatch', None) is not None:
+    c.train.microbatch_size = args.microbatch
   return c
 
 
@@ -135,7 +139,7 @@ def jax_step_fn(c: ml_collections.ConfigDict, num_classes: int,
   state, model, schedule = steps.create_train_state(c, num_classes, steps.make_rng(0),
                                                     c.train.num_steps)
   dtype = jnp.bfloat16 if c.model.dtype == 'bfloat16' else jnp.float32
-  p_step = jax.pmap(steps.make_train_step(model, schedule, dtype), axis_name='batch',
+  p_step = jax.pmap(steps.make_train_step(model, schedule, dtype, c.train.microbatch_size), axis_name='batch',
                     donate_argnums=(0,))
   # jax_utils.replicate's arrays carry a different mesh than p_step's outputs, so the second
   # call would compile the step again (~17 s for demo); an identity pmap gives the state the
@@ -301,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     print(f'{name}: {c.train.global_batch_size} seq x {c.clips.seq_len} clips of '
           f'{tuple(c.model.clip_shape)}, width x{c.model.width_multiplier}, fc {c.model.fc_dim}, '
           f'lstm {c.model.lstm_layers}x{c.model.lstm_features}, conv_impl {c.model.conv_impl}, '
-          f'{c.optimizer.name}, {c.model.dtype}', flush=True)
+          f'microbatch {c.train.microbatch_size or "off"}, {c.optimizer.name}, {c.model.dtype}', flush=True)
     rows += bench_config(name, args, use_torch)
   print(f'load average at end:   {" ".join(f"{v:.2f}" for v in os.getloadavg())}')
   print(format_table(rows))

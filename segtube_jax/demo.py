@@ -28,9 +28,6 @@ from segtube_jax.training import TrainingStopped, train_and_evaluate
 # the classes apart survive the networks' 32x32 input; shorter videos keep packing and
 # evaluation within the demo's time.
 DEMO_OPTIONS = {"actor_size": (0.18, 0.24), "min_frames": 120, "max_frames": 300, "split": (0.7, 0.15, 0.15)}
-# configs/synthetic.py trains 3000 steps (about 25 minutes on 2 cores); the demo trains the first
-# 1000 of that schedule's length (about 8 minutes) so that data, training and evaluation fit in 15.
-DEMO_TRAIN_STEPS = 1000
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Experiment folder; the dataset goes to <workdir>/data.")
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", 400, "Synthetic videos to generate.")
@@ -81,15 +78,13 @@ def run_demo(workdir: str, num_videos: int = 400, seed: int = 0, sheets: int = 2
   for path in written:
     print(f"  {path}")
   if data_only:
-    print(f"next: python train.py --config configs/synthetic.py --workdir {workdir} "
-          f"--config.dataset.root={root} --config.train.num_steps={DEMO_TRAIN_STEPS}")
+    print(f"next: python train.py --config configs/synthetic.py --workdir {workdir} --config.dataset.root={root}")
     return {"summary": summary, "contact_sheets": written}
   if config is None:
     config = synthetic_config.get_config()
     config.dataset.root = str(root)
-    config.train.num_steps = DEMO_TRAIN_STEPS
   print(f"training: python train.py --config configs/synthetic.py --workdir {workdir} "
-        f"--config.dataset.root={config.dataset.root} --config.train.num_steps={config.train.num_steps}", flush=True)
+        f"--config.dataset.root={config.dataset.root}", flush=True)
   validation = train_and_evaluate(config, workdir)
   print("validation windows: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items()) if k.endswith("accuracy")))
   print(f"evaluating: python evaluate.py --config configs/synthetic.py --workdir {workdir} "

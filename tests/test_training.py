@@ -89,6 +89,8 @@ def test_shared_trunk_and_init_from(tiny_synthetic, tmp_path):
     ({"optimizer.learning_rate": -1.0}, "learning_rate must be > 0"),
     ({"clips.mask_source": "magic"}, "mask_source must be one of"),
     ({"dataset.encoding": "gif"}, "dataset.encoding.*'png' or 'jpeg'"),
+    ({"train.global_batch_size": 4, "train.microbatch_size": 3}, "microbatch_size must be 0 .* divides the 4"),
+    ({"train.microbatch_size": -1}, "microbatch_size must be 0"),
 ])
 def test_config_errors(tiny_synthetic, tmp_path, overrides, message):
   with pytest.raises(ConfigError, match=message):
@@ -114,6 +116,31 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_synthetic, tmp_path)
     train_and_evaluate(bad, tmp_path / "w")
   _, step = _params(tmp_path / "w")
   assert step == 1
+
+
+def test_microbatched_step_equals_whole_batch_step():
+  from flax import jax_utils  # pylint: disable=import-outside-toplevel
+  from segtube_jax.training import steps  # pylint: disable=import-outside-toplevel
+  # SGD and no dropout: the split step must give the whole-batch update up to summation order.
+  config = tiny_training_config("unused", **{"model.dropout_rate": 0.0, "optimizer.name": "sgd",
+                                             "model.shared_trunk": True})  # One trunk: half the compile time.
+  state, model, schedule = steps.create_train_state(config, 5, steps.make_rng(0), 10)
+  rng = np.random.default_rng(1)
+  batch = {"clips": rng.integers(0, 255, (1, 2, 2, 16, 16, 16, 3), dtype=np.uint8),
+           "proposal_labels": np.array([[[1, 0], [0, -1]]], np.int32),
+           "class_labels": np.array([[[2, 0], [-1, 3]]], np.int32)}
+  outs = {}
+  for micro in (0, 1):
+    step = jax.pmap(steps.make_train_step(model, schedule, microbatch_size=micro), axis_name="batch")
+    new, metrics = step(jax_utils.replicate(state), batch)
+    outs[micro] = (jax.tree.map(lambda x: np.asarray(x[0]), new.params),
+                   {k: float(v[0]) for k, v in metrics.items()})
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), outs[0][0], outs[1][0])
+  for key, value in outs[0][1].items():
+    assert outs[1][1][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+  assert outs[0][1]["classification_windows"] == 3 and outs[0][1]["proposal_windows"] == 3
+  # The update moved the weights: equality above is not two no-ops.
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(outs[1][0])))
 
 
 _PMAP_SCRIPT = r"""

@@ -117,45 +117,58 @@ def _same_segments(a: Sequence[DetectedSegment], b: Sequence[DetectedSegment]) -
   return key(a) == key(b)
 
 
+def segmentation_pool(workers: int) -> concurrent.futures.Executor | None:
+  """A process pool for the segmentation jobs (None for ``workers`` <= 1: run in this process).
+
+  Spawned, not forked: the caller runs JAX threads. Starting a worker imports the segmentation
+  stack (about a second each), so callers that run many groups create one pool and pass it on.
+  """
+  if workers <= 1:
+    return None
+  return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer, config: ml_collections.ConfigDict,
-                    workers: int = 1, log: Callable[[str], None] | None = None) -> list[VideoState]:
+                    workers: int = 1, log: Callable[[str], None] | None = None,
+                    pool: concurrent.futures.Executor | None = None) -> list[VideoState]:
   """Runs the alternating optimisation on a group of videos (in place); returns them.
+
+  A video's segmentation job is submitted as soon as its localization is done, so with a pool
+  the networks localize the next videos while the workers segment the earlier ones.
 
   Args:
     videos: states with ``frames`` and ``fps`` set.
     localizer: the trained networks with Eqs. (1)-(4).
     config: the experiment config (``detector``, ``segmentation``, ``dataset``).
-    workers: processes for the segmentation jobs (1: in this process).
+    workers: processes for the segmentation jobs (1: in this process); ignored with ``pool``.
     log: optional callback for one line per video and iteration.
+    pool: an executor for the segmentation jobs (see :func:`segmentation_pool`), kept open.
   """
   d = config.detector
   seg_config = config.segmentation
-  pool = None
-  if workers > 1 and len(videos) > 1:
-    # Spawned, not forked: this process runs JAX threads.
-    pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(videos)), mp_context=multiprocessing.get_context("spawn"))
+  own_pool = None
+  if pool is None and len(videos) > 1:
+    pool = own_pool = segmentation_pool(min(workers, len(videos)))
   try:
     net_frames = {v.video_id: localizer_lib.prepare_frames(v.frames, config) for v in videos}
     for it in range(d.max_iterations):
       active = [v for v in videos if not v.converged]
       if not active:
         break
-      started = {}
-      previous_segments = {}
+      localize_seconds, previous_segments, jobs = {}, {}, []
       for v in active:
-        started[v.video_id] = time.perf_counter()
+        t0 = time.perf_counter()
         previous_segments[v.video_id] = v.segments
         size = net_frames[v.video_id].shape[1:3]
         v.localization = localizer.localize(net_frames[v.video_id], network_masks(v.masks, v.present, size), v.fps)
-        started[v.video_id] = time.perf_counter() - started[v.video_id]
-      jobs = []
-      for v in active:
+        localize_seconds[v.video_id] = time.perf_counter() - t0
         spans = merged_spans(v.segments, len(v.frames))
         if it == 0 and d.initial_saliency_whole_video:
           spans = [(0, len(v.frames) - 1)] if len(v.frames) else []
-        jobs.append((v.frames, spans, v.masks if it > 0 else None, seg_config))
-      results = pool.map(_segment_job, jobs) if pool is not None else map(_segment_job, jobs)
-      for v, (masks, present, seconds) in zip(active, results):
+        args = (v.frames, spans, v.masks if it > 0 else None, seg_config)
+        jobs.append(pool.submit(_segment_job, args) if pool is not None else args)
+      for v, job in zip(active, jobs):
+        masks, present, seconds = job.result() if pool is not None else _segment_job(job)
         change = mask_change(v.masks, v.present, masks, present)
         unchanged = it > 0 and _same_segments(previous_segments[v.video_id], v.segments)
         v.masks, v.present = masks, present
@@ -163,12 +176,12 @@ def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer
         entry = {"iteration": it, "num_segments": len(v.segments),
                  "segments": [[s.label, s.start_frame, s.end_frame, round(s.score, 6)] for s in v.segments],
                  "mask_change": change, "segments_unchanged": unchanged, "converged": v.converged,
-                 "localize_seconds": round(started[v.video_id], 3), "segment_seconds": round(seconds, 3)}
+                 "localize_seconds": round(localize_seconds[v.video_id], 3), "segment_seconds": round(seconds, 3)}
         v.iterations.append(entry)
         if log is not None:
           log(f"{v.video_id} iteration {it}: {len(v.segments)} segment(s), mask IoU with previous "
               f"{'-' if change is None else f'{change:.4f}'}{', converged' if v.converged else ''}")
   finally:
-    if pool is not None:
-      pool.shutdown()
+    if own_pool is not None:
+      own_pool.shutdown()
   return videos

@@ -119,8 +119,8 @@ class Localizer:
     self.model = steps.SegtubeNetworks(config.model, len(classes))
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     self._predict = steps.make_predict_fn(self.model, dtype)
-    self._frame_stage = jax.jit(functools.partial(_frame_stage, gamma=float(config.detector.gamma),
-                                                  mode=config.detector.class_assignment),
+    # gamma is an argument, not a constant: tuning it (evaluation/tune_gamma.py) reuses one compile.
+    self._frame_stage = jax.jit(functools.partial(_frame_stage, mode=config.detector.class_assignment),
                                 static_argnames=("num_frames",))
 
   def window_logits(self, frames: np.ndarray, masks: np.ndarray | None
@@ -175,17 +175,30 @@ class Localizer:
       masks: optional actor masks [T, H, W] for saliency-aware clips (all ones where unknown).
       fps: frame rate, for the detections' times.
     """
-    num_frames = len(frames)
     starts, ends, pro, cla = self.window_logits(frames, masks)
+    return self.localize_windows(starts, ends, pro, cla, len(frames), fps)
+
+  def localize_windows(self, starts: np.ndarray, ends: np.ndarray, pro: np.ndarray, cla: np.ndarray,
+                       num_frames: int, fps: float = 25.0, gamma: float | None = None) -> Localization:
+    """Eqs. (1)-(4) and the segments from the windows' logits (see :meth:`window_logits`).
+
+    Args:
+      starts, ends: int [H] window frames (end exclusive).
+      pro, cla: [H, 2] proposal and [H, K+1] classification logits.
+      num_frames: the video's length.
+      fps: frame rate, for the detections' times.
+      gamma: Eq. (4)'s threshold; None: ``config.detector.gamma``.
+    """
     k = len(self.classes)
     if len(starts) == 0:
       return Localization(np.zeros((num_frames, k), np.float32), np.zeros(num_frames, np.float32), [], 0, 0)
+    gamma = self.config.detector.gamma if gamma is None else gamma
     starts_p, ends_p, valid = temporal.pad_windows(starts, ends, bucket=_WINDOW_BUCKET)
     pad = len(starts_p) - len(starts)
     pro_p = np.concatenate([pro, np.zeros((pad, 2), pro.dtype)])
     cla_p = np.concatenate([cla, np.zeros((pad, k + 1), cla.dtype)])
     alpha, frame_score, labels = jax.device_get(
-        self._frame_stage(starts_p, ends_p, pro_p, cla_p, valid, num_frames=num_frames))
+        self._frame_stage(starts_p, ends_p, pro_p, cla_p, valid, np.float32(gamma), num_frames=num_frames))
     segments = self._segments(np.asarray(labels), np.asarray(alpha), np.asarray(frame_score), fps)
     flagged = int((pro[:, 1] > pro[:, 0]).sum())
     return Localization(np.asarray(alpha), np.asarray(frame_score), segments, len(starts), flagged)
@@ -212,7 +225,7 @@ class Localizer:
     return out
 
 
-def _frame_stage(starts, ends, pro, cla, valid, *, num_frames: int, gamma: float, mode: str):
+def _frame_stage(starts, ends, pro, cla, valid, gamma, *, num_frames: int, mode: str):
   """Window scores (Eqs. 1-2), alpha_t (Eq. 3) and frame labels (Eq. 4): one compiled function."""
   scores = temporal.window_scores(pro, cla, valid)
   alpha = temporal.aggregate_frame_scores(starts, ends, scores, num_frames)

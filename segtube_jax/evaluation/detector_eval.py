@@ -69,7 +69,20 @@ def write_masks(folder: pathlib.Path, masks: np.ndarray, present: np.ndarray, of
   return len(frames)
 
 
-def _read_video(ds: dataset_lib.Dataset, video_id: str) -> tuple[np.ndarray, float]:
+def fill_from_media(ds: dataset_lib.Dataset, videos: list[dataset_lib.VideoInfo]) -> dict[str, str]:
+  """Completes ``videos`` (in place, and in ``ds``) from their media; returns {video_id: error}."""
+  errors: dict[str, str] = {}
+  for i, info in enumerate(videos):
+    filled, problems = dataset_lib._fill_from_media(ds.root, info)  # pylint: disable=protected-access
+    ds.videos[info.video_id] = videos[i] = filled
+    if problems:
+      errors[info.video_id] = "DatasetError: " + "; ".join(problems)
+      logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
+  return errors
+
+
+def read_dataset_video(ds: dataset_lib.Dataset, video_id: str) -> tuple[np.ndarray, float]:
+  """(uint8 frames [T, H, W, 3], fps) of a dataset video, read whole."""
   info = ds.videos[video_id]
   reader = ds.open_frames(video_id)
   frames = reader.read(0, None) if hasattr(reader, "read") else np.stack(list(reader))
@@ -101,13 +114,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
     videos = videos[:ev.max_videos]
   if not videos:
     raise ConfigError(f"config.evaluation.subset={ev.subset!r}: {config.dataset.root} has no such video")
-  errors: dict[str, str] = {}
-  for i, info in enumerate(videos):
-    filled, problems = dataset_lib._fill_from_media(ds.root, info)  # pylint: disable=protected-access
-    ds.videos[info.video_id] = videos[i] = filled
-    if problems:
-      errors[info.video_id] = "DatasetError: " + "; ".join(problems)
-      logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
+  errors = fill_from_media(ds, videos)
   localizer, step = load_localizer(config, workdir, ds.classes)
   out = workdir / "eval"
   is_main = jax.process_index() == 0
@@ -123,33 +130,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   examples = set(v.video_id for v in videos[:ev.report_videos])
   kept: dict[str, alternating.VideoState] = {}
   t_detect = time.perf_counter()
-  for first in range(0, len(videos), ev.group_size):
-    group = []
-    for info in videos[first:first + ev.group_size]:
-      if info.video_id in errors:
-        continue
-      try:
-        frames, fps = _read_video(ds, info.video_id)
-      except Exception as e:  # pylint: disable=broad-except
-        errors[info.video_id] = f"{type(e).__name__}: {e}"
-        logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
-        continue
-      group.append(alternating.VideoState(info.video_id, frames, fps))
-    alternating.run_alternating(group, localizer, config, workers=ev.workers, log=logging.info)
-    for v in group:
-      results[v.video_id] = v.segments
-      if is_main:
-        write_masks(mask_dir / v.video_id, v.masks, v.present)
-      states[v.video_id] = alternating.VideoState(v.video_id, np.empty((0,)), v.fps, localization=v.localization,
-                                                  iterations=v.iterations, converged=v.converged)
-      if v.video_id in examples:
-        kept[v.video_id] = v
+  # One pool for every group: starting workers per group cost seconds each time.
+  pool = alternating.segmentation_pool(min(ev.workers, len(videos)))
+  try:
+    _detect_groups(config, ds, videos, localizer, pool, errors, results, states, kept, examples,
+                   mask_dir if is_main else None)
+  finally:
+    if pool is not None:
+      pool.shutdown()
   detect_seconds = time.perf_counter() - t_detect
   failed = "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
   if not states:  # Nothing to score (the ground truth of no video is an error of its own).
     raise VideosFailed(f"all {len(videos)} video(s) failed, nothing was scored: {failed}")
   # Ground truth and detections are built once, for the metrics and for the report.
-  gt = _ground_truth(ds, [v.video_id for v in videos if v.video_id in states], ev.subset)
+  gt = ground_truth(ds, [v.video_id for v in videos if v.video_id in states], ev.subset)
   dets = detection_writers.as_detections(results, ds.classes)
   metrics = _score(config, ds, videos, results, states, errors, mask_dir, gt, dets)
   metrics.update(checkpoint_step=step, num_videos=len(videos),
@@ -166,7 +160,39 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   return metrics
 
 
-def _ground_truth(ds, video_ids: list[str], subset: str) -> detection_files.GroundTruth:
+def _detect_groups(config: ml_collections.ConfigDict, ds: dataset_lib.Dataset, videos: list, localizer, pool,
+                   errors: dict[str, str], results: dict, states: dict, kept: dict, examples: set[str],
+                   mask_dir: pathlib.Path | None) -> None:
+  """Runs the alternating loop on ``videos`` in groups of ``evaluation.group_size`` (fills the dicts).
+
+  Masks are written under ``mask_dir`` (None: not written, on processes other than 0).
+  """
+  ev = config.evaluation
+  for first in range(0, len(videos), ev.group_size):
+    group = []
+    for info in videos[first:first + ev.group_size]:
+      if info.video_id in errors:
+        continue
+      try:
+        frames, fps = read_dataset_video(ds, info.video_id)
+      except Exception as e:  # pylint: disable=broad-except
+        errors[info.video_id] = f"{type(e).__name__}: {e}"
+        logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
+        continue
+      group.append(alternating.VideoState(info.video_id, frames, fps))
+    alternating.run_alternating(group, localizer, config, log=logging.info, pool=pool)
+    for v in group:
+      results[v.video_id] = v.segments
+      if mask_dir is not None:
+        write_masks(mask_dir / v.video_id, v.masks, v.present)
+      states[v.video_id] = alternating.VideoState(v.video_id, np.empty((0,)), v.fps, localization=v.localization,
+                                                  iterations=v.iterations, converged=v.converged)
+      if v.video_id in examples:
+        kept[v.video_id] = v
+
+
+def ground_truth(ds: dataset_lib.Dataset, video_ids: list[str], subset: str) -> detection_files.GroundTruth:
+  """The ground truth of ``video_ids`` (annotations.json of the dataset) for the mAP."""
   path = ds.root / "annotations.json"
   data = dataset_lib.read_annotations_json(path)
   return detection_files.ground_truth_from_dataset(

@@ -121,6 +121,12 @@ def check_training_config(config: ml_collections.ConfigDict, num_devices: int) -
   if not _is_int(batch) or batch < 1 or batch % num_devices:
     raise ConfigError(f"config.train.global_batch_size={batch} must be a positive multiple of the "
                       f"{num_devices} device(s)")
+  micro = config.train.microbatch_size
+  per_device = batch // num_devices
+  if not _is_int(micro) or micro < 0 or (0 < micro < per_device and per_device % micro):
+    raise ConfigError(f"config.train.microbatch_size must be 0 (no split) or an integer that divides the "
+                      f"{per_device} sequences per device (global_batch_size {batch} / {num_devices} device(s)), "
+                      f"got {micro!r}")
   for key in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     if not _is_int(config.train[key]) or config.train[key] < 1:
       raise ConfigError(f"config.train.{key} must be >= 1, got {config.train[key]!r}")

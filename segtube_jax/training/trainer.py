@@ -215,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     state = state.replace(params=_merge_init_from(state.params, config.init_from))
   start_step = int(state.step)
 
-  p_train_step = jax.pmap(steps.make_train_step(model, schedule, dtype), axis_name="batch", donate_argnums=(0,))
+  p_train_step = jax.pmap(steps.make_train_step(model, schedule, dtype, config.train.microbatch_size), axis_name="batch", donate_argnums=(0,))
   p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
   # Through an identity pmap, the replicated state has the sharding the step's outputs have, so
   # the step compiles once instead of once for the first call and again for the rest.
