@@ -794,6 +794,7 @@ def _invalid_keys(c) -> set[str]:
       "optimizer.grad_clip_norm": _real(o.grad_clip_norm) and o.grad_clip_norm >= 0,
       **{f"train.{k}": _int(t[k], 1) for k in ("num_steps", "global_batch_size", "log_every", "checkpoint_every",
                                                "keep_checkpoints")},
+      "train.microbatch_size": _int(t.microbatch_size, 0),
       "data_threads": _int(c.data_threads, 0), "data_prefetch": _int(c.data_prefetch, 0),
       "distributed": c.get("distributed", "auto") in ("auto", "on", "off"),
   }
@@ -809,6 +810,9 @@ def _invalid_keys(c) -> set[str]:
     bad.add("clips.background_coverage")
   if not bad and cl.resize and (cl.resize[0] < shape[1] or cl.resize[1] < shape[2]):
     bad.add("clips.resize")
+  # Microbatches split the batch into equal parts (a microbatch of the whole batch or more: no split).
+  if not bad and 0 < t.microbatch_size < t.global_batch_size and t.global_batch_size % t.microbatch_size:
+    bad.add("train.microbatch_size")
   return bad
 
 

@@ -118,31 +118,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_synthetic, tmp_path)
   assert step == 1
 
 
-def test_microbatched_step_equals_whole_batch_step():
-  from flax import jax_utils  # pylint: disable=import-outside-toplevel
-  from segtube_jax.training import steps  # pylint: disable=import-outside-toplevel
-  # SGD and no dropout: the split step must give the whole-batch update up to summation order.
-  config = tiny_training_config("unused", **{"model.dropout_rate": 0.0, "optimizer.name": "sgd",
-                                             "model.shared_trunk": True})  # One trunk: half the compile time.
-  state, model, schedule = steps.create_train_state(config, 5, steps.make_rng(0), 10)
-  rng = np.random.default_rng(1)
-  batch = {"clips": rng.integers(0, 255, (1, 2, 2, 16, 16, 16, 3), dtype=np.uint8),
-           "proposal_labels": np.array([[[1, 0], [0, -1]]], np.int32),
-           "class_labels": np.array([[[2, 0], [-1, 3]]], np.int32)}
-  outs = {}
-  for micro in (0, 1):
-    step = jax.pmap(steps.make_train_step(model, schedule, microbatch_size=micro), axis_name="batch")
-    new, metrics = step(jax_utils.replicate(state), batch)
-    outs[micro] = (jax.tree.map(lambda x: np.asarray(x[0]), new.params),
-                   {k: float(v[0]) for k, v in metrics.items()})
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), outs[0][0], outs[1][0])
-  for key, value in outs[0][1].items():
-    assert outs[1][1][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
-  assert outs[0][1]["classification_windows"] == 3 and outs[0][1]["proposal_windows"] == 3
-  # The update moved the weights: equality above is not two no-ops.
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(outs[1][0])))
-
-
 _PMAP_SCRIPT = r"""
 import os, sys, json
 sys.path.insert(0, {root!r})
@@ -158,32 +133,50 @@ rng = np.random.default_rng(0)
 batch = {{"clips": rng.integers(0, 255, (4, 2, 16, 16, 16, 3), dtype=np.uint8),
           "proposal_labels": np.array([[1, 0], [0, -1], [1, 1], [0, 0]], np.int32),
           "class_labels": np.array([[2, 0], [-1, -1], [3, 3], [0, -1]], np.int32)}}
-step = jax.pmap(steps.make_train_step(model, schedule), axis_name="batch")
 n = jax.local_device_count()
-out, _ = step(jax_utils.replicate(state, jax.local_devices()[:n]),
-              jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]), batch))
-leaves = [np.asarray(x) for x in jax.tree.leaves(out.params)]
-same = all(np.array_equal(x[0], x[i]) for x in leaves for i in range(n))
-np.savez(sys.argv[1], *[x[0] for x in leaves])
-print(json.dumps({{"devices": n, "replicas_identical": bool(same)}}))
+out = {{"devices": n}}
+np.savez(f"{{sys.argv[1]}}_init.npz", *[np.asarray(x) for x in jax.tree.leaves(state.params)])
+for micro in [int(m) for m in sys.argv[2].split(",")]:
+  step = jax.pmap(steps.make_train_step(model, schedule, microbatch_size=micro), axis_name="batch")
+  new, metrics = step(jax_utils.replicate(state, jax.local_devices()[:n]),
+                      jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]), batch))
+  leaves = [np.asarray(x) for x in jax.tree.leaves(new.params)]
+  same = all(np.array_equal(x[0], x[i]) for x in leaves for i in range(n))
+  np.savez(f"{{sys.argv[1]}}_{{micro}}.npz", *[x[0] for x in leaves])
+  per_device = jax.tree.map(lambda x: x[:len(x) // n], batch)
+  out[micro] = {{"replicas_identical": bool(same), "metrics": {{k: float(v[0]) for k, v in metrics.items()}},
+                "microbatches": steps._microbatches(per_device, micro)[0]}}
+print(json.dumps(out))
 """
 
 
 @pytest.mark.slow
-def test_pmap_two_devices_equals_one(tmp_path):
+def test_pmap_two_devices_and_microbatches_equal_one_whole_batch(tmp_path):
+  # 1 device, whole batch of 4 sequences vs 2 devices, each splitting its 2 sequences into 2
+  # microbatches of 1 (train.microbatch_size): the same update. (One comparison covers both the
+  # device split and the microbatch split; each compile of the step costs ~12 s here.)
   script = tmp_path / "step.py"
   script.write_text(_PMAP_SCRIPT.format(root=str(PROJECT_ROOT)))
-  results = {}
-  for n in (1, 2):
+  params, metrics = {}, {}
+  for n, micros in ((1, "0"), (2, "1")):
     env = cached_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / f"p{n}.npz")], env=env, cwd=PROJECT_ROOT,
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / f"p{n}"), micros], env=env, cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    assert info["devices"] == n and info["replicas_identical"]
-    results[n] = np.load(tmp_path / f"p{n}.npz")
-  for key in results[1].files:
-    np.testing.assert_allclose(results[1][key], results[2][key], rtol=1e-5, atol=1e-6)
+    assert info["devices"] == n
+    for micro in micros.split(","):
+      assert info[micro]["replicas_identical"] and info[micro]["microbatches"] == (2 if micro == "1" else 1)
+      params[n, micro] = np.load(tmp_path / f"p{n}_{micro}.npz")
+      metrics[n, micro] = info[micro]["metrics"]
+  reference = (1, "0")
+  assert metrics[reference]["classification_windows"] == 5 and metrics[reference]["proposal_windows"] == 7
+  for key in params[reference].files:
+    np.testing.assert_allclose(params[reference][key], params[2, "1"][key], rtol=1e-5, atol=1e-6)
+  for key, value in metrics[reference].items():
+    assert metrics[2, "1"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+  initial = np.load(tmp_path / "p1_init.npz")
+  assert any(not np.allclose(initial[k], params[reference][k]) for k in initial.files)
 
 
 def _cli_overrides(config) -> list[str]:

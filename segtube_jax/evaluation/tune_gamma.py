@@ -110,21 +110,28 @@ def format_sweep(sweep: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The trained experiment's folder.")
-_GAMMAS = flags.DEFINE_list("gammas", [f"{g:g}" for g in DEFAULT_GAMMAS], "Comma-separated gammas to try.")
-_SUBSET = flags.DEFINE_string("subset", "validation", "Videos to tune on.")
+_FLAGS: dict[str, Any] = {}
+
+
+def _define_flags() -> None:
+  """The CLI's flags, defined only when run as a program (detect and evaluate define --workdir too)."""
+  _FLAGS["config"] = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+  _FLAGS["workdir"] = flags.DEFINE_string("workdir", None, "The trained experiment's folder.")
+  _FLAGS["gammas"] = flags.DEFINE_list("gammas", [f"{g:g}" for g in DEFAULT_GAMMAS], "Comma-separated gammas to try.")
+  _FLAGS["subset"] = flags.DEFINE_string("subset", "validation", "Videos to tune on.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
   del argv
   try:
     try:
-      gammas = [float(g) for g in _GAMMAS.value]
+      gammas = [float(g) for g in _FLAGS["gammas"].value]
     except ValueError:
-      raise ConfigError(f"--gammas must be comma-separated numbers, got {','.join(_GAMMAS.value)!r}") from None
-    sweep = sweep_gamma(_CONFIG.value, _WORKDIR.value, gammas, _SUBSET.value)
-    path = pathlib.Path(_WORKDIR.value) / SWEEP_FILE
+      raise ConfigError(f"--gammas must be comma-separated numbers, got {','.join(_FLAGS['gammas'].value)!r}") from None
+    workdir = _FLAGS["workdir"].value
+    sweep = sweep_gamma(_FLAGS["config"].value, workdir, gammas, _FLAGS["subset"].value)
+    path = pathlib.Path(workdir) / SWEEP_FILE
     io_utils.write_json_atomic(path, sweep, what="gamma sweep")
   except SegtubeError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -134,5 +141,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
+  _define_flags()
   app.run(main)
