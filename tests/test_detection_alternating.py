@@ -163,3 +163,26 @@ def test_one_step_model_is_deterministic(setup):
   assert a[4] == b[4] and 1 <= len(a[4]) <= 2 and set(a[4][0]) == LOG_KEYS - {"localize_seconds", "segment_seconds"}
   assert a[2].dtype == bool and a[2].shape == (len(frames),)
   assert a[4][0]["mask_change"] is None
+
+
+def test_shared_worker_pool_gives_the_in_process_results(setup):
+  # evaluate.py opens one pool for all groups and submits each video's job as it is localized.
+  config, localizer, frames, fps = setup
+  config = config.copy_and_resolve_references()
+  config.detector.initial_saliency_whole_video = True  # Segment whole videos: real work for the workers.
+  config.detector.max_iterations = 1
+  runs = {}
+  pool = alternating.segmentation_pool(2)
+  try:
+    for name, executor in (("in_process", None), ("pool", pool)):
+      videos = [alternating.VideoState("a", frames, fps), alternating.VideoState("b", frames[::-1].copy(), fps)]
+      alternating.run_alternating(videos, localizer, config, workers=1, pool=executor)
+      runs[name] = [_snapshot(v) for v in videos]
+  finally:
+    pool.shutdown()
+  assert alternating.segmentation_pool(1) is None
+  for a, b in zip(runs["in_process"], runs["pool"]):
+    assert a[0] == b[0] and a[4] == b[4]
+    for x, y in zip(a[1:4], b[1:4]):
+      np.testing.assert_array_equal(x, y)
+  assert runs["pool"][0][2].all() and runs["pool"][1][2].all()  # The workers segmented every frame.
