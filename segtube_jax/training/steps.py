@@ -155,11 +155,12 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
   Python state.
 
   With ``microbatch_size`` > 0 (sequences), each device's batch is split into microbatches whose
-  gradients a ``lax.scan`` sums before the one update. The losses are normalised by the whole
-  batch's counts, so the update is the same as the unsplit step's (up to summation order and the
-  dropout masks, which fold in the microbatch index). Nothing in the networks couples sequences
-  (GroupNorm and LayerNorm are per sample), so this is purely a speed/memory trade: on CPU a
-  microbatch whose activations fit in cache trains 1.7x faster than 32 clips at once.
+  gradients are summed before the one update. The losses are normalised by the whole batch's
+  counts, so the update is the same as the unsplit step's (up to summation order and the dropout
+  masks, which fold in the microbatch index). Nothing in the networks couples sequences
+  (GroupNorm and LayerNorm are per sample), so this is purely a speed/memory trade: on 2 CPU
+  cores the demo model trains 1.9x faster in microbatches of 4 clips (their activations stay in
+  cache) than 32 clips at once.
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -190,6 +191,7 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
         out = grads_and_sums(state.params, part, jax.random.fold_in(rng, index))
         return jax.tree.map(jnp.add, total, out), None
 
+      # Unrolled: as a loop, XLA:CPU ran the same microbatches 10x slower than the whole batch.
       (grads, sums), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(num_micro), parts), unroll=True)
     grads = jax.lax.psum(grads, "batch")
     sums = jax.lax.psum(sums, "batch")
