@@ -31,7 +31,7 @@ from segtube_jax.errors import DatasetError, SegtubeError
 SPACINGS = ("instances", "even")
 GAP = 2  # Pixels between tiles and around the grid.
 MASK_COLOR = (255, 0, 0)
-_BACKGROUND = (24, 24, 24)
+BACKGROUND = (24, 24, 24)
 _INSTANCE_WEIGHT = 6.0  # Frame density inside (padded) instances relative to elsewhere.
 
 
@@ -70,14 +70,15 @@ def select_frames(num_frames: int, spans: list[tuple[int, int]], count: int, spa
   return [int(p) for p in picks]
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def load_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+  """Pillow's default font at ``size`` pixels (the fixed bitmap font when FreeType is missing)."""
   try:
     return ImageFont.load_default(size=size)
   except (TypeError, ImportError, OSError):  # Pillow without FreeType: the fixed bitmap font.
     return ImageFont.load_default()
 
 
-def _tile(frame: np.ndarray, mask: np.ndarray | None, tile_h: int, tile_w: int) -> np.ndarray:
+def render_tile(frame: np.ndarray, mask: np.ndarray | None, tile_h: int, tile_w: int) -> np.ndarray:
   """Resizes one frame to the tile and draws the mask outline (inner boundary) in red."""
   h, w = frame.shape[:2]
   upscale = tile_h >= h and tile_w >= w
@@ -106,7 +107,7 @@ def sheet_layout(num_tiles: int, tile_h: int, tile_w: int, columns: int | None =
   """
   columns = max(1, min(num_tiles, columns or 8))
   rows = math.ceil(num_tiles / columns)
-  line = _font(font_size).getbbox("Ag#0")[3] + 2
+  line = load_font(font_size).getbbox("Ag#0")[3] + 2
   caption_h, title_h = 2 * line + 2, line + 4
   size = (columns * (tile_w + GAP) + GAP, title_h + rows * (tile_h + caption_h + GAP) + GAP)
   boxes = [(GAP + (k % columns) * (tile_w + GAP), title_h + (k // columns) * (tile_h + caption_h + GAP))
@@ -135,15 +136,15 @@ def render_contact_sheet(dataset: dataset_lib.Dataset, video_id: str, num_frames
   frames = select_frames(reader.num_frames, [(fs, fe) for _, fs, fe in spans], num_frames, spacing)
   tile_h, tile_w = tile_shape(reader.height, reader.width, tile_size)
   size, boxes, line = sheet_layout(len(frames), tile_h, tile_w, columns)
-  font = _font(11)
-  sheet = Image.new("RGB", size, _BACKGROUND)
+  font = load_font(11)
+  sheet = Image.new("RGB", size, BACKGROUND)
   draw = ImageDraw.Draw(sheet)
   described = ", ".join(f"{label} [{fs}, {fe})" for label, fs, fe in spans) or "no instances"
   draw.text((GAP, 2), f"{video_id} ({info.subset}, {reader.num_frames} frames): {described}", fill="white", font=font)
   for f, (x, y) in zip(frames, boxes):
     frame = reader.read(f, f + 1)[0]
     mask = masks.read_one(f) if masks is not None and masks.has(f) else None
-    sheet.paste(Image.fromarray(_tile(frame, mask, tile_h, tile_w)), (x, y))
+    sheet.paste(Image.fromarray(render_tile(frame, mask, tile_h, tile_w)), (x, y))
     labels = [label for label, fs, fe in spans if fs <= f < fe]
     draw.text((x + 1, y + tile_h + 1), f"#{f}", fill="white", font=font)
     draw.text((x + 1, y + tile_h + 1 + line), "+".join(labels) or "background",

@@ -1,0 +1,326 @@
+"""Evaluates the unsupervised segmentation on DAVIS-style folders: J, F and speed per sequence.
+
+Layout: ``ROOT/<seq>/frames/%05d.jpg`` (RGB) and ``ROOT/<seq>/masks/%05d.png`` (0 / 255, one per
+frame, the same stems; a mask may be empty). Every sequence is segmented whole, without any mask
+given (:func:`segtube_jax.spatial.segment_video`), in a process pool, and scored with the DAVIS
+2016 definitions (:func:`segtube_jax.evaluation.masks.evaluate_video`: first and last frame left
+out). The layout of all sequences is checked before any work starts.
+
+Usage::
+
+  python -m segtube_jax.evaluation.davis --root ../shared/data/davis2016 --out DIR \\
+      [--workers N] [--sequences a,b] [--set key=value ...] [--worst K] [--save_masks]
+
+Prints a table (sequence, frames, J, F, frames/s) and the summary; writes ``DIR/results.json``,
+``DIR/table.md``, ``DIR/sheets/<seq>.png`` (the K worst frames by J: predicted mask in green,
+ground-truth outline in red) and, with --save_masks, ``DIR/masks/<seq>/<stem>.png``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tqdm
+from absl import flags
+from PIL import Image, ImageDraw
+
+from segtube_jax import io_utils
+from segtube_jax.data import contact_sheet
+from segtube_jax.errors import ConfigError, DatasetError, SegtubeError
+from segtube_jax.evaluation import masks as metrics
+from segtube_jax.segment import apply_overrides
+from segtube_jax.spatial import config as config_lib
+from segtube_jax.spatial import segment_video
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+PRED_COLOR = np.array([0.0, 230.0, 80.0])  # The predicted mask's overlay on the sheets.
+PRED_ALPHA = 0.45
+TILE_SIZE = 256
+RESULTS_FILE, TABLE_FILE = "results.json", "table.md"
+
+
+def _image_files(folder: pathlib.Path, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
+  files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes]
+  numeric = all(p.stem.isdigit() for p in files)
+  return sorted(files, key=(lambda p: (int(p.stem), p.name)) if numeric else (lambda p: p.name))
+
+
+def _image_size(path: pathlib.Path) -> tuple[int, int]:
+  """(width, height) from the header; DatasetError when the file is no readable image."""
+  try:
+    with Image.open(path) as im:
+      return im.size
+  except Exception as e:  # PIL raises many types on bad files.
+    raise DatasetError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
+
+
+def _load_image(path: pathlib.Path, mode: str) -> np.ndarray:
+  try:
+    with Image.open(path) as im:
+      return np.asarray(im.convert(mode))
+  except Exception as e:
+    raise DatasetError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
+
+
+def check_layout(root: str | os.PathLike, sequences: Sequence[str] | None = None
+                 ) -> dict[str, tuple[list[pathlib.Path], list[pathlib.Path]]]:
+  """Checks the DAVIS layout of the sequences under ``root`` without decoding any image.
+
+  Args:
+    root: The folder of sequences.
+    sequences: Names to check; None for every sub-folder (sorted).
+
+  Returns:
+    ``{sequence: (frame files, mask files)}`` in order, the files paired by stem.
+
+  Raises:
+    DatasetError: a missing root or sequence, no frames/ or masks/, a different number of frames
+      and masks, mismatched stems, an unreadable image, or a mask or frame of another size.
+  """
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise DatasetError(f"{root}: expected a folder of sequences (<seq>/frames, <seq>/masks), not found")
+  available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+  if sequences is None:
+    sequences = available
+  unknown = [s for s in sequences if s not in available]
+  if unknown:
+    raise DatasetError(f"{root}: no sequence {', '.join(map(repr, unknown))} (it has {len(available)}: "
+                       f"{', '.join(available[:8])}{', ...' if len(available) > 8 else ''})")
+  if not sequences:
+    raise DatasetError(f"{root}: expected at least one sequence folder, found none")
+  out = {}
+  for seq in sequences:
+    folder = root / seq
+    for sub in ("frames", "masks"):
+      if not (folder / sub).is_dir():
+        raise DatasetError(f"sequence {seq!r}: expected a {sub}/ folder in {folder}, not found")
+    frames = _image_files(folder / "frames", FRAME_SUFFIXES)
+    masks = _image_files(folder / "masks", (".png",))
+    if not frames:
+      raise DatasetError(f"sequence {seq!r}: expected frame images (.jpg) in {folder / 'frames'}, found none")
+    if len(frames) != len(masks):
+      raise DatasetError(f"sequence {seq!r}: {len(frames)} frames but {len(masks)} masks "
+                         f"(expected one masks/<stem>.png per frame)")
+    if [f.stem for f in frames] != [m.stem for m in masks]:
+      lone_frames = [f.name for f in frames if f.stem not in {m.stem for m in masks}]
+      lone_masks = [m.name for m in masks if m.stem not in {f.stem for f in frames}]
+      raise DatasetError(f"sequence {seq!r}: frame and mask names differ: no mask for frames {lone_frames[:5]}, "
+                         f"no frame for masks {lone_masks[:5]} (expected masks/<stem>.png for frames/<stem>.jpg)")
+    size = _image_size(frames[0])
+    for f, m in zip(frames, masks):
+      if (fs := _image_size(f)) != size:
+        raise DatasetError(f"sequence {seq!r}: frame {f} is {fs[0]}x{fs[1]}, expected {size[0]}x{size[1]}")
+      if (ms := _image_size(m)) != size:
+        raise DatasetError(f"sequence {seq!r}: mask {m} is {ms[0]}x{ms[1]}, expected the frame size "
+                           f"{size[0]}x{size[1]}")
+    out[seq] = (frames, masks)
+  return out
+
+
+def render_sheet(title: str, frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, indices: Sequence[int],
+                 scores: Sequence[float], tile_size: int = TILE_SIZE, columns: int = 3) -> Image.Image:
+  """A contact sheet: each tile a frame, its predicted mask overlaid, the ground-truth outline.
+
+  Args:
+    title: The first line.
+    frames: uint8 [T,H,W,3]; pred, gt: bool [T,H,W].
+    indices: The frames to show, in order; scores: their J (the captions).
+    tile_size: The longer side of a tile in pixels.
+    columns: Tiles per row.
+  """
+  tile_h, tile_w = contact_sheet.tile_shape(frames.shape[1], frames.shape[2], tile_size)
+  size, boxes, line = contact_sheet.sheet_layout(max(len(indices), 1), tile_h, tile_w, columns)
+  font = contact_sheet.load_font(11)
+  sheet = Image.new("RGB", size, contact_sheet.BACKGROUND)
+  draw = ImageDraw.Draw(sheet)
+  draw.text((contact_sheet.GAP, 2), title, fill="white", font=font)
+  for t, j, (x, y) in zip(indices, scores, boxes):
+    frame = frames[t].astype(np.float32)
+    frame[pred[t]] = (1 - PRED_ALPHA) * frame[pred[t]] + PRED_ALPHA * PRED_COLOR
+    tile = contact_sheet.render_tile(frame.astype(np.uint8), gt[t], tile_h, tile_w)
+    sheet.paste(Image.fromarray(tile), (x, y))
+    draw.text((x + 1, y + tile_h + 1), f"#{t}", fill="white", font=font)
+    draw.text((x + 1, y + tile_h + 1 + line), f"J {j:.3f}", fill=(255, 220, 60), font=font)
+  return sheet
+
+
+def evaluate_sequence(name: str, frame_files: Sequence[pathlib.Path], mask_files: Sequence[pathlib.Path],
+                      out_dir: str | os.PathLike, config: ml_collections.ConfigDict, worst: int = 6,
+                      save_masks: bool = False) -> dict[str, Any]:
+  """Segments and scores one sequence; writes its sheet (and masks). Runs in a pool worker.
+
+  Returns:
+    ``{"sequence", "frames", "seconds", "fps", "j_mean", "f_mean", "scored_frames", "j", "f",
+    "worst_frames", "sheet"}``; ``seconds`` covers reading the frames and segmenting them.
+  """
+  start = time.perf_counter()
+  frames = np.stack([_load_image(p, "RGB") for p in frame_files])
+  pred = segment_video(frames, config=config)
+  seconds = time.perf_counter() - start
+  gt = np.stack([_load_image(p, "L") > 127 for p in mask_files])
+  if gt.shape != pred.shape:  # check_layout compares headers; decoded sizes agree with them.
+    raise DatasetError(f"sequence {name!r}: masks {gt.shape} differ from the frames {pred.shape}")
+  scores = metrics.evaluate_video(pred, gt)
+  order = np.argsort(scores.j, kind="stable")[:max(worst, 0)]
+  worst_frames = [int(scores.frames[k]) for k in order]
+  out = pathlib.Path(out_dir)
+  sheet = None
+  if worst_frames:
+    image = render_sheet(f"{name}: {len(worst_frames)} worst frames by J (mean J {scores.j_mean:.3f}); "
+                         "green: predicted, red: ground truth", frames, pred, gt, worst_frames,
+                         [float(scores.j[k]) for k in order])
+    sheet = f"sheets/{name}.png"
+    io_utils.write_png_atomic(out / sheet, np.asarray(image), what="contact sheet")
+  if save_masks:
+    for p, mask in zip(frame_files, pred):
+      io_utils.write_png_atomic(out / "masks" / name / f"{p.stem}.png", mask.astype(np.uint8) * 255, what="mask")
+  return {"sequence": name, "frames": len(frame_files), "seconds": seconds, "fps": len(frame_files) / seconds,
+          "j_mean": scores.j_mean, "f_mean": scores.f_mean, "scored_frames": [int(t) for t in scores.frames],
+          "j": [float(v) for v in scores.j], "f": [float(v) for v in scores.f], "worst_frames": worst_frames,
+          "sheet": sheet}
+
+
+def evaluate_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
+                    config: ml_collections.ConfigDict | None = None, workers: int | None = None,
+                    sequences: Sequence[str] | None = None, worst: int = 6, save_masks: bool = False,
+                    progress: bool = True) -> dict[str, Any]:
+  """Segments and scores every sequence under ``root``; writes results.json, table.md and sheets.
+
+  Args:
+    root: The DAVIS-style folder.
+    out_dir: The output folder (created).
+    config: Segmentation config; None for :func:`segtube_jax.spatial.default_config`.
+    workers: Processes (spawned); None for one per CPU, at most one per sequence; 1 runs here.
+    sequences: Names to evaluate; None for all.
+    worst: Frames per contact sheet (the lowest J among the scored frames); 0 for no sheets.
+    save_masks: Also write the predicted masks to ``out_dir/masks/<seq>/<stem>.png``.
+    progress: Show a tqdm progress bar.
+
+  Returns:
+    ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary": {"sequences",
+    "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps", "workers"},
+    "config"}``, as written to results.json.
+
+  Raises:
+    DatasetError: bad layout or unreadable images (checked for all sequences first).
+    SegtubeError: a bad config, a segmentation failure or an unwritable output folder.
+  """
+  start = time.perf_counter()
+  config = config_lib.default_config() if config is None else config
+  config_lib.validate_config(config)
+  layout = check_layout(root, sequences)
+  out = io_utils.ensure_writable_dir(out_dir)
+  workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
+  jobs = [(name, frames, masks, str(out), config, worst, save_masks) for name, (frames, masks) in layout.items()]
+  results: dict[str, dict[str, Any]] = {}
+  with tqdm.tqdm(total=len(jobs), desc="davis", unit="seq", disable=not progress) as bar:
+    if workers == 1:
+      for job in jobs:
+        results[job[0]] = evaluate_sequence(*job)
+        bar.update()
+    else:
+      # Spawned workers, as in spatial.batch: forking a parent that may hold XLA threads is unsafe.
+      ctx = multiprocessing.get_context("spawn")
+      with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = [pool.submit(evaluate_sequence, *job) for job in jobs]
+        try:
+          for future in concurrent.futures.as_completed(futures):
+            result = future.result()
+            results[result["sequence"]] = result
+            bar.update()
+        except BaseException:
+          pool.shutdown(cancel_futures=True)
+          raise
+  per_seq = {name: results[name] for name in layout}
+  wall = time.perf_counter() - start
+  total = sum(r["frames"] for r in per_seq.values())
+  j_min_seq = min(per_seq, key=lambda s: per_seq[s]["j_mean"])
+  summary = {"sequences": len(per_seq), "frames": total,
+             "j_mean": float(np.mean([r["j_mean"] for r in per_seq.values()])),
+             "f_mean": float(np.mean([r["f_mean"] for r in per_seq.values()])),
+             "j_min": per_seq[j_min_seq]["j_mean"], "j_min_sequence": j_min_seq, "wall_seconds": wall,
+             "fps": total / wall, "workers": workers}
+  report = {"root": str(pathlib.Path(root).resolve()), "sequences": per_seq, "summary": summary,
+            "config": config.to_dict()}
+  io_utils.write_json_atomic(out / RESULTS_FILE, report, what="results file")
+  io_utils.write_text_atomic(out / TABLE_FILE, format_table(report, markdown=True), what="table")
+  return report
+
+
+def format_table(report: dict[str, Any], markdown: bool = False) -> str:
+  """The per-sequence table (sequence, frames, J, F, frames/s) and the summary, as text or Markdown.
+
+  Args:
+    report: What :func:`evaluate_folder` returns (or results.json).
+    markdown: A Markdown table with the summary as a list, instead of aligned plain text.
+  """
+  rows = [(name, str(r["frames"]), f"{r['j_mean']:.3f}", f"{r['f_mean']:.3f}", f"{r['fps']:.2f}")
+          for name, r in report["sequences"].items()]
+  s = report["summary"]
+  rows.append(("all", str(s["frames"]), f"{s['j_mean']:.3f}", f"{s['f_mean']:.3f}", f"{s['fps']:.2f}"))
+  head = ("sequence", "frames", "J", "F", "frames/s")
+  notes = [f"mean J {s['j_mean']:.3f}, mean F {s['f_mean']:.3f} over {s['sequences']} sequences",
+           f"min J {s['j_min']:.3f} ({s['j_min_sequence']})",
+           f"overall {s['fps']:.2f} frames/s: {s['frames']} frames in {s['wall_seconds']:.1f} s, "
+           f"{s['workers']} workers",
+           "(row 'all': total frames, mean J and F over sequences, overall frames/s)"]
+  if markdown:
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 4]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+  width = max(len(r[0]) for r in rows + [head])
+  fmt = lambda r: f"{r[0]:<{width}}  {r[1]:>6}  {r[2]:>6}  {r[3]:>6}  {r[4]:>8}"
+  return "\n".join([fmt(head)] + [fmt(r) for r in rows] + notes)
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines the command's flags on ``flag_values``."""
+  flags.DEFINE_string("root", None, "Folder of sequences (<seq>/frames, <seq>/masks).", flag_values=flag_values)
+  flags.DEFINE_string("out", None, "Output folder.", flag_values=flag_values)
+  flags.DEFINE_integer("workers", None, "Processes (default: the CPU count).", lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_list("sequences", None, "Comma-separated sequences (default: all).", flag_values=flag_values)
+  flags.DEFINE_multi_string("set", [], "Segmentation config override key=value (repeatable).",
+                            flag_values=flag_values)
+  flags.DEFINE_integer("worst", 6, "Frames per contact sheet (lowest J); 0: no sheets.", lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_bool("save_masks", False, "Write the predicted masks to OUT/masks/<seq>/.", flag_values=flag_values)
+  flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)
+
+
+def main(argv: Sequence[str]) -> int:
+  """Runs the command on ``argv`` (program name first); returns the exit status (2: bad input).
+
+  The flags live in a private FlagValues, so the command can run many times in one process.
+  """
+  fv = flags.FlagValues()
+  define_flags(fv)
+  if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
+    print(__doc__ + "\n" + fv.get_help())
+    return 0
+  try:
+    rest = fv(list(argv))
+    if len(rest) > 1:
+      raise ConfigError(f"unexpected arguments {rest[1:]}")
+    config = apply_overrides(config_lib.default_config(), fv.set)
+    names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
+    report = evaluate_folder(fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks)
+  except (SegtubeError, flags.Error) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(format_table(report))
+  print(f"wrote {pathlib.Path(fv.out) / RESULTS_FILE}, {TABLE_FILE}" + (", sheets/" if fv.worst else ""))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
