@@ -24,6 +24,7 @@ import threadpoolctl
 from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import gmm as gmm_lib
 from segtube_jax.spatial import graphcut
+from segtube_jax.spatial import location as location_lib
 from segtube_jax.spatial import refine as refine_lib
 from segtube_jax.spatial import saliency as saliency_lib
 from segtube_jax.spatial import superpixels as sp_lib
@@ -165,9 +166,13 @@ def _alternate(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, p_sal: np.nda
   for rounds in range(1, config.max_rounds + 1):
     col_models = (gmm_lib.fit_gmm(color[current], col_fg, col_models[0]),
                   gmm_lib.fit_gmm(color[~current], col_bg, col_models[1]))
-    loc_models = gmm_lib.fit_label_models(location, current, loc, loc_models)
     u_col = gmm_lib.label_posterior(*col_models, color, prior)
-    u_loc = gmm_lib.label_posterior(*loc_models, location, prior)
+    if g_cfg.location_model == "frame":
+      u_loc = location_lib.frame_location_posterior(graph, current, g_cfg.location_bandwidth,
+                                                    g_cfg.location_window)
+    else:
+      loc_models = gmm_lib.fit_label_models(location, current, loc, loc_models)
+      u_loc = gmm_lib.label_posterior(*loc_models, location, prior)
     p_model = config.beta * u_col + (1.0 - config.beta) * u_loc
     p_fg = config.saliency_weight * p_sal + (1.0 - config.saliency_weight) * p_model
     new = graphcut.min_cut(*graphcut.data_term(p_fg), edges, weights)
