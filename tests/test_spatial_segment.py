@@ -173,3 +173,20 @@ def test_guided_chroma_sharpens_a_subsampled_colour_edge():
   # The pixels on either side of the edge move back towards their own side's chroma.
   assert out[0, 3, 1] > blurred[0, 3, 1] + 10 and out[0, 4, 1] < blurred[0, 4, 1] - 10
   np.testing.assert_allclose(out[:, :2, 1:], lab[:, :2, 1:], atol=1e-4)
+
+
+def test_actor_leaving_the_view_gives_empty_masks():
+  # The actor runs out of the frame at frame 9 and is gone from frame 11 on.
+  frames, masks = testing.moving_actor_clip(16, (72, 96), seed=0, exit_frame=9)
+  assert not masks[11:].any()
+  pred = segment_video(frames)
+  assert not pred[11:].any()  # Empty, not the background's most salient patch.
+  assert region_similarity(pred[:10], masks[:10]).mean() > 0.9
+
+
+@pytest.mark.parametrize("size", [(64, 64), (1080, 1920)])
+def test_small_and_full_hd_frames(size):
+  frames, masks = testing.moving_actor_clip(6, size, seed=1)
+  pred = segment_video(frames)
+  assert pred.shape == masks.shape
+  assert region_similarity(pred, masks).mean() > 0.85

@@ -10,7 +10,8 @@ import numpy as np
 
 
 def moving_actor_clip(num_frames: int = 12, size: tuple[int, int] = (96, 128), seed: int = 0,
-                      jitter: int = 2, speed: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+                      jitter: int = 2, speed: float = 0.04, exit_frame: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
   """Renders (frames uint8 [T,H,W,3], masks bool [T,H,W]).
 
   Args:
@@ -19,6 +20,8 @@ def moving_actor_clip(num_frames: int = 12, size: tuple[int, int] = (96, 128), s
     seed: Seed of the background, colours and jitter.
     jitter: Camera shake amplitude in pixels.
     speed: Actor displacement per frame as a fraction of the frame width.
+    exit_frame: From this frame on the actor runs out of the view to the right (a quarter of
+      the width per frame) and stays out; None keeps it in view.
   """
   rng = np.random.default_rng(seed)
   h, w = size
@@ -36,6 +39,8 @@ def moving_actor_clip(num_frames: int = 12, size: tuple[int, int] = (96, 128), s
     dx, dy = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
     frame = bg[pad + dy:pad + dy + h, pad + dx:pad + dx + w].copy()
     cx = float(np.clip(x0 + speed * w * t, a, w - a) + 0.2 * w)
+    if exit_frame is not None and t >= exit_frame:
+      cx += 0.25 * w * (t - exit_frame + 1)
     cy = 0.5 * h + 0.1 * h * np.sin(t / 3.0)
     inside = ((xs - cx) / a) ** 2 + ((ys - cy) / b) ** 2 <= 1.0
     stripes = np.sin((xs - cx) / max(1.0, 0.02 * w)) > 0
