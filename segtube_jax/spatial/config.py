@@ -45,10 +45,13 @@ def default_config() -> ml_collections.ConfigDict:
   # Adaptive threshold on the combined saliency: Otsu's threshold within the frame ("otsu") or
   # mean + threshold_k * std ("mean_std"), never below min_threshold times the frame's maximum
   # nor span_threshold times the median frame threshold. Mean + std sits in the background's
-  # tail when the actor is a few percent of the frame.
+  # tail when the actor is a few percent of the frame. So does Otsu's, less far: the floor of
+  # 0.4 x max keeps B_o to the actor's core. B_o only seeds the models; the cut grows the
+  # foreground back through colour and location, but it keeps what B_o wrongly took in
+  # (DAVIS-20 mean J 0.714 -> 0.723, small-actor synthetic IoU 0.758 -> 0.812, vs 0.2).
   c.saliency.threshold_method = "otsu"
   c.saliency.threshold_k = 1.0
-  c.saliency.min_threshold = 0.2
+  c.saliency.min_threshold = 0.4
   c.saliency.span_threshold = 0.5
   # Hysteresis of B_o: a region above the threshold needs a superpixel with at least this
   # fraction of its frame's maximum saliency (0: plain threshold).
