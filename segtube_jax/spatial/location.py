@@ -1,11 +1,16 @@
-"""Per-frame location model of the data term, Eq. (6): where in frame t the actor is.
+"""Per-frame location models of the data term, Eq. (6): where in frame t the actor is.
 
-A location GMM pooled over the whole span places a moving actor's foreground density along its
-entire path, so anything of the actor's colours anywhere on that path looks like the actor.
-Here each frame has its own location models: the foreground density is a Gaussian kernel
-density (a mixture with one component per foreground pixel of frames t-w..t+w of the current
-labelling), the background density the same over background pixels, both with a bandwidth that
-scales with the actor's size. Their posterior (equal priors) is U^loc of Eq. (6).
+A pair of location GMMs fitted to the whole span spreads a moving actor's foreground density
+along its entire path, so anything of the actor's colours anywhere on that path looks like the
+actor (the red banner a BMX rider passes, the graffiti behind a skater). Here every frame has
+its own pair: the foreground density is a Gaussian mixture with one equal-weight component per
+foreground pixel of frames t-window..t+window of the current labelling (a kernel density), the
+background density the same over the background pixels, both with a bandwidth proportional to
+the actor's radius sqrt(area / pi), so the model is the same for a 10-pixel and a 300-pixel
+actor. U^loc_fg is their posterior with equal priors.
+
+Measured on the 20 DAVIS-2016 development sequences (docs/spatial.md): mean J 0.655 with the
+span's GMMs, 0.673 with these, at the same other settings.
 """
 
 import cv2
@@ -17,6 +22,7 @@ _COARSE_ROWS = 40  # Densities are smooth: evaluate them on a grid of about this
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+  """Gaussian convolution: the kernel density of the pixels that ``image`` weights."""
   return cv2.GaussianBlur(image, (0, 0), sigmaX=max(sigma, 0.5), borderType=cv2.BORDER_REFLECT)
 
 
@@ -31,7 +37,8 @@ def frame_location_posterior(graph: SuperpixelGraph, labels: np.ndarray, bandwid
     window: frames pooled on each side of t.
 
   Returns:
-    Posteriors in [0, 1]; 0.5 (no evidence) in frames whose window holds no foreground.
+    Posteriors in [0, 1]. In a frame whose window holds no foreground the foreground density
+    is zero, and so is U^loc: an actor that left the view is not looked for there.
   """
   t, h, w = graph.labels.shape
   fg = labels[graph.labels].astype(np.float32)
