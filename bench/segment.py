@@ -5,8 +5,13 @@ Prints frames/s of ``segment_video`` at 320x240 and 854x480, wall clock and per 
 are the DAVIS blackswan sequence when ../shared/data is present (resized for 320x240), else a
 synthetic clip of a striped ellipse moving over a textured background with camera jitter.
 
+Then, when the DAVIS sequences are present, it times the command-line tool end to end, as a
+user runs it (one process: startup, JPEG decoding, segmentation, PNG writing), on whole
+854x480 sequences: ``python -m segtube_jax.segment --frames DIR --out DIR``.
+
 Usage:
   .venv/bin/python bench/segment.py [--frames 50] [--repeats 3] [--set refine.enabled=False]
+                                    [--cli_sequences blackswan,bmx-bumps,kite-walk]
 """
 
 import argparse
@@ -14,7 +19,9 @@ import cProfile
 import os
 import pathlib
 import pstats
+import subprocess
 import sys
+import tempfile
 import time
 
 import cv2
@@ -38,10 +45,12 @@ _STEPS = {  # Function name -> step label, for the time split.
 }
 
 
+SHARED = pathlib.Path(os.environ.get("SEGTUBE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
 def load_frames(num: int) -> tuple[np.ndarray, str]:
   """Up to ``num`` DAVIS blackswan frames at 854x480, or a synthetic clip when absent."""
-  shared = pathlib.Path(os.environ.get("SEGTUBE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-  folder = shared / "davis2016" / "blackswan" / "frames"
+  folder = SHARED / "davis2016" / "blackswan" / "frames"
   files = sorted(folder.glob("*.jpg"))[:num] if folder.is_dir() else []
   if not files:
     return testing.moving_actor_clip(num, SIZES[1])[0], "synthetic (spatial.testing)"
@@ -63,12 +72,28 @@ def step_split(frames: np.ndarray, config) -> dict[str, float]:
   return split
 
 
+def cli_frames_per_second(sequence: str, overrides: list[str]) -> tuple[int, float] | None:
+  """(frames, frames/s) of one ``python -m segtube_jax.segment`` run on a DAVIS sequence."""
+  folder = SHARED / "davis2016" / sequence / "frames"
+  if not folder.is_dir():
+    return None
+  num = len(list(folder.glob("*.jpg")))
+  with tempfile.TemporaryDirectory() as out:
+    cmd = [sys.executable, "-m", "segtube_jax.segment", "--frames", str(folder), "--out", out]
+    cmd += [a for o in overrides for a in ("--set", o)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    return num, num / (time.perf_counter() - start)
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--frames", type=int, default=50, help="frames per run")
   p.add_argument("--repeats", type=int, default=3, help="runs per size (the best is reported)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a segmentation config value")
+  p.add_argument("--cli_sequences", default="blackswan,bmx-bumps,kite-walk",
+                 help="DAVIS sequences for the end-to-end CLI timing ('' to skip)")
   args = p.parse_args()
   config = apply_overrides(default_config(), args.set)
   frames, source = load_frames(args.frames)
@@ -91,6 +116,11 @@ def main() -> None:
     print(f"{w}x{h}: {n / min(walls):.1f} frames/s wall (best of {args.repeats}), "
           f"{n / min(cpus):.1f} frames/CPU-s; ms/frame (profiled, {1000 * total / n:.0f} "
           f"total): {parts}")
+  for sequence in filter(None, args.cli_sequences.split(",")):
+    timed = cli_frames_per_second(sequence, args.set)
+    if timed is not None:
+      print(f"segment CLI, {sequence} (854x480, {timed[0]} frames, startup included): "
+            f"{timed[1]:.1f} frames/s")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Tests of the colour / location GMMs of Eq. (6) (segtube_jax.spatial.gmm)."""
 
+import sys
+
 import numpy as np
 
 from segtube_jax.spatial import gmm
@@ -61,3 +63,18 @@ def test_warm_start_from_previous_model():
   assert again[0].n_components == 2
   np.testing.assert_allclose(np.sort(again[0].means_[:, 0]), np.sort(first[0].means_[:, 0]),
                              atol=1.0)
+
+
+def test_log_density_matches_sklearn():
+  rng = np.random.default_rng(0)
+  samples = np.concatenate([rng.normal(0, 5, (300, 3)), rng.normal(40, 10, (300, 3))])
+  model = gmm.fit_gmm(samples, gmm.GmmSettings(components=4))
+  points = rng.normal(20, 30, (1000, 3))
+  np.testing.assert_allclose(gmm.log_density(model, points), model.score_samples(points),
+                             rtol=1e-5, atol=1e-4)
+
+
+def test_sklearn_is_imported_in_the_background_on_request():
+  thread = gmm.import_in_background()
+  thread.join(timeout=60)
+  assert not thread.is_alive() and "sklearn.mixture" in sys.modules

@@ -21,6 +21,7 @@ import tqdm
 from segtube_jax.errors import SegmentationError, SegtubeError
 from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import frames as frames_lib
+from segtube_jax.spatial import gmm as gmm_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,7 @@ def _read_previous(folder: str, num_frames: int, size: tuple[int, int]) -> np.nd
 
 def run_job(job: SegmentJob, config: ml_collections.ConfigDict | None = None) -> JobResult:
   """Runs one job in this process. Errors of the project's types land in ``error``."""
+  gmm_lib.import_in_background()  # Overlaps scikit-learn's 1.4 s import with the decoding.
   from segtube_jax.data import video
   start_time = time.perf_counter()
   result = JobResult(job=job)

@@ -8,16 +8,45 @@ U^col and U^loc are used as per-label posteriors, U_fg = pi p_fg / (pi p_fg + (1
 and U_bg = 1 - U_fg, rather than raw densities: a 3-D colour density and a 2-D location density
 have unrelated scales, so mixing them with beta only means something once both are
 probabilities of the label. The foreground prior pi is set by the caller (segment.py).
+
+scikit-learn is imported when a model is first fitted, not with this module: its import takes
+about 1.4 s (scipy.stats), a quarter of the run of a 50-frame sequence, and
+:func:`import_in_background` lets the command-line tools overlap it with frame decoding and
+optical flow.
 """
 
+from __future__ import annotations
+
 import dataclasses
+import threading
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
-Model = GaussianMixture | None  # None: too few samples, a flat density.
+if TYPE_CHECKING:
+  from sklearn.mixture import GaussianMixture
+
+Model = "GaussianMixture | None"  # None: too few samples, a flat density.
+
+
+def import_in_background() -> threading.Thread:
+  """Starts importing scikit-learn's GMM in a daemon thread and returns the thread.
+
+  Frame decoding, resizing, optical flow and SLIC release the GIL, so on a second core the
+  import costs the run almost nothing. A later import in the main thread waits for this one
+  (Python's per-module import locks), so calling it is always safe.
+  """
+  thread = threading.Thread(target=_sklearn, name="import-sklearn", daemon=True)
+  thread.start()
+  return thread
+
+
+def _sklearn():
+  """(GaussianMixture, ConvergenceWarning), imported on first use."""
+  from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
+  from sklearn.mixture import GaussianMixture  # pylint: disable=g-import-not-at-top
+  return GaussianMixture, ConvergenceWarning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +98,13 @@ def fit_gmm(samples: np.ndarray, settings: GmmSettings, init: Model = None) -> M
   if init is not None and init.n_components == k and init.means_.shape[1] == samples.shape[1]:
     warm = dict(weights_init=init.weights_, means_init=init.means_,
                 precisions_init=init.precisions_)
-  gmm = GaussianMixture(n_components=k, covariance_type="full", max_iter=settings.max_iter,
+  gaussian_mixture, convergence_warning = _sklearn()
+  gmm = gaussian_mixture(n_components=k, covariance_type="full", max_iter=settings.max_iter,
                         reg_covar=settings.reg_covar, init_params="k-means++",
                         random_state=settings.seed, **warm)
   with warnings.catch_warnings():
     # A few EM iterations are enough for a data term; unconverged fits are expected.
-    warnings.simplefilter("ignore", ConvergenceWarning)
+    warnings.simplefilter("ignore", convergence_warning)
     gmm.fit(samples)
   return gmm
 
@@ -94,11 +124,32 @@ def label_posterior(fg: Model, bg: Model, samples: np.ndarray, prior: float = 0.
   """
   if fg is None or bg is None:
     return np.full(samples.shape[0], 0.5)
-  samples = np.asarray(samples, np.float64)
   prior = min(max(prior, 1e-3), 1.0 - 1e-3)
-  diff = fg.score_samples(samples) - bg.score_samples(samples) + np.log(prior / (1.0 - prior))
+  diff = log_density(fg, samples) - log_density(bg, samples) + np.log(prior / (1.0 - prior))
   # Logistic of the log-likelihood ratio, clipped to keep exp finite.
   return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
+
+
+def log_density(model: GaussianMixture, samples: np.ndarray) -> np.ndarray:
+  """log p(x) of a full-covariance GMM for each sample [N,D] -> float64 [N].
+
+  The same as ``model.score_samples`` to ~1e-5, in float32 and with all components in one
+  matrix product: 2.5x faster, and the data term evaluates both models on every superpixel of
+  the span in every round.
+  """
+  x = np.asarray(samples, np.float32)
+  chol = model.precisions_cholesky_.astype(np.float32)  # [K,D,D]
+  k, d, _ = chol.shape
+  y = (x @ chol.transpose(1, 0, 2).reshape(d, k * d)).reshape(-1, k, d)
+  y -= np.einsum("kd,kde->ke", model.means_.astype(np.float32), chol)[None]
+  y *= y
+  log_det = np.sum(np.log(np.diagonal(model.precisions_cholesky_, axis1=1, axis2=2)), axis=1)
+  const = (log_det + np.log(model.weights_) - 0.5 * d * np.log(2 * np.pi)).astype(np.float32)
+  log_prob = const - 0.5 * y.sum(axis=2)
+  peak = log_prob.max(axis=1, keepdims=True)
+  log_prob -= peak
+  np.exp(log_prob, out=log_prob)
+  return (peak[:, 0] + np.log(log_prob.sum(axis=1))).astype(np.float64)
 
 
 def fit_label_models(features: np.ndarray, labels: np.ndarray, settings: GmmSettings,
