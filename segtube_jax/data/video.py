@@ -212,12 +212,13 @@ def _numbered_files(folder: pathlib.Path, extensions: tuple[str, ...]) -> list[p
   return sorted(files, key=lambda p: int(p.stem))
 
 
-def _load_image(path: pathlib.Path, mode: str) -> np.ndarray:
+def load_image(path: pathlib.Path, mode: str) -> np.ndarray:
+  """A decoded image as an array in PIL ``mode`` ("RGB", "L"); VideoError naming the file if unreadable."""
   try:
     with Image.open(path) as im:
       return np.asarray(im.convert(mode))
   except Exception as e:
-    raise VideoError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+    raise VideoError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
 
 
 class FrameFolderReader:
@@ -234,7 +235,7 @@ class FrameFolderReader:
     numbers = [int(p.stem) for p in self._files]
     if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
       raise VideoError(f"{folder}: frame numbers must be consecutive, got a gap after {numbers[0]}")
-    first = _load_image(self._files[0], "RGB")
+    first = load_image(self._files[0], "RGB")
     self.height, self.width = first.shape[:2]
     self.num_frames = len(self._files)
     self.fps = float(fps)
@@ -247,7 +248,7 @@ class FrameFolderReader:
     start, stop = _check_range(self.path, self.num_frames, start, stop)
     frames = []
     for p in self._files[start:stop]:
-      img = _load_image(p, "RGB")
+      img = load_image(p, "RGB")
       if img.shape[:2] != (self.height, self.width):
         raise VideoError(
             f"{p}: frame size {img.shape[1]}x{img.shape[0]} differs from the folder's "
@@ -289,7 +290,7 @@ class MaskFolderReader:
     """The mask of frame ``index`` as bool ``[H, W]``."""
     if index not in self._by_index:
       raise VideoError(f"{self.path}: no mask for frame {index}")
-    return _load_image(self._by_index[index], "L") > 0
+    return load_image(self._by_index[index], "L") > 0
 
   def read(self, start: int, stop: int, shape: Size | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(masks bool [T, H, W], present bool [T])`` for frames ``[start, stop)``.

@@ -34,7 +34,7 @@ from absl import flags
 from PIL import Image, ImageDraw
 
 from segtube_jax import io_utils
-from segtube_jax.data import contact_sheet
+from segtube_jax.data import contact_sheet, video
 from segtube_jax.errors import ConfigError, DatasetError, SegtubeError
 from segtube_jax.evaluation import masks as metrics
 from segtube_jax.segment import apply_overrides
@@ -60,14 +60,6 @@ def _image_size(path: pathlib.Path) -> tuple[int, int]:
     with Image.open(path) as im:
       return im.size
   except Exception as e:  # PIL raises many types on bad files.
-    raise DatasetError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
-
-
-def _load_image(path: pathlib.Path, mode: str) -> np.ndarray:
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert(mode))
-  except Exception as e:
     raise DatasetError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
 
 
@@ -164,10 +156,10 @@ def evaluate_sequence(name: str, frame_files: Sequence[pathlib.Path], mask_files
     "worst_frames", "sheet"}``; ``seconds`` covers reading the frames and segmenting them.
   """
   start = time.perf_counter()
-  frames = np.stack([_load_image(p, "RGB") for p in frame_files])
+  frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
   pred = segment_video(frames, config=config)
   seconds = time.perf_counter() - start
-  gt = np.stack([_load_image(p, "L") > 127 for p in mask_files])
+  gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
   if gt.shape != pred.shape:  # check_layout compares headers; decoded sizes agree with them.
     raise DatasetError(f"sequence {name!r}: masks {gt.shape} differ from the frames {pred.shape}")
   scores = metrics.evaluate_video(pred, gt)
