@@ -222,4 +222,3 @@ def saliency_probability(graph: SuperpixelGraph, saliency: np.ndarray, threshold
   """
   thr = threshold[graph.frame]
   return np.where(thr > 0, saliency / np.maximum(saliency + thr, 1e-12), 0.0)
-
