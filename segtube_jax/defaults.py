@@ -40,8 +40,12 @@ def base_config() -> ml_collections.ConfigDict:
   # Per-sequence random channel permutation and colour inversion (training only): keeps a
   # network trained from scratch on few videos from telling classes apart by colour.
   c.clips.color_augment = False
-  c.clips.mask_source = "none"  # 'none', 'dataset' (ground-truth masks) or 'folder' (mask_dir).
+  # Masks of the saliency-aware clips: 'saliency' (the paper's B_o of every frame, computed once
+  # and cached beside the packed dataset: training/saliency_cache.py), 'dataset' (ground-truth
+  # masks, required on every frame), 'folder' (mask_dir) or 'none' (raw clips).
+  c.clips.mask_source = "none"
   c.clips.mask_dir = ""  # <mask_dir>/<video_id>/<frame>.png, e.g. the segmentation stage's output.
+  c.clips.saliency_workers = 0  # Processes computing the B_o cache (0: one per CPU core).
   c.clips.saliency_mode = "blend_mean"  # How the background is attenuated: 'multiply', 'blend_mean'.
   c.clips.background_weight = 0.25
 

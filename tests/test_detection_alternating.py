@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from segtube_jax import spatial
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.detection import alternating
 from segtube_jax.evaluation import detector_eval
@@ -128,6 +129,27 @@ def test_masks_only_on_localized_frames_and_fed_back_to_the_networks(setup, monk
   np.testing.assert_array_equal(seen[1], expected)  # Iteration 1: the masks of iteration 0.
   assert (seen[1][~first.present] == 1).all()
   np.testing.assert_array_equal(second.present, localized)
+
+
+def test_saliency_clips_from_b_o_at_iteration_0_and_kept_outside_the_spans(setup, monkeypatch):
+  config, localizer, frames, _ = setup
+  config = config.copy_and_resolve_references()
+  config.clips.mask_source = "saliency"
+  seen = []
+  _controlled(monkeypatch, localizer, 40, 100, 2, seen)
+  first = _run(setup, config.copy_and_resolve_references(), max_iterations=1)
+  seen.clear()
+  _run(setup, config, max_iterations=2, converged_mask_iou=1.0)
+  net = alternating.localizer_lib.prepare_frames(frames, config)
+  b_o = spatial.initial_masks(net, None, config.segmentation).astype(np.float32)
+  np.testing.assert_array_equal(first.saliency, b_o)
+  assert 0 < b_o.mean() < 1
+  np.testing.assert_array_equal(seen[0], b_o)  # Iteration 0: B_o on every frame, as in training.
+  loop_masks = alternating.network_masks(first.masks, first.present, net.shape[1:3])
+  outside = ~first.present
+  assert outside.any() and first.present.any()
+  np.testing.assert_array_equal(seen[1][outside], b_o[outside])  # B_o kept where the loop has no mask.
+  np.testing.assert_array_equal(seen[1][first.present], loop_masks[first.present])
 
 
 def test_stops_when_converged_or_at_max_iterations(setup, monkeypatch):

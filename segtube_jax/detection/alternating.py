@@ -8,8 +8,14 @@ changing and the masks change little (mean IoU between consecutive iterations at
 
 Videos are processed in groups: the networks run in this process (batched on the accelerator),
 and each iteration's segmentation jobs of a group run in a pool of worker processes (the
-spatial stage is host-side NumPy/OpenCV/PyMaxflow, one core per video). Frames outside every
-localized span carry no mask, so their clips stay unattenuated.
+spatial stage is host-side NumPy/OpenCV/PyMaxflow, one core per video).
+
+With ``config.clips.mask_source='saliency'`` (the paper's saliency-aware clips, Sec. 2.1)
+iteration 0 localizes on clips attenuated by the saliency segmentation B_o of every frame, the
+distribution the networks were trained on; later iterations use the loop's masks on the
+localized spans and keep B_o on every other frame, so no frame's attenuation depends on where
+the detections fell. Otherwise iteration 0 sees raw clips and only frames inside a localized
+span are attenuated later.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class VideoState:
     localization: the latest temporal result.
     iterations: one log dict per iteration (segments, mask change, seconds).
     converged: whether the stopping rule held.
+    saliency: float [T, h, w] B_o at the networks' frame size (``mask_source='saliency'``);
+      computed at the start of the loop when not given (e.g. read from the training cache).
   """
 
   video_id: str
@@ -52,6 +60,7 @@ class VideoState:
   localization: localizer_lib.Localization | None = None
   iterations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   converged: bool = False
+  saliency: np.ndarray | None = None
 
   @property
   def segments(self) -> list[DetectedSegment]:
@@ -102,11 +111,21 @@ def mask_change(old_masks: np.ndarray | None, old_present: np.ndarray | None, ma
   return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 
-def network_masks(masks: np.ndarray | None, present: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
-  """Masks at the networks' frame size, all ones on frames without a mask (no attenuation)."""
-  if masks is None or present is None or not present.any():
+def network_masks(masks: np.ndarray | None, present: np.ndarray | None, size: tuple[int, int],
+                  base: np.ndarray | None = None) -> np.ndarray | None:
+  """Masks at the networks' frame size: the loop's masks where present, else ``base`` (B_o).
+
+  Without ``base`` frames without a mask are all ones (no attenuation), and None is returned
+  when no frame has one.
+  """
+  if base is not None:
+    out = np.asarray(base, np.float32).copy()
+  elif masks is None or present is None or not present.any():
     return None
-  out = np.ones((len(masks),) + tuple(size), np.float32)
+  else:
+    out = np.ones((len(present),) + tuple(size), np.float32)
+  if masks is None or present is None:
+    return out
   for t in np.flatnonzero(present):
     out[t] = cv2.resize(masks[t].astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
   return out
@@ -151,6 +170,10 @@ def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer
     pool = own_pool = segmentation_pool(min(workers, len(videos)))
   try:
     net_frames = {v.video_id: localizer_lib.prepare_frames(v.frames, config) for v in videos}
+    if config.clips.mask_source == "saliency":
+      for v in videos:
+        if v.saliency is None:  # B_o as the training cache holds it: at the networks' frame size.
+          v.saliency = spatial_frames.initial_masks(net_frames[v.video_id], None, seg_config)
     for it in range(d.max_iterations):
       active = [v for v in videos if not v.converged]
       if not active:
@@ -160,7 +183,8 @@ def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer
         t0 = time.perf_counter()
         previous_segments[v.video_id] = v.segments
         size = net_frames[v.video_id].shape[1:3]
-        v.localization = localizer.localize(net_frames[v.video_id], network_masks(v.masks, v.present, size), v.fps)
+        masks = network_masks(v.masks, v.present, size, v.saliency)
+        v.localization = localizer.localize(net_frames[v.video_id], masks, v.fps)
         localize_seconds[v.video_id] = time.perf_counter() - t0
         spans = merged_spans(v.segments, len(v.frames))
         if it == 0 and d.initial_saliency_whole_video:

@@ -32,7 +32,7 @@ from segtube_jax.detection import alternating, localizer as localizer_lib
 from segtube_jax.errors import CheckpointError, ConfigError, SegtubeError
 from segtube_jax.evaluation import detection_files, detection_writers, report, score_detections
 from segtube_jax.evaluation import segmentation_metrics, spatiotemporal
-from segtube_jax.training import checkpointing
+from segtube_jax.training import checkpointing, input_pipeline, saliency_cache
 
 
 class VideosFailed(SegtubeError):
@@ -134,7 +134,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   pool = alternating.segmentation_pool(min(ev.workers, len(videos)))
   try:
     _detect_groups(config, ds, videos, localizer, pool, errors, results, states, kept, examples,
-                   mask_dir if is_main else None)
+                   mask_dir if is_main else None, _training_saliency(config, workdir))
   finally:
     if pool is not None:
       pool.shutdown()
@@ -162,10 +162,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
 
 def _detect_groups(config: ml_collections.ConfigDict, ds: dataset_lib.Dataset, videos: list, localizer, pool,
                    errors: dict[str, str], results: dict, states: dict, kept: dict, examples: set[str],
-                   mask_dir: pathlib.Path | None) -> None:
+                   mask_dir: pathlib.Path | None, saliency: saliency_cache.SaliencyCache | None = None) -> None:
   """Runs the alternating loop on ``videos`` in groups of ``evaluation.group_size`` (fills the dicts).
 
-  Masks are written under ``mask_dir`` (None: not written, on processes other than 0).
+  Masks are written under ``mask_dir`` (None: not written, on processes other than 0). B_o comes
+  from the training run's ``saliency`` cache where it holds the video, else the loop computes it.
   """
   ev = config.evaluation
   for first in range(0, len(videos), ev.group_size):
@@ -179,7 +180,10 @@ def _detect_groups(config: ml_collections.ConfigDict, ds: dataset_lib.Dataset, v
         errors[info.video_id] = f"{type(e).__name__}: {e}"
         logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
         continue
-      group.append(alternating.VideoState(info.video_id, frames, fps))
+      state = alternating.VideoState(info.video_id, frames, fps)
+      if saliency is not None and saliency.num_frames(info.video_id) == len(frames):
+        state.saliency = saliency.read(info.video_id, 0, len(frames)).astype(np.float32)
+      group.append(state)
     alternating.run_alternating(group, localizer, config, log=logging.info, pool=pool)
     for v in group:
       results[v.video_id] = v.segments
@@ -189,6 +193,16 @@ def _detect_groups(config: ml_collections.ConfigDict, ds: dataset_lib.Dataset, v
                                                   iterations=v.iterations, converged=v.converged)
       if v.video_id in examples:
         kept[v.video_id] = v
+
+
+def _training_saliency(config: ml_collections.ConfigDict, workdir: pathlib.Path
+                       ) -> saliency_cache.SaliencyCache | None:
+  """The B_o cache of the training run, when the config uses one and it exists."""
+  if config.clips.mask_source != "saliency":
+    return None
+  data_dir, name = input_pipeline.tfds_location(config, workdir)
+  folder = saliency_cache.cache_dir(config, data_dir, name)
+  return saliency_cache.SaliencyCache(folder) if (folder / saliency_cache.CACHE_FILE).is_file() else None
 
 
 def ground_truth(ds: dataset_lib.Dataset, video_ids: list[str], subset: str) -> detection_files.GroundTruth:

@@ -3,13 +3,15 @@
 Public API:
   default_config() -> ConfigDict (embedded by the project configs as ``config.segmentation``).
   segment_video(frames, span, previous_masks, config) -> bool masks [T,H,W].
+  initial_masks(frames, span, config) -> the saliency segmentation B_o, bool [T,H,W].
   segment_videos(jobs, config, workers) -> results of many videos, in a process pool.
 """
 
 from segtube_jax.spatial.batch import JobResult, SegmentJob, run_job, segment_videos, write_masks
 from segtube_jax.spatial.config import default_config, validate_config
-from segtube_jax.spatial.frames import check_span, iter_span_masks, segment_video, upsample_masks
-from segtube_jax.spatial.segment import SpanResult, segment_span
+from segtube_jax.spatial.frames import (check_span, initial_masks, iter_span_masks, segment_video,
+                                        upsample_masks)
+from segtube_jax.spatial.segment import SpanResult, initial_segmentation, segment_span
 
 __all__ = [
     "JobResult",
@@ -17,6 +19,8 @@ __all__ = [
     "SpanResult",
     "check_span",
     "default_config",
+    "initial_masks",
+    "initial_segmentation",
     "iter_span_masks",
     "run_job",
     "segment_span",

@@ -110,13 +110,14 @@ def upsample_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def iter_span_masks(frames: Frames, span: Sequence[int] | None = None,
                     previous_masks: np.ndarray | None = None,
-                    config: ml_collections.ConfigDict | None = None
-                    ) -> Iterator[tuple[int, np.ndarray]]:
+                    config: ml_collections.ConfigDict | None = None,
+                    initial_only: bool = False) -> Iterator[tuple[int, np.ndarray]]:
   """Segments the span chunk by chunk, yielding (first frame, bool masks [t,H,W]).
 
   Spans longer than ``config.max_span_frames`` are cut into that many frames per graph, so
   memory stays bounded (about 2 MB per frame at the defaults); chunks share no temporal edges.
-  Arguments are those of :func:`segment_video`.
+  Arguments are those of :func:`segment_video`; ``initial_only`` yields the saliency
+  segmentation B_o instead (no graph cut, see :func:`initial_masks`).
   """
   config = config_lib.default_config() if config is None else config
   config_lib.validate_config(config)
@@ -136,6 +137,9 @@ def iter_span_masks(frames: Frames, span: Sequence[int] | None = None,
   for first in range(start, end + 1, step):
     stop = min(first + step, end + 1)
     clip = flow_lib.resize_frames(_read(source, first, stop, (height, width)), size)
+    if initial_only:
+      yield first, upsample_masks(segment_lib.initial_segmentation(clip, config), (height, width))
+      continue
     init = None
     if previous_masks is not None:
       init = flow_lib.resize_labels(previous_masks[first:stop].astype(np.uint8), size) > 0
@@ -168,5 +172,22 @@ def segment_video(frames: Frames, span: Sequence[int] | None = None,
   source, num, height, width = _as_source(frames)
   out = np.zeros((num, height, width), bool)
   for first, masks in iter_span_masks(source, span, previous_masks, config):
+    out[first:first + masks.shape[0]] = masks
+  return out
+
+
+def initial_masks(frames: Frames, span: Sequence[int] | None = None,
+                  config: ml_collections.ConfigDict | None = None) -> np.ndarray:
+  """The initial segmentation B_o of Sec. 2.3 (saliency, no graph cut) of frames f_s..f_e.
+
+  The saliency-aware clips of Sec. 2.1 attenuate the background outside these masks. Arguments
+  and errors are those of :func:`segment_video`; frames outside the span are all False.
+
+  Returns:
+    bool [T,H,W] at full frame resolution.
+  """
+  source, num, height, width = _as_source(frames)
+  out = np.zeros((num, height, width), bool)
+  for first, masks in iter_span_masks(source, span, None, config, initial_only=True):
     out[first:first + masks.shape[0]] = masks
   return out

@@ -84,9 +84,18 @@ def segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
     return _segment_span(frames, config, init_masks)
 
 
-def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
-                  init_masks: np.ndarray | None) -> SpanResult:
-  """:func:`segment_span` with BLAS threads already limited."""
+@dataclasses.dataclass
+class _Saliency:
+  """The graph of a span and its saliency: everything B_o is made of."""
+
+  graph: sp_lib.SuperpixelGraph
+  saliency: np.ndarray  # [N]
+  threshold: np.ndarray  # [T]
+  initial: np.ndarray  # bool [N], B_o
+
+
+def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Saliency:
+  """Flow, SLIC graph, appearance x motion saliency and B_o of frames at work resolution."""
   h, w = frames.shape[1:3]
   gsize = flow_lib.work_size(h, w, config.graph_height)
   gframes = flow_lib.resize_frames(frames, gsize)
@@ -97,7 +106,6 @@ def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
   labels = sp_lib.slic_labels(gframes, sp.n_segments, sp.compactness, sp.max_num_iter, gsize)
   graph = sp_lib.build_graph(labels, sp_lib.lab_frames(gframes), forward, config.saliency.border,
                              sp.min_temporal_overlap)
-
   sal_cfg = config.saliency
   appearance = saliency_lib.appearance_saliency(graph)
   motion, usable = saliency_lib.motion_saliency(graph, forward, backward,
@@ -108,7 +116,33 @@ def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
                                               sal_cfg.min_threshold, sal_cfg.span_threshold,
                                               sal_cfg.threshold_method)
   initial = saliency_lib.initial_labels(graph, saliency, threshold, sal_cfg.seed_fraction)
+  return _Saliency(graph, saliency, threshold, initial)
+
+
+def initial_segmentation(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
+  """The initial segmentation B_o of Sec. 2.3 (saliency only, no graph cut) -> bool [T,h,w].
+
+  What the saliency-aware clips of Sec. 2.1 are made from. It costs the flow, SLIC and the
+  saliency, about half of :func:`segment_span`.
+
+  Args:
+    frames: uint8 RGB frames [T,h,w,3] at work resolution.
+    config: Segmentation config.
+  """
+  with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    cues = _saliency(frames, config)
+  return flow_lib.resize_labels(cues.initial[cues.graph.labels].astype(np.uint8),
+                                frames.shape[1:3]) > 0
+
+
+def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
+                  init_masks: np.ndarray | None) -> SpanResult:
+  """:func:`segment_span` with BLAS threads already limited."""
+  h, w = frames.shape[1:3]
+  cues = _saliency(frames, config)
+  graph, saliency, threshold, initial = cues.graph, cues.saliency, cues.threshold, cues.initial
   if init_masks is not None:
+    gsize = graph.labels.shape[1:]
     given = graph.frame_mean(flow_lib.resize_labels(init_masks.astype(np.uint8), gsize)) > 0.5
     has_fg = np.bincount(graph.frame, given, len(graph.offsets) - 1) > 0
     initial = np.where(has_fg[graph.frame], given, initial)
@@ -117,7 +151,7 @@ def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
   labels_fg, col_models, rounds = _alternate(graph, initial, p_sal, config)
   # After the rounds, not inside them: dropping regions between rounds gained nothing.
   labels_fg = saliency_lib.keep_salient_regions(graph, labels_fg, saliency,
-                                                sal_cfg.region_fraction)
+                                                config.saliency.region_fraction)
   masks = flow_lib.resize_labels(labels_fg[graph.labels].astype(np.uint8), (h, w)) > 0
   if config.refine.enabled:
     masks = refine_lib.refine_masks(frames, masks, col_models, config.refine)

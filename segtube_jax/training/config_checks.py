@@ -48,7 +48,7 @@ def _need(ok: bool, key: str, expected: str, value: Any) -> None:
     raise ConfigError(f"config.{key} must be {expected}, got {value!r}")
 
 
-MASK_SOURCES = ("none", "dataset", "folder")
+MASK_SOURCES = ("none", "saliency", "dataset", "folder")  # As input_pipeline.MASK_SOURCES.
 SALIENCY_MODES = ("multiply", "blend_mean", "none")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -72,6 +72,7 @@ _RULES = (
     ("clips.color_augment", lambda v: isinstance(v, bool), "a bool"),
     ("clips.mask_source", lambda v: v in MASK_SOURCES, f"one of {MASK_SOURCES}"),
     ("clips.mask_dir", lambda v: isinstance(v, str), "a path string"),
+    ("clips.saliency_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: one per CPU core)"),
     ("clips.saliency_mode", lambda v: v in SALIENCY_MODES, f"one of {SALIENCY_MODES}"),
     ("clips.background_weight", lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("optimizer.name", lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),

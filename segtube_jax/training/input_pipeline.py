@@ -24,8 +24,11 @@ from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import tfds_builder, video as video_lib
 from segtube_jax.errors import ConfigError, DatasetError
+from segtube_jax.training import saliency_cache
 
-MASK_SOURCES = ("none", "dataset", "folder")
+# Where the masks of the saliency-aware clips (Sec. 2.1) come from: 'saliency' is the paper's B_o
+# (training/saliency_cache.py), 'dataset' ground-truth masks on every frame, 'folder' mask files.
+MASK_SOURCES = ("none", "saliency", "dataset", "folder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +49,17 @@ def tfds_location(config: ml_collections.ConfigDict, workdir: str | os.PathLike)
   return data_dir, tfds_builder.default_name(config.dataset.root, size, config.dataset.get("encoding", "png"))
 
 
-def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[pathlib.Path, str]:
-  """Packs the dataset folder into array_record chunks once (process 0), validating it first."""
+def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike, saliency: bool = True
+                 ) -> tuple[pathlib.Path, str]:
+  """Packs the dataset folder into array_record chunks once (process 0), validating it first.
+
+  With ``config.clips.mask_source='saliency'`` (and ``saliency``) it then computes the missing
+  B_o masks of every video (training/saliency_cache.py), each process its share.
+  """
   data_dir, name = tfds_location(config, workdir)
   built = any((data_dir / tfds_builder.BUILDER_NAME / name).glob("*/dataset_info.json"))
+  if config.clips.mask_source == "dataset" and jax.process_index() == 0:
+    check_masks_on_every_frame(dataset_lib.load_dataset(config.dataset.root))
   if not built and jax.process_index() == 0:
     dataset_lib.load_dataset(config.dataset.root)  # One clear DatasetError before any packing.
     size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
@@ -58,7 +68,27 @@ def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike) 
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("segtube_tfds_built")
+  if saliency and config.clips.mask_source == "saliency":
+    saliency_cache.build(config, data_dir, name, config.clips.saliency_workers or None)
   return data_dir, name
+
+
+def check_masks_on_every_frame(ds: dataset_lib.Dataset) -> None:
+  """DatasetError naming the first video (by id) that lacks a mask on some frame.
+
+  Ground-truth masks attenuate the clips only if every frame has one: when masks exist only on
+  action frames (the synthetic data, ActSeg-style annotation), attenuation would itself tell the
+  network which frames are actions.
+  """
+  for info in sorted(ds.videos.values(), key=lambda v: v.video_id):
+    reader = ds.masks(info.video_id)
+    have = len(reader.indices) if reader is not None else 0
+    if info.num_frames is None or have < info.num_frames:
+      first_missing = next((i for i in range(info.num_frames or 0) if reader is None or not reader.has(i)), 0)
+      raise DatasetError(
+          f"config.clips.mask_source='dataset' needs a ground-truth mask on every frame, but video "
+          f"{info.video_id!r} has {have} masks for {info.num_frames} frames (first without: frame "
+          f"{first_missing}); use mask_source='saliency' (the paper's B_o) instead")
 
 
 def build_sequences(source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, *,
@@ -105,8 +135,10 @@ class LoadClips:
   """Reads one sequence's frames (only the chunks it needs) and assembles augmented clips."""
 
   def __init__(self, source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, clip_shape: tuple[int, int, int],
-               train: bool):
-    self.source, self.cfg, self.train = source, cfg, train
+               train: bool, saliency: saliency_cache.SaliencyCache | None = None):
+    self.source, self.cfg, self.train, self.saliency = source, cfg, train, saliency
+    if cfg.mask_source == "saliency" and saliency is None:
+      raise ConfigError("config.clips.mask_source='saliency' needs the B_o cache (training/saliency_cache.py)")
     self.clip_len, self.crop = clip_shape[0], (clip_shape[1], clip_shape[2])
     self.resize = tuple(cfg.resize) if cfg.resize else self.crop
     if self.resize[0] < self.crop[0] or self.resize[1] < self.crop[1]:
@@ -116,8 +148,17 @@ class LoadClips:
     mode = self.cfg.mask_source
     if mode == "none":
       return None
+    if mode == "saliency":  # B_o on every frame: nothing here depends on the labels.
+      masks = self.saliency.read(seq.video_id, lo, hi)
+      size = read["frames"].shape[1:3]
+      return masks if masks.shape[1:] == size else video_lib.resize_frames(
+          masks[..., None].astype(np.uint8) * 255, size)[..., 0] > 127
     if mode == "dataset":
       masks, present = read["masks"], read["mask_present"]
+      if not present.all():
+        raise DatasetError(f"video {seq.video_id!r} has no ground-truth mask on frame "
+                           f"{lo + int(np.argmin(present))}; mask_source='dataset' needs one on every frame")
+      return masks
     else:
       masks, present = read_mask_folder(self.cfg.mask_dir, seq.video_id, lo, hi, read["frames"].shape[1:3])
     # Frames without a mask are left as they are: attenuating them would tell the network which
@@ -194,6 +235,13 @@ def _check(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.clips.seq_len must be >= 1, got {cfg.seq_len}")
 
 
+def _saliency(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str
+              ) -> saliency_cache.SaliencyCache | None:
+  if config.clips.mask_source != "saliency":
+    return None
+  return saliency_cache.SaliencyCache(saliency_cache.cache_dir(config, data_dir, name))
+
+
 def train_dataset(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str,
                   batch_per_process: int) -> tuple[grain.IterDataset, int]:
   """Shuffled, repeated, augmented, batched training sequences: this process's share of each global batch.
@@ -204,11 +252,13 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: pathlib.Path, nam
   """
   _check(config)
   source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
+  saliency = _saliency(config, data_dir, name)
   sequences = build_sequences(source, config.clips, balance_seed=config.seed)
   if not sequences:
     raise DatasetError(f"{data_dir}/{name}: the training split has no window sequences")
   ds = grain.MapDataset.source(sequences).shuffle(seed=config.seed).repeat(None)
-  ds = ds.random_map(_RandomLoad(LoadClips(source, config.clips, tuple(config.model.clip_shape), train=True)), seed=config.seed)
+  load = LoadClips(source, config.clips, tuple(config.model.clip_shape), train=True, saliency=saliency)
+  ds = ds.random_map(_RandomLoad(load), seed=config.seed)
   if jax.process_count() > 1:  # Lazy: a process reads the frames of its own elements only.
     ds = ds[jax.process_index()::jax.process_count()]
   ds = ds.batch(batch_per_process, drop_remainder=True, batch_fn=_stack)
@@ -232,7 +282,9 @@ def eval_batches(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name
   num_batches = -(-largest_shard // batch_per_process)
   if jax.process_count() > 1:
     sequences = sequences[jax.process_index()::jax.process_count()]
-  ds = grain.MapDataset.source(sequences).map(_Load(LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False)))
+  load = LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False,
+                   saliency=_saliency(config, data_dir, name))
+  ds = grain.MapDataset.source(sequences).map(_Load(load))
   ds = ds.batch(batch_per_process, drop_remainder=False, batch_fn=_stack)
   empty = {"clips": np.zeros((0, config.clips.seq_len, *config.model.clip_shape, 3), np.uint8),
            "proposal_labels": np.zeros((0, config.clips.seq_len), np.int32),
