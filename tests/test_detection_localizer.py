@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from segtube_jax import clips as clips_lib
-from segtube_jax import temporal
+from segtube_jax import spatial, temporal
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import video as video_lib
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation.detection_writers import DetectedSegment
-from segtube_jax.training import input_pipeline
+from segtube_jax.training import input_pipeline, saliency_cache
 from tests.conftest import tiny_training_config
 
 CLASSES = ["A", "B", "C", "D", "E"]
@@ -226,22 +226,24 @@ def test_window_clips_saliency_changes_only_background_pixels():
   np.testing.assert_array_equal(ones, plain)
 
 
-@pytest.mark.parametrize("mask_source", ["none", "dataset"])
+@pytest.mark.parametrize("mask_source", ["none", "saliency"])
 def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, mask_source):
-  config = tiny_training_config(tiny_synthetic, **{"clips.mask_source": mask_source})
+  config = tiny_training_config(tiny_synthetic, **{"clips.mask_source": mask_source,
+                                                   "dataset.tfds_dir": str(tmp_path / "tfds")})
   data_dir, name = input_pipeline.ensure_built(config, tmp_path)
   source = chunk_pipeline.open_chunk_source(data_dir, name, "testing")
   ds = dataset_lib.load_dataset(tiny_synthetic)
   video_id = sorted(source.videos)[0]
   sequences = [s for s in input_pipeline.build_sequences(source, config.clips, balance_seed=None)
                if s.video_id == video_id]
-  load = input_pipeline.LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False)
+  cache = None
   frames = localizer_lib.prepare_frames(ds.open_frames(video_id).read(0, None), config)
   masks = None
-  if mask_source == "dataset":
-    gt, present = ds.masks(video_id).read(0, len(frames))
-    assert present.any() and not present.all()
-    masks = np.where(present[:, None, None], gt, True)
+  if mask_source == "saliency":
+    cache = saliency_cache.SaliencyCache(saliency_cache.cache_dir(config, data_dir, name))
+    masks = spatial.initial_masks(frames, None, config.segmentation)  # What the detector computes.
+    np.testing.assert_array_equal(masks, cache.read(video_id, 0, len(frames)))  # What training read.
+  load = input_pipeline.LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False, saliency=cache)
   checked = 0
   for seq in sequences[::3]:
     expected = load(seq)["clips"][seq.valid]

@@ -707,7 +707,7 @@ def test_activitynet_random_json_never_crashes(scratch, value):
 # then segtube_jax.training.config_checks.check_training_config (which runs before anything is built).
 
 CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "synthetic.py"
-_CHOICES = {"clips.mask_source": ("none", "dataset", "folder"),
+_CHOICES = {"clips.mask_source": ("none", "saliency", "dataset", "folder"),
             "clips.saliency_mode": ("multiply", "blend_mean", "none"), "distributed": ("auto", "on", "off"),
             "optimizer.name": ("sgd", "adam"), "optimizer.schedule": ("constant", "step", "cosine"),
             "model.dtype": ("float32", "bfloat16"), "model.pool5_padding": ("torch", "caffe"),
