@@ -228,8 +228,7 @@ def test_window_clips_saliency_changes_only_background_pixels():
 
 @pytest.mark.parametrize("mask_source", ["none", "saliency"])
 def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, mask_source):
-  config = tiny_training_config(tiny_synthetic, **{"clips.mask_source": mask_source,
-                                                   "dataset.tfds_dir": str(tmp_path / "tfds")})
+  config = tiny_training_config(tiny_synthetic, **{"clips.mask_source": mask_source})
   data_dir, name = input_pipeline.ensure_built(config, tmp_path)
   source = chunk_pipeline.open_chunk_source(data_dir, name, "testing")
   ds = dataset_lib.load_dataset(tiny_synthetic)
