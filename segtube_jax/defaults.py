@@ -88,8 +88,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.detector.nms_iou = 0.0  # Temporal NMS per class above this tIoU; 0 disables it.
   c.detector.max_iterations = 3
   c.detector.converged_mask_iou = 0.99  # Stop once segments are unchanged and masks this close.
-  # Segment whole videos at iteration 0 so that the first localization sees saliency-aware clips
-  # (B_o everywhere); costs a full-video segmentation. False: B_o only on the localized spans.
+  # At iteration 0, segment (graph cut) whole videos instead of the localized spans, so iteration
+  # 1's clips carry the loop's masks on every frame; costs a full-video segmentation. Iteration 0
+  # itself localizes on B_o clips when clips.mask_source is 'saliency', on raw clips otherwise.
   c.detector.initial_saliency_whole_video = False
   c.detector.batch_size = 16  # Window sequences per network call.
 
