@@ -29,11 +29,6 @@ from segtube_jax.training import TrainingStopped, train_and_evaluate
 # evaluation within the demo's time.
 DEMO_OPTIONS = {"actor_size": (0.18, 0.24), "min_frames": 120, "max_frames": 300, "split": (0.7, 0.15, 0.15)}
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Experiment folder; the dataset goes to <workdir>/data.")
-_NUM_VIDEOS = flags.DEFINE_integer("num_videos", 400, "Synthetic videos to generate.")
-_SEED = flags.DEFINE_integer("seed", 0, "Generator seed.")
-_SHEETS = flags.DEFINE_integer("contact_sheets", 2, "Contact sheets to write (one per video).")
-_DATA_ONLY = flags.DEFINE_bool("data_only", False, "Only generate the dataset and contact sheets.")
 
 
 def prepare_dataset(root: pathlib.Path, num_videos: int, seed: int) -> tuple[dict, float | None]:
@@ -98,7 +93,8 @@ def run_demo(workdir: str, num_videos: int = 400, seed: int = 0, sheets: int = 2
 def main(argv: list[str]) -> None:
   del argv
   try:
-    run_demo(_WORKDIR.value, _NUM_VIDEOS.value, _SEED.value, _SHEETS.value, _DATA_ONLY.value)
+    f = flags.FLAGS
+    run_demo(f.workdir, f.num_videos, f.seed, f.contact_sheets, f.data_only)
   except TrainingStopped as e:
     print(f"stopped: {e}", file=sys.stderr)
     sys.exit(1)
@@ -108,4 +104,10 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  # Flags only as a program: importing run_demo / prepare_dataset defines none.
+  flags.DEFINE_string("workdir", "runs/demo", "Experiment folder; the dataset goes to <workdir>/data.")
+  flags.DEFINE_integer("num_videos", 400, "Synthetic videos to generate.")
+  flags.DEFINE_integer("seed", 0, "Generator seed.")
+  flags.DEFINE_integer("contact_sheets", 2, "Contact sheets to write (one per video).")
+  flags.DEFINE_bool("data_only", False, "Only generate the dataset and contact sheets.")
   app.run(main)

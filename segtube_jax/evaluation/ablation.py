@@ -52,7 +52,7 @@ def experiment_config(root: pathlib.Path, tfds_dir: pathlib.Path, mask_source: s
 
 
 def run_ablation(workdir: str | pathlib.Path, num_videos: int = 400, iterations: int = 3,
-                 max_videos: int = 0) -> list[dict[str, Any]]:
+                 max_videos: int = 0, rules: tuple[str, ...] = RULES) -> list[dict[str, Any]]:
   """Trains both networks, evaluates every cell, writes the table; returns its rows."""
   from segtube_jax import demo  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
@@ -67,7 +67,7 @@ def run_ablation(workdir: str | pathlib.Path, num_videos: int = 400, iterations:
     config = experiment_config(root, workdir / "tfds", mask_source)
     print(f"training on {training}: {run}", flush=True)
     validation = train_and_evaluate(config, run)  # Resumes; a finished run only re-validates.
-    for rule in RULES:
+    for rule in rules:
       for its in range(1, iterations + 1):
         cell = cells / f"{mask_source}-{rule}-{its}.json"
         if not cell.is_file():
@@ -115,7 +115,7 @@ def main(argv: list[str]) -> None:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # configs/ of the checkout.
   f = flags.FLAGS
   try:
-    rows = run_ablation(f.workdir, f.num_videos, f.iterations, f.max_videos)
+    rows = run_ablation(f.workdir, f.num_videos, f.iterations, f.max_videos, tuple(f.rules))
   except SegtubeError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -127,4 +127,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("num_videos", 400, "Synthetic videos (the demo's dataset).")
   flags.DEFINE_integer("iterations", 3, "Loop lengths 1..N are evaluated.")
   flags.DEFINE_integer("max_videos", 0, "Testing videos per evaluation (0: all).")
+  flags.DEFINE_list("rules", list(RULES), "Class rules (config.detector.class_assignment) to evaluate.")
   app.run(main)
