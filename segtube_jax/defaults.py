@@ -80,9 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
   # The detector: Eqs. (1)-(4) and the alternating optimisation of Sec. 2.3.
   c.detector = ml_collections.ConfigDict()
   c.detector.gamma = 0.6  # Eq. (4).
-  # 'video' (the paper: one class k' per video), 'segment' (each run of alpha_t > gamma takes
-  # its best class: several classes per video) or 'frame' (Eq. 3-4 per class). See
-  # segtube_jax/detection/localizer.py.
+  # 'paper' (Eqs. 3-4: one class k' per video, alpha_t from its windows only), 'segment' (each
+  # run of alpha_t > gamma takes its best class: several classes per video) or 'frame' (Eq. 3-4
+  # per class). See segtube_jax/detection/localizer.py.
   c.detector.class_assignment = "segment"
   c.detector.min_segment_frames = 8  # Shorter runs are dropped (half the shortest window).
   c.detector.nms_iou = 0.0  # Temporal NMS per class above this tIoU; 0 disables it.

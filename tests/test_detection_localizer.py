@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segtube_jax import clips as clips_lib
-from segtube_jax import spatial, temporal
+from segtube_jax import temporal
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import video as video_lib
@@ -122,7 +122,6 @@ def test_one_flagged_stretch_gives_one_segment_of_its_class():
 @pytest.mark.parametrize("mode, expected", [
     ("segment", [(0, "A"), (2, "C")]),
     ("frame", [(0, "A"), (2, "C")]),
-    ("video", [(2, "C"), (2, "C")]),  # One class per video: k' has the highest mean v_spe.
 ])
 def test_two_classes_in_two_runs(mode, expected):
   first, second = _inside(10, 60, 1, logit=4.0), _inside(90, 140, 3, logit=12.0)
@@ -131,6 +130,19 @@ def test_two_classes_in_two_runs(mode, expected):
   assert [(s.class_index, s.label) for s in segments] == expected
   assert segments[0].end_frame <= 60 and segments[1].start_frame >= 90
   assert 10 <= segments[0].start_frame and segments[1].end_frame <= 140
+
+
+def test_paper_rule_two_classes_in_two_runs_keeps_only_the_run_of_k_prime():
+  # The removed 'video' mode stamped k' on both runs; Eq. (3) conditioned on k' keeps the other
+  # class's frames out of alpha_t(f_t | k'), so only the run of k' (highest mean v_spe) remains.
+  first, second = _inside(10, 60, 1, logit=4.0), _inside(90, 140, 3, logit=12.0)
+  loc = _localizer(lambda s, e: first(s, e) or second(s, e), **{"detector.class_assignment": "paper"})
+  result = loc.localize(_index_frames())
+  assert result.video_class == 3
+  assert [(s.class_index, s.label) for s in result.segments] == [(2, "C")]
+  assert result.segments[0].start_frame >= 90 and result.segments[0].end_frame <= 140
+  np.testing.assert_array_equal(result.frame_score, result.alpha[:, 2])
+  assert not result.frame_score[:70].any()
 
 
 def test_nothing_flagged_gives_no_segment():
@@ -240,7 +252,8 @@ def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, ma
   masks = None
   if mask_source == "saliency":
     cache = saliency_cache.SaliencyCache(saliency_cache.cache_dir(config, data_dir, name))
-    masks = spatial.initial_masks(frames, None, config.segmentation)  # What the detector computes.
+    original = ds.open_frames(video_id).read(0, None)  # What the detector computes:
+    masks = saliency_cache.video_b_o_array(original, frames.shape[1:3], config.segmentation)
     np.testing.assert_array_equal(masks, cache.read(video_id, 0, len(frames)))  # What training read.
   load = input_pipeline.LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False, saliency=cache)
   checked = 0
@@ -250,3 +263,154 @@ def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, ma
     np.testing.assert_array_equal(got, expected)
     checked += len(got)
   assert checked >= 8
+
+
+# The paper's class rule, Eqs. (3)-(4) ('paper'), against a NumPy reference written from the paper.
+
+_K3 = CLASSES[:3]
+_T3 = 160
+
+
+def _paper_windows(class3_logit=1.0):
+  """Hand-made window logits over 160 frames, 3 classes: (starts, ends, pro [H, 2], cla [H, 4]).
+
+  [8, 64): flagged class 2 (v_spe 0.980); [72, 136): flagged class 1 (v_spe 0.973); windows
+  starting in [48, 72) otherwise: flagged class 3 (they overlap both runs: frames covered by
+  windows of two classes); starting at 136 or later: flagged but background; the rest are not
+  flagged although their class logits say class 1 with v_spe ~ 1.
+  """
+  windows = clips_lib.enumerate_windows(_T3, (16, 32), 0.75)
+  starts, ends = windows.starts, windows.ends
+  pro = np.tile(np.float32([-3.0, 3.0]), (len(starts), 1))
+  cla = np.zeros((len(starts), len(_K3) + 1), np.float32)
+  for j, (s, e) in enumerate(zip(starts, ends)):
+    if 8 <= s and e <= 64:
+      cla[j, 2] = 5.0
+    elif 72 <= s and e <= 136:
+      cla[j, 1] = 4.7
+    elif 48 <= s < 72:
+      cla[j, 3] = class3_logit
+    elif s >= 136:
+      cla[j, 0] = 6.0
+    else:
+      pro[j] = [3.0, -3.0]
+      cla[j, 1] = 30.0
+  return starts, ends, pro, cla
+
+
+def _paper_reference(starts, ends, pro, cla, gamma, min_len, num_frames=_T3):
+  """Eqs. (1)-(4) as the paper writes them, frame by frame: (k', alpha_t(f|k') [T], runs)."""
+  probs = np.exp(cla.astype(np.float64) - cla.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  l_fla = pro[:, 1] > pro[:, 0]  # Eq. (1).
+  l_spe, v_spe = probs.argmax(-1), probs.max(-1)  # Eq. (2).
+  # k': the action label with the highest mean v_spe over the (flagged) windows given that label.
+  means = {k: v_spe[l_fla & (l_spe == k)].mean() for k in range(1, cla.shape[1]) if (l_fla & (l_spe == k)).any()}
+  k_prime = max(means, key=lambda k: (means[k], -k)) if means else 0
+  alpha = np.zeros(num_frames)
+  for t in range(num_frames):
+    containing = [j for j in range(len(starts)) if starts[j] <= t < ends[j]]
+    if containing and k_prime:  # Eq. (3): windows labelled k' over all windows containing f_t.
+      alpha[t] = sum(v_spe[j] for j in containing if l_fla[j] and l_spe[j] == k_prime) / len(containing)
+  labels = np.where(alpha > gamma, k_prime, 0)  # Eq. (4).
+  runs, t = [], 0
+  while t < num_frames:
+    if labels[t]:
+      e = t
+      while e < num_frames and labels[e]:
+        e += 1
+      if e - t >= min_len:
+        runs.append((k_prime, t, e, alpha[t:e].mean()))
+      t = e
+    else:
+      t += 1
+  return k_prime, alpha, runs
+
+
+def _paper_localizer(**overrides):
+  return localizer_lib.Localizer(_config(**{"detector.class_assignment": "paper", **overrides}), None, _K3)
+
+
+@pytest.mark.parametrize("class3_logit, gamma, k_prime", [
+    (1.0, 0.6, 2), (1.0, 0.3, 2), (1.0, 0.9, 2),
+    (8.0, 0.3, 3),  # Class 3's few windows have the highest mean (not sum) v_spe: k' = 3.
+])
+def test_paper_rule_matches_a_numpy_reference(class3_logit, gamma, k_prime):
+  starts, ends, pro, cla = _paper_windows(class3_logit)
+  loc = _paper_localizer(**{"detector.gamma": gamma})
+  want_k, want_alpha, want_runs = _paper_reference(starts, ends, pro, cla, gamma, loc.config.detector.min_segment_frames)
+  assert want_k == k_prime
+  assert np.abs(want_alpha - gamma).min() > 1e-4  # No frame sits on the threshold.
+  # The data hold every case: frames covered by flagged windows of two classes, unflagged windows
+  # whose class logits would change k' if they counted, flagged background windows.
+  labelled = [(pro[:, 1] > pro[:, 0]) & (cla.argmax(-1) == k) for k in (1, 2, 3)]
+  cover = np.stack([[((starts <= t) & (t < ends) & m).any() for t in range(_T3)] for m in labelled])
+  assert (cover.sum(0) >= 2).any()
+  assert ((pro[:, 1] <= pro[:, 0]) & (cla.argmax(-1) > 0)).any()
+  assert ((pro[:, 1] > pro[:, 0]) & (cla.argmax(-1) == 0)).any()
+  if k_prime == 2:  # Counting the unflagged windows too would make class 1 k'.
+    assert _paper_reference(starts, ends, np.tile([-1.0, 1.0], (len(starts), 1)), cla, gamma, 1)[0] == 1
+
+  result = loc.localize_windows(starts, ends, pro, cla, _T3, 25.0)
+  assert result.video_class == want_k
+  np.testing.assert_allclose(result.frame_score, want_alpha, atol=2e-6)
+  np.testing.assert_allclose(result.alpha[:, want_k - 1], want_alpha, atol=2e-6)
+  assert want_runs
+  assert [(s.class_index + 1, s.label, s.start_frame, s.end_frame) for s in result.segments] == [
+      (k, _K3[k - 1], s, e) for k, s, e, _ in want_runs]
+  np.testing.assert_allclose([s.score for s in result.segments], [r[3] for r in want_runs], rtol=1e-5)
+
+
+def test_paper_rule_frames_of_another_class_are_not_k_prime_detections():
+  # The removed 'video' rule thresholded the sum over every class and stamped k' on the runs:
+  # the class-1 stretch [72, 136) became a class-2 detection. Eq. (3) conditioned on k' = 2 does not.
+  starts, ends, pro, cla = _paper_windows()
+  result = _paper_localizer().localize_windows(starts, ends, pro, cla, _T3, 25.0)
+  assert result.video_class == 2
+  old_sum = result.alpha.sum(-1)  # What 'video' thresholded.
+  assert (old_sum[80:128] > 0.6).all()
+  assert not result.frame_score[80:128].any()
+  assert [s.class_index for s in result.segments] == [1]
+  assert all(s.end_frame <= 72 for s in result.segments)
+  # 'segment' keeps the class-1 stretch, as class 1.
+  other = localizer_lib.Localizer(_config(**{"detector.class_assignment": "segment"}), None, _K3)
+  segments = other.localize_windows(starts, ends, pro, cla, _T3, 25.0).segments
+  assert any(s.class_index == 0 and s.start_frame >= 64 for s in segments)
+
+
+def test_paper_rule_without_action_labels_gives_no_segment():
+  starts, ends, pro, cla = _paper_windows()
+  cla[pro[:, 1] > pro[:, 0]] = np.float32([6.0, 0.0, 0.0, 0.0])  # Every flagged window is background.
+  for gamma in (0.6, 0.0):
+    result = _paper_localizer().localize_windows(starts, ends, pro, cla, _T3, 25.0, gamma=gamma)
+    assert result.video_class == 0 and result.segments == [] and not result.frame_score.any()
+    assert _paper_reference(starts, ends, pro, cla, gamma, 1)[0] == 0
+
+
+def test_paper_rule_gamma_argument_equals_a_config_with_that_gamma():
+  starts, ends, pro, cla = _paper_windows()
+  loc = _paper_localizer(**{"detector.gamma": 0.5})
+  runs = {}
+  for gamma in (0.3, 0.6, 0.9):
+    expected = _paper_localizer(**{"detector.gamma": gamma}).localize_windows(starts, ends, pro, cla, _T3, 25.0)
+    got = loc.localize_windows(starts, ends, pro, cla, _T3, 25.0, gamma=gamma)
+    np.testing.assert_array_equal(got.frame_score, expected.frame_score)
+    assert got.segments == expected.segments and got.video_class == expected.video_class == 2
+    runs[gamma] = [(s.start_frame, s.end_frame) for s in got.segments]
+  assert len(set(map(tuple, runs.values()))) == 3, runs  # Each gamma cuts elsewhere.
+
+
+def test_paper_rule_replaces_video_which_is_rejected():
+  assert localizer_lib.CLASS_ASSIGNMENTS == ("paper", "segment", "frame")
+  assert "video" not in localizer_lib.CLASS_ASSIGNMENTS
+  config = _config(**{"detector.class_assignment": "video"})
+  with pytest.raises(ConfigError, match="'video' was removed: use 'paper'"):
+    localizer_lib.check_detector_config(config)
+  with pytest.raises(ConfigError, match="use 'paper'"):
+    localizer_lib.Localizer(config, None, _K3)
+  localizer_lib.check_detector_config(_config(**{"detector.class_assignment": "paper"}))
+
+
+def test_paper_rule_default_stays_segment():
+  from segtube_jax import defaults  # pylint: disable=import-outside-toplevel
+  assert defaults.base_config().detector.class_assignment == "segment"

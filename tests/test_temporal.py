@@ -171,3 +171,27 @@ def test_long_video_aggregation_is_exact_at_scale():
   alpha = np.asarray(jax.jit(temporal.aggregate_frame_scores, static_argnums=3)(w.starts, w.ends, scores, num_frames))
   assert 40_000 < len(w) < 41_000
   assert np.abs(alpha - 0.6).max() < 1e-6
+
+
+def test_paper_rule_alpha_divides_by_every_window_containing_the_frame():
+  # Eq. (3)'s denominator |{j | f_t in h_j}| counts unscored windows (not flagged, background or
+  # another class) too; empty padding windows (start == end) count nowhere.
+  starts, ends = np.array([0, 0, 4, 0, 3]), np.array([8, 8, 8, 0, 3])
+  scores = np.array([[0.9, 0.0], [0.0, 0.0], [0.0, 0.6], [1.0, 1.0], [1.0, 1.0]])
+  alpha = np.asarray(temporal.aggregate_frame_scores(starts, ends, scores, 10))
+  want = np.zeros((10, 2))
+  want[:4] = [0.45, 0.0]
+  want[4:8] = [0.3, 0.2]
+  np.testing.assert_allclose(alpha, want, atol=1e-6)
+
+
+def test_paper_rule_frame_labels_with_a_traced_video_class_and_gamma():
+  rng = np.random.default_rng(7)
+  alpha = rng.random((64, 3)).astype(np.float32)
+  labels_fn = jax.jit(temporal.frame_labels)
+  for k in range(4):
+    for gamma in (0.0, 0.5, 0.9):
+      got = np.asarray(labels_fn(alpha, np.float32(gamma), np.int32(k)))
+      want = np.where(alpha[:, k - 1] > gamma, k, 0) if k else np.zeros(64, int)  # k' = 0: no class.
+      np.testing.assert_array_equal(got, want)
+      np.testing.assert_array_equal(np.asarray(temporal.frame_labels(alpha, gamma, video_class=k)), want)

@@ -6,12 +6,19 @@ consecutive windows of one scale, exactly as in training. Fine: frame scores alp
 and frame labels (Eq. 4, gamma), then runs of labelled frames become segments.
 
 How a segment gets its class (``config.detector.class_assignment``):
-  'video'   the paper: one class k' per video (highest mean v_spe over its windows), Eq. (3)
-            sums the scores of every flagged action window, and runs of alpha_t > gamma are
-            instances of k'.
-  'segment' (default) the same class-agnostic alpha_t and runs, but each run takes the class
-            with the highest summed score inside it, so a video may hold several classes.
+  'paper'   the paper's rule, Eqs. (3)-(4): one class k' per video, the action label with the
+            highest mean v_spe over the windows labelled with it (``temporal.video_class``);
+            alpha_t(f_t | k') is Eq. (3) over the windows labelled k' (the sum of their v_spe
+            over the windows containing frame t, divided by the number of ALL windows containing
+            t), and runs of alpha_t(f_t | k') > gamma are instances of k', scored by their mean
+            alpha_t(f_t | k'). Windows of other classes add nothing. No action window: no segment.
+            For videos of one action (the paper's ActSeg / mixed datasets).
+  'segment' (default) a class-agnostic alpha_t (Eq. 3 summing the v_spe of every flagged action
+            window, whatever its class) and runs of alpha_t > gamma, each run taking the class
+            with the highest summed score inside it: a video may hold several classes (THUMOS14).
   'frame'   Eq. (3) per class and Eq. (4) picks each frame's best class.
+The former 'video' mode (class-agnostic runs all stamped k', so frames covered only by another
+class's windows became k' detections) is gone: 'paper' replaces it.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation.detection_writers import DetectedSegment
 from segtube_jax.training import steps
 
-CLASS_ASSIGNMENTS = ("video", "segment", "frame")
+CLASS_ASSIGNMENTS = ("paper", "segment", "frame")
 _WINDOW_BUCKET = 256  # Windows are padded to a multiple of this: few compiled shapes.
 
 
@@ -42,10 +49,13 @@ class Localization:
 
   Attributes:
     alpha: float32 [T, K] per-class frame scores (Eq. 3).
-    frame_score: float32 [T] the score thresholded by Eq. (4) (class-agnostic unless 'frame').
+    frame_score: float32 [T] the score thresholded by Eq. (4): alpha_t(f_t | k') in 'paper'
+      mode, the best class's alpha_t in 'frame' mode, the sum over the classes in 'segment' mode.
     segments: the detections, frames end-exclusive.
     num_windows: windows scored.
     flagged: windows flagged as actions by the proposal network.
+    video_class: the paper's video class k' (1-based; 0 when no flagged window has an action
+      label), computed in every mode; only 'paper' mode uses it.
   """
 
   alpha: np.ndarray
@@ -53,11 +63,16 @@ class Localization:
   segments: list[DetectedSegment]
   num_windows: int
   flagged: int
+  video_class: int = 0
 
 
 def check_detector_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first impossible ``config.detector`` value."""
   d = config.detector
+  if d.class_assignment == "video":
+    raise ConfigError("config.detector.class_assignment='video' was removed: use 'paper' (the paper's rule: one "
+                      "class k' per video and Eq. (3) over the windows labelled k') or 'segment' (several classes "
+                      "per video)")
   if d.class_assignment not in CLASS_ASSIGNMENTS:
     raise ConfigError(f"config.detector.class_assignment must be one of {CLASS_ASSIGNMENTS}, got {d.class_assignment!r}")
   if not 0.0 <= d.gamma < 1.0:
@@ -197,11 +212,12 @@ class Localizer:
     pad = len(starts_p) - len(starts)
     pro_p = np.concatenate([pro, np.zeros((pad, 2), pro.dtype)])
     cla_p = np.concatenate([cla, np.zeros((pad, k + 1), cla.dtype)])
-    alpha, frame_score, labels = jax.device_get(
+    alpha, frame_score, labels, video_class = jax.device_get(
         self._frame_stage(starts_p, ends_p, pro_p, cla_p, valid, np.float32(gamma), num_frames=num_frames))
     segments = self._segments(np.asarray(labels), np.asarray(alpha), np.asarray(frame_score), fps)
     flagged = int((pro[:, 1] > pro[:, 0]).sum())
-    return Localization(np.asarray(alpha), np.asarray(frame_score), segments, len(starts), flagged)
+    return Localization(np.asarray(alpha), np.asarray(frame_score), segments, len(starts), flagged,
+                        int(video_class))
 
   def _segments(self, labels: np.ndarray, alpha: np.ndarray, frame_score: np.ndarray, fps: float
                 ) -> list[DetectedSegment]:
@@ -215,9 +231,9 @@ class Localizer:
         label = int(np.argmax(totals))
         share = float(totals[label] / max(totals.sum(), 1e-12))
         score = float(frame_score[seg.start:seg.end].mean()) * share
-      elif d.class_assignment == "video":
-        label, score = seg.label - 1, float(frame_score[seg.start:seg.end].mean())
       else:
+        # 'paper': every run is of k', scored by its mean alpha_t(f_t | k'); 'frame': each run's
+        # class and its mean alpha of that class.
         label, score = seg.label - 1, seg.score
       out.append(DetectedSegment(self.classes[label], label, int(seg.start), int(seg.end), score, fps))
     if d.nms_iou > 0:
@@ -226,21 +242,27 @@ class Localizer:
 
 
 def _frame_stage(starts, ends, pro, cla, valid, gamma, *, num_frames: int, mode: str):
-  """Window scores (Eqs. 1-2), alpha_t (Eq. 3) and frame labels (Eq. 4): one compiled function."""
+  """Window scores (Eqs. 1-2), alpha_t (Eq. 3) and frame labels (Eq. 4): one compiled function.
+
+  Returns (alpha [T, K], frame_score [T], labels int32 [T], k' int32 scalar). gamma is traced, so
+  one compile serves every gamma.
+  """
   scores = temporal.window_scores(pro, cla, valid)
   alpha = temporal.aggregate_frame_scores(starts, ends, scores, num_frames)
+  k = temporal.video_class(scores)
   if mode == "frame":
     labels = temporal.frame_labels(alpha, gamma)
     frame_score = alpha.max(axis=-1)
+  elif mode == "paper":
+    # Eq. (3) conditioned on k': column k'-1 of alpha sums the v_spe of the windows labelled k'
+    # over the windows containing t and divides by the number of all windows containing t.
+    frame_score = jnp.where(k > 0, jnp.take(alpha, jnp.maximum(k, 1) - 1, axis=1), 0.0)
+    labels = temporal.frame_labels(alpha, gamma, video_class=k)  # Eq. (4): k' or 0.
   else:
     # Each window's score sits in one column: the row sum is Eq. (3) over every flagged window.
     frame_score = alpha.sum(axis=-1)
-    if mode == "video":
-      k = temporal.video_class(scores)
-      labels = jnp.where(frame_score > gamma, k, 0).astype(jnp.int32)
-    else:
-      labels = (frame_score > gamma).astype(jnp.int32)
-  return alpha, frame_score, labels
+    labels = (frame_score > gamma).astype(jnp.int32)
+  return alpha, frame_score, labels, k
 
 
 def _nms(segments: list[DetectedSegment], iou: float) -> list[DetectedSegment]:

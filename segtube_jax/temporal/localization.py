@@ -49,9 +49,17 @@ def aggregate_frame_scores(starts: jax.Array, ends: jax.Array, scores: jax.Array
   """Frame score alpha_t for every class at once, Eq. (3).
 
   alpha[t, k] is the sum of ``scores[j, k]`` over the windows j that contain frame t divided by
-  the number of windows that contain t (0 where none does). O(H + T) through difference arrays
-  and a cumulative sum; never builds an [H, T] matrix. Jit-compatible: pad H with windows whose
-  start equals their end (they contain no frame); ``num_frames`` must be static.
+  the number of windows that contain t (0 where none does). The denominator counts every window
+  with ``start < end`` containing t, whatever its score: windows not flagged by Eq. (1), windows
+  labelled background and windows of other classes count too, as Eq. (3)'s |{j | f_t in h_j}|.
+  With :func:`window_scores`, column k' - 1 is therefore exactly the paper's alpha_t(f_t | k'):
+  the sum of v_spe over the flagged windows labelled k' containing f_t, over the number of all
+  windows containing f_t. Padding windows must be empty (start == end, as :func:`pad_windows`
+  makes them): a zero score alone does not keep a window out of the count.
+
+  O(H + T) through difference arrays and a cumulative sum; never builds an [H, T] matrix.
+  Jit-compatible: pad H with windows whose start equals their end (they contain no frame);
+  ``num_frames`` must be static.
 
   The cumulative sum is blocked, as XLA:CPU runs ``jnp.cumsum`` over 10^5 frames slowly (a
   reduce-window): frames are grouped in blocks of ``_BLOCK``; the total entering each block (its
@@ -123,8 +131,9 @@ def frame_labels(alpha: jax.Array, gamma: float = 0.6, video_class: jax.Array | 
   Args:
     alpha: [T, K] frame scores.
     gamma: threshold (the paper uses 0.6).
-    video_class: the paper's single video class k' (1-based); None labels every frame with its
-      best class, so a video may hold several classes.
+    video_class: the paper's single video class k' (1-based, may be traced): frames with
+      alpha[t, k' - 1] > gamma get k', the others 0, and 0 (no class) labels every frame 0. None
+      labels every frame with its best class, so a video may hold several classes.
 
   Returns:
     int32 [T]: class ids, 0 for background.
@@ -143,11 +152,15 @@ def frame_labels(alpha: jax.Array, gamma: float = 0.6, video_class: jax.Array | 
       best_score = jnp.where(better, score, best_score)
     return jnp.where(best_score > gamma, best + 1, 0).astype(jnp.int32)
   k = jnp.asarray(video_class, jnp.int32)
-  return jnp.where(alpha[:, k - 1] > gamma, k, 0).astype(jnp.int32)
+  column = jnp.take(jnp.asarray(alpha), jnp.maximum(k - 1, 0), axis=-1)
+  return jnp.where((k > 0) & (column > gamma), k, 0).astype(jnp.int32)
 
 
 def video_class(scores: jax.Array) -> jax.Array:
   """The paper's video class k': the action label with the highest mean v_spe over its windows.
+
+  The mean of each label is over the windows given that label, i.e. flagged by Eq. (1) with
+  l_spe = k (the classification network only labels flagged clips); ties go to the lowest label.
 
   Args:
     scores: [H, K] from :func:`window_scores`.
