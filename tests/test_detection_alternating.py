@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 
-from segtube_jax import spatial
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.detection import alternating
 from segtube_jax.evaluation import detector_eval
 from segtube_jax.evaluation.detection_writers import DetectedSegment
-from segtube_jax.training import trainer
+from segtube_jax.training import saliency_cache, trainer
 from tests import detector_testing
 from tests.conftest import tiny_training_config
 
@@ -141,7 +140,7 @@ def test_saliency_clips_from_b_o_at_iteration_0_and_kept_outside_the_spans(setup
   seen.clear()
   _run(setup, config, max_iterations=2, converged_mask_iou=1.0)
   net = alternating.localizer_lib.prepare_frames(frames, config)
-  b_o = spatial.initial_masks(net, None, config.segmentation).astype(np.float32)
+  b_o = saliency_cache.video_b_o_array(frames, net.shape[1:3], config.segmentation).astype(np.float32)
   np.testing.assert_array_equal(first.saliency, b_o)
   assert 0 < b_o.mean() < 1
   np.testing.assert_array_equal(seen[0], b_o)  # Iteration 0: B_o on every frame, as in training.

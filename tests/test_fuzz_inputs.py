@@ -776,6 +776,7 @@ def _invalid_keys(c) -> set[str]:
       "clips.seq_len": _int(cl.seq_len, 1), "clips.resize": not cl.resize or _pair(cl.resize),
       "clips.mask_source": cl.mask_source in _CHOICES["clips.mask_source"],
       "clips.mask_dir": cl.mask_source != "folder" or bool(cl.mask_dir),
+      "clips.saliency_workers": _int(cl.saliency_workers, 0),
       "clips.saliency_mode": cl.saliency_mode in _CHOICES["clips.saliency_mode"],
       "clips.background_weight": _real(cl.background_weight) and 0 <= cl.background_weight <= 1,
       "model.width_multiplier": _real(m.width_multiplier) and m.width_multiplier > 0,
@@ -810,6 +811,8 @@ def _invalid_keys(c) -> set[str]:
     bad.add("clips.background_coverage")
   if not bad and cl.resize and (cl.resize[0] < shape[1] or cl.resize[1] < shape[2]):
     bad.add("clips.resize")
+  if not bad and cl.mask_source == "saliency" and not c.dataset.frame_size:  # B_o is stored at that size.
+    bad.add("clips.mask_source")
   # Microbatches split the batch into equal parts (a microbatch of the whole batch or more: no split).
   if not bad and 0 < t.microbatch_size < t.global_batch_size and t.global_batch_size % t.microbatch_size:
     bad.add("train.microbatch_size")

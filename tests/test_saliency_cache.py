@@ -4,12 +4,14 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
 from conftest import PROJECT_ROOT, tiny_training_config
 from segtube_jax import clips as clips_lib
 from segtube_jax import spatial
+from segtube_jax.spatial import testing as spatial_testing
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import DatasetError
@@ -32,14 +34,26 @@ def test_saliency_cache_holds_b_o_of_every_frame_of_every_video(built, tiny_synt
   cache = saliency_cache.SaliencyCache(folder)
   ds = dataset_lib.load_dataset(tiny_synthetic)
   assert sorted(p.stem for p in folder.glob("*.npy")) == sorted(ds.videos)  # Every subset.
+  assert cache.size == (32, 32)
   for split in ("training", "testing"):
-    source = chunk_pipeline.open_chunk_source(data_dir, name, split)
-    vid, entry = next(iter(source.videos.items()))
-    frames = chunk_pipeline.read_video_frames(source, vid, 0, entry.num_frames)
-    expected = spatial.initial_masks(frames, None, config.segmentation)  # Computed independently.
-    np.testing.assert_array_equal(cache.read(vid, 0, entry.num_frames), expected)
+    vid = ds.subset(split)[0].video_id
+    frames = ds.open_frames(vid).read(0, None)
+    # Computed independently: B_o at the video's own size (here the packed size too).
+    expected = spatial.initial_masks(frames, None, config.segmentation)
+    np.testing.assert_array_equal(cache.read(vid, 0, len(frames)), expected)
     np.testing.assert_array_equal(cache.read(vid, 10, 42), expected[10:42])
     assert expected.any()
+
+
+def test_saliency_cache_b_o_at_the_video_size_then_reduced(built):
+  # The demo packs 64x64 videos at 36x36, too small for SLIC: B_o is made at 64x64 and reduced.
+  config = built[0]
+  frames, _ = spatial_testing.moving_actor_clip(8, (64, 64), seed=3)
+  full = spatial.initial_masks(frames, None, config.segmentation)
+  small = saliency_cache.video_b_o_array(frames, (36, 36), config.segmentation)
+  assert small.shape == (8, 36, 36) and small.any()
+  reduced = np.stack([cv2.resize(m.astype(np.float32), (36, 36), interpolation=cv2.INTER_AREA) for m in full]) > 0.5
+  np.testing.assert_array_equal(small, reduced)
 
 
 def test_saliency_cache_is_reused_and_resumes(built):

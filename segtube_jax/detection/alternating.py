@@ -33,6 +33,7 @@ import numpy as np
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.evaluation.detection_writers import DetectedSegment
 from segtube_jax.spatial import frames as spatial_frames
+from segtube_jax.training import saliency_cache
 
 
 @dataclasses.dataclass
@@ -173,7 +174,8 @@ def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer
     if config.clips.mask_source == "saliency":
       for v in videos:
         if v.saliency is None:  # B_o as the training cache holds it: at the networks' frame size.
-          v.saliency = spatial_frames.initial_masks(net_frames[v.video_id], None, seg_config)
+          size = net_frames[v.video_id].shape[1:3]
+          v.saliency = saliency_cache.video_b_o_array(v.frames, size, seg_config).astype(np.float32)
     for it in range(d.max_iterations):
       active = [v for v in videos if not v.converged]
       if not active:

@@ -139,6 +139,9 @@ def check_training_config(config: ml_collections.ConfigDict, num_devices: int) -
   if clips.resize and (clips.resize[0] < crop[0] or clips.resize[1] < crop[1]):
     raise ConfigError(f"config.clips.resize {tuple(clips.resize)} must be at least the clip size {crop} "
                       "(config.model.clip_shape[1:])")
+  if clips.mask_source == "saliency" and not config.dataset.frame_size:
+    raise ConfigError("config.clips.mask_source='saliency' needs config.dataset.frame_size (the B_o cache "
+                      "stores masks at the packed frame size)")
   if clips.mask_source == "folder" and not clips.mask_dir:
     raise ConfigError("config.clips.mask_source='folder' needs config.clips.mask_dir")
   if config.get("distributed", "auto") not in distributed.MODES:  # Also checked by distributed.initialize.

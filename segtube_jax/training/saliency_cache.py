@@ -2,8 +2,9 @@
 
 Sec. 2.1 builds the saliency-aware clips "on the initial segmentation B_o of video V (by using
 saliency)", and the networks are trained on them. B_o (``segtube_jax.spatial.initial_masks``:
-flow, SLIC and saliency, no graph cut) is computed on the packed frames of every video of every
-subset, for every frame, so no frame's attenuation depends on the labels. Training, validation
+flow, SLIC and saliency, no graph cut) is computed for every frame of every video of every
+subset, at the video's own resolution, and stored at the packed frame size, so no frame's
+attenuation depends on the labels. Training, validation
 and iteration 0 of the alternating loop all read the same masks.
 
 On THUMOS14-sized data this is a preprocessing pass of hours, like the optical-flow extraction of
@@ -30,9 +31,10 @@ import multiprocessing
 import os
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import cv2
 import jax
 import ml_collections
 import numpy as np
@@ -40,11 +42,12 @@ import tqdm
 from absl import app, flags, logging
 
 from segtube_jax import io_utils
+from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import DatasetError, SegtubeError
 
 CACHE_FILE = "cache.json"
-_VERSION = 1  # Bumped when the stored format or the B_o definition changes.
+_VERSION = 2  # Bumped when the stored format or the B_o definition changes.
 
 
 def cache_key(config: ml_collections.ConfigDict) -> str:
@@ -77,26 +80,51 @@ def _video_path(folder: pathlib.Path, video_id: str) -> pathlib.Path:
   return folder / f"{video_id}.npy"
 
 
-def compute_video(data_dir: str, name: str, split: str, video_id: str, num_frames: int,
-                  segmentation: dict[str, Any], out_path: str) -> int:
-  """B_o of one packed video, written bit-packed to ``out_path`` atomically; returns its frames.
+def video_b_o(frames: Any, size: tuple[int, int] | None, segmentation: ml_collections.ConfigDict
+              ) -> Iterator[tuple[int, np.ndarray]]:
+  """B_o of a whole video, chunk by chunk: yields (first frame, bool masks [t, h, w]).
 
-  Frames are read and segmented ``max_span_frames`` at a time, so memory stays bounded however
-  long the video is.
+  B_o is computed at the video's own resolution (the spatial stage's work size, at most
+  ``work_height`` rows), then reduced to ``size`` = the packed frame size (None: kept). The
+  training frames are often much smaller (the demo's 36x36), too small for SLIC superpixels.
+
+  Args:
+    frames: uint8 [T,H,W,3] or a frame reader (``segtube_jax.data.video.open_frames``).
+    size: (rows, cols) of the masks, or None.
+    segmentation: the segmentation config.
   """
-  from segtube_jax import spatial  # pylint: disable=g-import-not-at-top
+  from segtube_jax.spatial import frames as spatial_frames  # pylint: disable=g-import-not-at-top
+  for first, masks in spatial_frames.iter_span_masks(frames, None, None, segmentation, initial_only=True):
+    if size is not None and masks.shape[1:] != tuple(size):
+      masks = np.stack([cv2.resize(m.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+                        for m in masks]) > 0.5
+    yield first, masks
+
+
+def video_b_o_array(frames: Any, size: tuple[int, int] | None, segmentation: ml_collections.ConfigDict
+                    ) -> np.ndarray:
+  """:func:`video_b_o` of a whole video as one bool array [T, h, w]."""
+  return np.concatenate([m for _, m in video_b_o(frames, size, segmentation)])
+
+
+def compute_video(root: str, video_id: str, num_frames: int, size: tuple[int, int] | None,
+                  segmentation: dict[str, Any], out_path: str) -> int:
+  """B_o of one video of the dataset folder ``root``, written bit-packed to ``out_path``.
+
+  The file is written atomically; the frames are read ``max_span_frames`` at a time, so memory
+  stays bounded however long the video is. Returns the number of frames.
+  """
   config = ml_collections.ConfigDict(segmentation)
-  source = chunk_pipeline.open_chunk_source(data_dir, name, split)
-  step = config.max_span_frames
+  reader = dataset_lib.load_dataset(root, check_media=False).open_frames(video_id)
+  if reader.num_frames != num_frames:
+    raise DatasetError(f"{root}: video {video_id!r} has {reader.num_frames} frames but the packed dataset "
+                       f"{num_frames}; repack the dataset")
   packed = None
-  for first in range(0, num_frames, step):
-    stop = min(first + step, num_frames)
-    frames = chunk_pipeline.read_video_frames(source, video_id, first, stop)
-    masks = spatial.initial_masks(frames, None, config)
+  for first, masks in video_b_o(reader, size, config):
     bits = np.packbits(masks.reshape(len(masks), -1), axis=1)
     if packed is None:
       packed = np.zeros((num_frames, bits.shape[1]), np.uint8)
-    packed[first:stop] = bits
+    packed[first:first + len(bits)] = bits
   tmp = pathlib.Path(out_path).with_suffix(".tmp.npy")
   np.save(tmp, packed)
   os.replace(tmp, out_path)  # A killed pass leaves a .tmp.npy, never a partial .npy.
@@ -127,8 +155,8 @@ def build(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, name: 
   todo = [v for v in videos if not _video_path(folder, v[1]).is_file()]
   if todo:
     logging.info("B_o saliency cache: %d of %d videos to compute into %s", len(todo), len(videos), folder)
-    jobs = [(str(data_dir), name, split, vid, n, config.segmentation.to_dict(),
-             str(_video_path(folder, vid))) for split, vid, n in todo]
+    jobs = [(config.dataset.root, vid, n, size, config.segmentation.to_dict(), str(_video_path(folder, vid)))
+            for _, vid, n in todo]
     _run(jobs, workers or os.cpu_count() or 1, progress)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -137,7 +165,7 @@ def build(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, name: 
 
 
 def _run(jobs: list[tuple], workers: int, progress: bool) -> None:
-  bar = tqdm.tqdm(total=sum(j[4] for j in jobs), desc="B_o", unit="frame", disable=not progress)
+  bar = tqdm.tqdm(total=sum(j[2] for j in jobs), desc="B_o", unit="frame", disable=not progress)
   try:
     if workers <= 1 or len(jobs) == 1:
       for job in jobs:
