@@ -1,6 +1,9 @@
 """Tests of the PyTorch C3D -> C3D param converter against a NumPy NCTHW reference forward."""
 
 import importlib.util
+import pickle
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +11,11 @@ import numpy as np
 import pytest
 
 from segtube_jax.errors import CheckpointError
-from segtube_jax.models import (C3D, ClipSequenceNetwork, convert_torch_c3d, insert_c3d_params,
-                                load_pretrained_c3d, load_torch_c3d_state_dict)
+from segtube_jax.models import (C3D, ClipSequenceNetwork, c3d_pool5_shape, conv_widths,
+                                convert_torch_c3d, insert_c3d_params, load_pretrained_c3d,
+                                load_torch_c3d_state_dict)
+from segtube_jax.training import steps
+from tests.conftest import PROJECT_ROOT, cached_env, tiny_training_config
 
 WIDTH, FC = 1 / 16, 24  # conv widths 4, 8, 16, 16, 32, 32, 32, 32.
 # Non-square clip so a wrong fc6 permutation cannot hide: pool5 grid (T5, H5, W5) = (2, 1, 3).
@@ -134,7 +140,8 @@ def test_shape_errors_name_key_expected_and_given():
 def test_expected_params_mismatch():
   wider = jax.eval_shape(C3D(1 / 8, FC).init, _key(0),
                          jax.ShapeDtypeStruct((1,) + CLIP + (3,), jnp.float32))['params']
-  with pytest.raises(CheckpointError, match=r'conv1/bias: expected shape \(8,\), got \(4,\)'):
+  with pytest.raises(CheckpointError, match=r"conv1.weight: expected shape \(8, 3, 3, 3, 3\) \(the model's "
+                     r"c3d/conv1/kernel \(3, 3, 3, 3, 8\)\), got \(4, 3, 3, 3, 3\)"):
     convert_torch_c3d(_random_state_dict(), clip_shape=CLIP, expected_params=wider)
 
 
@@ -169,3 +176,150 @@ def test_loader_errors(tmp_path):
   if importlib.util.find_spec('torch') is None:
     with pytest.raises(CheckpointError, match='needs PyTorch'):
       load_torch_c3d_state_dict(pth)
+  npz = tmp_path / 'c3d.npz'
+  npz.write_bytes(b'not an npz')
+  with pytest.raises(CheckpointError, match='c3d.npz: not a readable .npz'):
+    load_torch_c3d_state_dict(npz)
+  np.save(tmp_path / 'single.npy', np.zeros(3))
+  (tmp_path / 'single.npy').rename(npz)
+  with pytest.raises(CheckpointError, match='c3d.npz: not an .npz archive'):
+    load_torch_c3d_state_dict(npz)
+
+
+# --- model.pretrained_c3d: the tiny training model, the CLI --------------------------------------
+
+
+def _tiny_model_config():
+  """The C3D of tests/conftest.py tiny_training_config, as Sports-1M weights need it."""
+  cfg = tiny_training_config('unused').model
+  cfg.conv_norm, cfg.input_diff, cfg.input_norm = 'none', False, 'c3d_sports1m'
+  return cfg
+
+
+def tiny_torch_state_dict(model_config, seed=0, fc8=True):
+  """Random weights in the PyTorch C3D layout (NCTHW) for the trunk a model config builds.
+
+  Shapes come from the config (conv_widths, c3d_pool5_shape), not from the converter.
+  """
+  rng = np.random.default_rng(seed)
+  sd, cin = {}, model_config.in_channels
+  for name, cout in zip(NAMES, conv_widths(model_config.width_multiplier)):
+    sd[f'{name}.weight'] = rng.normal(size=(cout, cin, 3, 3, 3)) * np.sqrt(2 / (27 * cin))
+    sd[f'{name}.bias'] = rng.normal(size=cout) * 0.1
+    cin = cout
+  flat = cin * int(np.prod(c3d_pool5_shape(model_config.clip_shape, model_config.pool5_padding)))
+  fc = model_config.fc_dim
+  sd['fc6.weight'], sd['fc6.bias'] = rng.normal(size=(fc, flat)) * np.sqrt(2 / flat), rng.normal(size=fc) * 0.1
+  sd['fc7.weight'], sd['fc7.bias'] = rng.normal(size=(fc, fc)) * np.sqrt(2 / fc), rng.normal(size=fc) * 0.1
+  if fc8:
+    sd['fc8.weight'], sd['fc8.bias'] = rng.normal(size=(7, fc)), rng.normal(size=7)
+  return {k: v.astype(np.float32) for k, v in sd.items()}
+
+
+def _assert_converted(params, sd, clip_shape, pool5_padding='torch'):
+  """``params`` (a C3D subtree) holds ``sd`` under our layouts (checked by explicit transposes)."""
+  assert set(params) == set(NAMES) | {'fc6', 'fc7'}
+  for name in NAMES:
+    np.testing.assert_array_equal(np.asarray(params[name]['kernel']),
+                                  sd[f'{name}.weight'].transpose(2, 3, 4, 1, 0))
+    np.testing.assert_array_equal(np.asarray(params[name]['bias']), sd[f'{name}.bias'])
+  t5, h5, w5 = c3d_pool5_shape(clip_shape, pool5_padding)
+  fc6 = sd['fc6.weight']
+  cin = fc6.shape[1] // (t5 * h5 * w5)
+  want = fc6.reshape(-1, cin, t5, h5, w5).transpose(2, 3, 4, 1, 0).reshape(-1, fc6.shape[0])
+  np.testing.assert_array_equal(np.asarray(params['fc6']['kernel']), want)
+  np.testing.assert_array_equal(np.asarray(params['fc7']['kernel']), sd['fc7.weight'].T)
+  np.testing.assert_array_equal(np.asarray(params['fc7']['bias']), sd['fc7.bias'])
+
+
+def test_pretrained_c3d_tiny_npz_round_trip(tmp_path):
+  cfg = _tiny_model_config()
+  sd = tiny_torch_state_dict(cfg)
+  path = tmp_path / 'sports1m.npz'
+  np.savez(path, **sd)
+  loaded = load_torch_c3d_state_dict(path)
+  assert set(loaded) == set(sd)
+  for key in sd:
+    np.testing.assert_array_equal(loaded[key], sd[key])
+  cfg.pretrained_c3d = str(path)
+  params = steps.load_pretrained_c3d(cfg)  # Checked against the tiny training model's trunk.
+  _assert_converted(params, sd, cfg.clip_shape)
+  shapes = steps.c3d_param_shapes(cfg)
+  jax.tree.map(lambda p, s: np.testing.assert_equal(np.shape(p), s.shape), params, shapes)
+
+
+def test_pretrained_c3d_loads_a_pickle_of_numpy_arrays_without_torch(tmp_path):
+  sd = tiny_torch_state_dict(_tiny_model_config())
+  for protocol in (2, 5):
+    path = tmp_path / f'c3d_{protocol}.pickle'
+    with open(path, 'wb') as f:
+      pickle.dump({'state_dict': {f'module.{k}': v for k, v in sd.items()}}, f, protocol=protocol)
+    loaded = load_torch_c3d_state_dict(path)
+    assert set(loaded) == set(sd)
+    for key in sd:
+      np.testing.assert_array_equal(loaded[key], sd[key])
+
+
+@pytest.mark.skipif(importlib.util.find_spec('torch') is not None,
+                    reason='PyTorch is installed: a torch pickle is then read with torch.load')
+def test_pretrained_c3d_torch_files_without_torch_name_the_conversion(tmp_path):
+  # What torch.save writes refers to torch globals (legacy pickles) or is a zip archive.
+  legacy = tmp_path / 'c3d.pickle'
+  legacy.write_bytes(b'\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00.')
+  with pytest.raises(CheckpointError, match=r'c3d.pickle: a pickle that refers to torch._utils._rebuild_tensor_v2; '
+                     r'reading a PyTorch state dict needs PyTorch.*python -m segtube_jax.models.convert '
+                     r'--torch .*c3d.pickle --out c3d.npz'):
+    load_torch_c3d_state_dict(legacy)
+  archive = tmp_path / 'c3d.pth'
+  archive.write_bytes(b'PK\x03\x04rest')
+  with pytest.raises(CheckpointError, match='a torch.save zip archive; reading a PyTorch state dict needs PyTorch'):
+    load_torch_c3d_state_dict(archive)
+
+
+def _run_cli(*args):
+  return subprocess.run([sys.executable, '-m', 'segtube_jax.models.convert', *map(str, args)],
+                        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, env=cached_env())
+
+
+def test_pretrained_c3d_cli_writes_the_npz(tmp_path):
+  cfg = _tiny_model_config()
+  sd = tiny_torch_state_dict(cfg)
+  source = tmp_path / 'c3d.pickle'
+  with open(source, 'wb') as f:
+    pickle.dump(sd, f)
+  out = tmp_path / 'out' / 'c3d.npz'
+  done = _run_cli('--torch', source, '--out', out, '--clip_shape', '16,16,16')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert f'wrote {len(sd)} arrays' in done.stdout
+  assert 'RuntimeWarning' not in done.stderr
+  with np.load(out) as data:
+    assert set(data.files) == set(sd)
+    for key in sd:
+      assert data[key].dtype == np.float32
+      np.testing.assert_array_equal(data[key], sd[key])
+  cfg.pretrained_c3d = str(out)
+  _assert_converted(steps.load_pretrained_c3d(cfg), sd, cfg.clip_shape)
+  # Checked before writing: the default clip shape (16x112x112) does not fit this fc6.
+  done = _run_cli('--torch', source, '--out', tmp_path / 'big.npz')
+  assert done.returncode == 2 and 'fc6.weight: expected shape' in done.stderr
+  assert not (tmp_path / 'big.npz').exists()
+  del sd['conv2.bias']
+  with open(source, 'wb') as f:
+    pickle.dump(sd, f)
+  done = _run_cli('--torch', source, '--out', tmp_path / 'bad.npz', '--clip_shape', '16,16,16')
+  assert done.returncode == 2 and "missing key 'conv2.bias'" in done.stderr, done.stderr
+  assert not (tmp_path / 'bad.npz').exists()
+
+
+def test_pretrained_c3d_cli_reads_a_torch_save_file(tmp_path):
+  torch = pytest.importorskip('torch', reason='PyTorch is not installed (the project does not require it); '
+                              'reading a torch.save state dict needs it')
+  sd = tiny_torch_state_dict(_tiny_model_config())
+  source = tmp_path / 'c3d.pth'
+  torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, source)
+  out = tmp_path / 'c3d.npz'
+  done = _run_cli('--torch', source, '--out', out, '--clip_shape', '16,16,16')
+  assert done.returncode == 0, done.stderr[-2000:]
+  with np.load(out) as data:
+    for key in sd:
+      np.testing.assert_array_equal(data[key], sd[key])

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import jax
@@ -17,8 +16,8 @@ import numpy as np
 import pytest
 
 from segtube_jax.data import pipeline as chunk_pipeline
-from segtube_jax.errors import ConfigError, DatasetError
-from segtube_jax.training import TrainingStopped, checkpointing, input_pipeline, train_and_evaluate
+from segtube_jax.errors import CheckpointError, ConfigError, DatasetError
+from segtube_jax.training import TrainingStopped, checkpointing, input_pipeline, train_and_evaluate, trainer
 from tests.conftest import PROJECT_ROOT, cached_env, tiny_training_config
 
 
@@ -41,36 +40,109 @@ def test_one_step_end_to_end(tiny_synthetic, tmp_path):
   assert step == 1 and set(params) == {"proposal", "classification"}
 
 
-def _stop_after(workdir, step):
-  """Sends this process SIGTERM once metrics.jsonl shows ``step`` (the loop saves, then stops)."""
-  def watch():
-    path = workdir / "metrics.jsonl"
-    while True:
-      rows = path.read_text().splitlines() if path.exists() else []
-      if any(json.loads(r)["step"] >= step for r in rows):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-      time.sleep(0.01)
-  thread = threading.Thread(target=watch, daemon=True)
-  thread.start()
-  return thread
+def _stop_after(monkeypatch, step):
+  """Sends this process SIGTERM right after the loop logs the train metrics of ``step``.
+
+  Deterministic: the signal is raised synchronously in the main thread while step ``step`` is
+  being logged (tiny configs log every step), so the loop sees it before it checks for a stop
+  at that same step, saves and stops there.
+  """
+  write = trainer.MetricWriter.write
+
+  def write_then_signal(self, at, split, metrics):
+    write(self, at, split, metrics)
+    if split == "train" and at == step:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(trainer.MetricWriter, "write", write_then_signal)
 
 
-def test_interrupted_run_resumes_bit_exact(tiny_synthetic, tmp_path):
+def test_interrupted_run_resumes_bit_exact(tiny_synthetic, tmp_path, monkeypatch):
   config = tiny_training_config(tiny_synthetic, **{"train.num_steps": 5, "train.checkpoint_every": 10})
   train_and_evaluate(config, tmp_path / "straight")
-  (tmp_path / "resumed").mkdir()
-  watcher = _stop_after(tmp_path / "resumed", 2)
-  with pytest.raises(TrainingStopped, match=r"received signal 15; saved checkpoint step \d in .*checkpoints; rerun the same command"):
+  _stop_after(monkeypatch, 2)
+  with pytest.raises(TrainingStopped, match=r"received signal 15; saved checkpoint step 2 in .*checkpoints; rerun the same command"):
     train_and_evaluate(config, tmp_path / "resumed")
-  watcher.join()
+  monkeypatch.undo()
   _, stopped_at = _params(tmp_path / "resumed")
-  assert 2 <= stopped_at < 5
+  assert stopped_at == 2
   train_and_evaluate(config, tmp_path / "resumed")  # The same command, rerun.
   a, step_a = _params(tmp_path / "straight")
   b, step_b = _params(tmp_path / "resumed")
   assert step_a == step_b == 5
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_sigterm_at_a_checkpoint_step_saves_it_once_then_resumes(tiny_synthetic, tmp_path, monkeypatch):
+  # The stop lands at step 2, which the loop checkpoints anyway (checkpoint_every 2): one save.
+  config = tiny_training_config(tiny_synthetic, **{"train.num_steps": 4, "train.checkpoint_every": 2})
+  _stop_after(monkeypatch, 2)
+  with pytest.raises(TrainingStopped, match=r"received signal 15; saved checkpoint step 2 in .*checkpoints; rerun"):
+    train_and_evaluate(config, tmp_path / "w")
+  monkeypatch.undo()
+  assert sorted(p.name for p in (tmp_path / "w" / "checkpoints").iterdir()) == ["2"]
+  _, stopped_at = _params(tmp_path / "w")
+  assert stopped_at == 2
+  train_and_evaluate(config, tmp_path / "w")
+  _, step = _params(tmp_path / "w")
+  assert step == 4
+  rows = [json.loads(l) for l in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["step"], r["split"]) for r in rows] == [(1, "train"), (2, "train"), (3, "train"), (4, "train"),
+                                                     (4, "validation")]
+
+
+def _pretrained_config(tiny_synthetic, npz, **overrides):
+  # warmup from 0: step 1's learning rate is 0, so the checkpoint holds the initial weights.
+  return tiny_training_config(tiny_synthetic, **{
+      "model.pretrained_c3d": str(npz), "model.input_norm": "c3d_sports1m",
+      "model.conv_norm": "none", "model.input_diff": False, "optimizer.warmup_steps": 2,
+      **overrides})
+
+
+def test_train_starts_from_pretrained_c3d_npz(tiny_synthetic, tmp_path):
+  from tests.test_models_convert import _assert_converted, tiny_torch_state_dict
+  config = _pretrained_config(tiny_synthetic, tmp_path / "c3d.npz")
+  sd = tiny_torch_state_dict(config.model, seed=3)
+  np.savez(tmp_path / "c3d.npz", **sd)
+  train_and_evaluate(config, tmp_path / "pre")
+  pre, step = _params(tmp_path / "pre")
+  assert step == 1
+  for net in ("proposal", "classification"):  # Both of the paper's networks get the trunk.
+    _assert_converted(jax.tree.map(np.asarray, pre[net]["c3d"]), sd, config.model.clip_shape)
+  with config.unlocked():
+    config.model.pretrained_c3d = ""
+  train_and_evaluate(config, tmp_path / "scratch")
+  scratch, _ = _params(tmp_path / "scratch")
+  # Only the trunk differs from a run without the weights: the heads keep their random init.
+  for net in ("proposal", "classification"):
+    assert not np.array_equal(pre[net]["c3d"]["conv1"]["kernel"], scratch[net]["c3d"]["conv1"]["kernel"])
+    rest = lambda p: {k: v for k, v in p[net].items() if k != "c3d"}
+    jax.tree.map(np.testing.assert_array_equal, rest(pre), rest(scratch))
+
+
+def test_pretrained_c3d_malformed_file_fails_before_compiling(tiny_synthetic, tmp_path, monkeypatch):
+  from tests.test_models_convert import tiny_torch_state_dict
+  def no_work(*args, **kwargs):
+    raise AssertionError("reached the data pipeline / compilation with bad weights")
+  monkeypatch.setattr(input_pipeline, "ensure_built", no_work)
+  monkeypatch.setattr(jax, "pmap", no_work)
+  npz = tmp_path / "c3d.npz"
+  config = _pretrained_config(tiny_synthetic, npz)
+  with pytest.raises(CheckpointError, match=r"model.pretrained_c3d=.*c3d.npz: C3D checkpoint not found"):
+    train_and_evaluate(config, tmp_path / "missing")
+  npz.write_bytes(b"not a zip archive")
+  with pytest.raises(CheckpointError, match=r"model.pretrained_c3d=.*c3d.npz: .*not a readable .npz"):
+    train_and_evaluate(config, tmp_path / "corrupt")
+  sd = tiny_torch_state_dict(config.model)
+  del sd["conv3b.bias"]
+  np.savez(npz, **sd)
+  with pytest.raises(CheckpointError, match=r"model.pretrained_c3d=.*missing key 'conv3b.bias'"):
+    train_and_evaluate(config, tmp_path / "missing_key")
+  sd = tiny_torch_state_dict(config.model)
+  sd["conv2.weight"] = sd["conv2.weight"][:, :, :2]
+  np.savez(npz, **sd)
+  with pytest.raises(CheckpointError, match=r"model.pretrained_c3d=.*conv2.weight: expected shape"):
+    train_and_evaluate(config, tmp_path / "shape")
 
 
 def test_shared_trunk_and_init_from(tiny_synthetic, tmp_path):
@@ -223,3 +295,24 @@ def test_color_augment_permutes_or_inverts_the_channels_of_training_clips_only(t
   evaluation = input_pipeline.LoadClips(source, augment_cfg, shape, train=False)  # Never recoloured.
   np.testing.assert_array_equal(evaluation(seq)["clips"],
                                 input_pipeline.LoadClips(source, plain_cfg, shape, train=False)(seq)["clips"])
+
+
+@pytest.mark.parametrize("name", ["thumos14", "actseg", "mixed"])
+def test_paper_configs_run_the_paper_method_from_pretrained_c3d(name, tmp_path, monkeypatch):
+  import importlib
+  sys.path.insert(0, str(PROJECT_ROOT))
+  config = importlib.import_module(f"configs.{name}").get_config()
+  assert config.clips.mask_source == "saliency"
+  assert config.detector.class_assignment == "paper"
+  assert config.model.pretrained_c3d and config.model.input_norm == "c3d_sports1m"
+  m = config.model
+  assert (m.feature_norm, m.conv_norm, m.input_diff, m.feature_skip) == (False, "none", False, False)
+  # The trunk the Sports-1M weights fix, fed 112x112 crops of 128x171 frames.
+  assert (m.width_multiplier, m.fc_dim, m.in_channels, tuple(m.clip_shape)) == (1.0, 4096, 3, (16, 112, 112))
+  assert tuple(config.dataset.frame_size) == (128, 171) and tuple(config.clips.resize) == (128, 171)
+  # The weights are the user's to supply: missing, train.py stops before any work, naming them.
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(input_pipeline, "ensure_built", lambda *a, **k: pytest.fail("packed data"))
+  with pytest.raises(CheckpointError, match=r"model.pretrained_c3d=pretrained/c3d_sports1m.npz: C3D checkpoint "
+                     r"not found .*python -m segtube_jax.models.convert --torch c3d.pickle"):
+    train_and_evaluate(config, tmp_path / "w")

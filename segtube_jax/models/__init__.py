@@ -7,9 +7,6 @@ from segtube_jax.models.config import (build_classification_network, build_model
                                        validate_model_config)
 from segtube_jax.models.conv import (CONV_IMPLS, DEFAULT_CONV_IMPL, C3DConv, conv3x3x3,
                                      max_pool3d)
-from segtube_jax.models.convert import (check_param_shapes, convert_torch_c3d,
-                                        insert_c3d_params, load_pretrained_c3d,
-                                        load_torch_c3d_state_dict)
 from segtube_jax.models.lstm import PeepholeLSTMCell, StackedPeepholeLSTM
 from segtube_jax.models.networks import (ClassificationNetwork, ClipSequenceNetwork,
                                          ProposalNetwork, TwoHeadNetwork, flag_labels,
@@ -24,3 +21,15 @@ __all__ = [
     'insert_c3d_params', 'load_pretrained_c3d', 'load_torch_c3d_state_dict', 'max_pool3d',
     'specific_labels', 'tiny_model_config', 'validate_model_config',
 ]
+
+# The converter's names load on first use, so that ``python -m segtube_jax.models.convert``
+# runs its module once (imported here eagerly, runpy would warn and hold two copies).
+_CONVERT_NAMES = ('check_param_shapes', 'convert_torch_c3d', 'insert_c3d_params',
+                  'load_pretrained_c3d', 'load_torch_c3d_state_dict')
+
+
+def __getattr__(name):
+  if name in _CONVERT_NAMES:
+    from segtube_jax.models import convert  # pylint: disable=import-outside-toplevel
+    return getattr(convert, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -17,6 +17,7 @@ from segtube_jax.models.conv import CONV_IMPLS, DEFAULT_CONV_IMPL, POOL5_PADDING
 from segtube_jax.models.networks import ClipSequenceNetwork, TwoHeadNetwork
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+INPUT_NORMS = ('kinetics', 'c3d_sports1m')  # As training.steps.normalize_clips.
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -44,6 +45,25 @@ def default_model_config() -> ml_collections.ConfigDict:
       ``networks.frame_differences``. Not compatible with Sports-1M C3D weights.
     feature_skip: add a linear path from the (normalised) fc7 feature to the logits beside
       the LSTM's (see ``networks._SequenceHead``); False is the paper's head.
+    input_norm: how uint8 RGB clips become network input (``training.steps.normalize_clips``):
+      'kinetics' (RGB / 255, minus the Kinetics mean, divided by its std) or 'c3d_sports1m'
+      (BGR, 0..255 minus the Sports-1M channel means, unscaled: what the Sports-1M C3D
+      weights expect, see ``pretrained_c3d``).
+    pretrained_c3d: '' or a path to Sports-1M C3D weights that initialise the C3D trunk of both
+      networks (the shared trunk with ``shared_trunk``) of a new training run: a PyTorch state
+      dict (DavideA/c3d-pytorch's ``c3d.pickle`` layout: conv1..conv5b, fc6, fc7, fc8
+      ``.weight``/``.bias``; ``.pickle``/``.pkl``/``.pth``/``.pt``, read with torch, which the
+      project does not require) or an ``.npz`` of the same arrays under the same keys, written
+      without torch by ``python -m segtube_jax.models.convert --torch c3d.pickle --out
+      c3d.npz`` on a machine with torch. fc8 is ignored. A run resuming from its workdir's own
+      checkpoint ignores it; with ``init_from`` as well, the trunk is loaded first and
+      ``init_from`` then overwrites every parameter it has (see training/trainer.py).
+      The weights fix the trunk: width_multiplier 1.0, fc_dim 4096, in_channels 3,
+      clip_shape (16, 112, 112), pool5_padding 'torch', conv_norm 'none', input_diff False
+      (checked before anything compiles). Their input (models/convert.py has the sources):
+      16 frames resized to 128x171 and cropped to 112x112 (dataset.frame_size and clips.resize
+      (128, 171), the defaults), BGR, values 0..255 minus the Sports-1M mean (B 90.25,
+      G 97.66, R 101.41), not rescaled: set ``input_norm='c3d_sports1m'`` with them.
   """
   cfg = ml_collections.ConfigDict()
   cfg.width_multiplier = 1.0
@@ -61,6 +81,8 @@ def default_model_config() -> ml_collections.ConfigDict:
   cfg.conv_norm = 'none'
   cfg.input_diff = False
   cfg.feature_skip = False
+  cfg.input_norm = 'kinetics'
+  cfg.pretrained_c3d = ''
   return cfg
 
 
@@ -124,6 +146,18 @@ def validate_model_config(cfg: Mapping[str, Any]) -> None:
   for key in ('shared_trunk', 'feature_norm', 'input_diff', 'feature_skip'):
     if not isinstance(cfg[key], bool):
       raise ConfigError(f'model.{key} must be a bool, got {cfg[key]!r}')
+  _choice(cfg, 'input_norm', INPUT_NORMS)
+  if not isinstance(cfg['pretrained_c3d'], str):
+    raise ConfigError(f"model.pretrained_c3d must be a path string ('' for none), "
+                      f"got {cfg['pretrained_c3d']!r}")
+  if cfg['pretrained_c3d']:
+    # The PyTorch C3D has neither per-conv norms nor a 6-channel conv1.
+    if cfg['conv_norm'] != 'none':
+      raise ConfigError(f"model.pretrained_c3d needs model.conv_norm='none' (the Sports-1M C3D "
+                        f"has no normalisation layers), got {cfg['conv_norm']!r}")
+    if cfg['input_diff']:
+      raise ConfigError('model.pretrained_c3d needs model.input_diff=False (the Sports-1M '
+                        'C3D\'s conv1 reads 3 RGB channels)')
 
 
 def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,23 @@ def restore(manager: ocp.CheckpointManager, template: Any, step: int | None = No
   return step, restored["state"], restored["data"]
 
 
+def latest_step(workdir: str | os.PathLike) -> int | None:
+  """The newest complete checkpoint step in ``<workdir>/checkpoints`` (None: none), read-only.
+
+  What ``restore`` will resume from; lets training decide before building anything whether it
+  is a new run (e.g. whether to read model.pretrained_c3d).
+  """
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  if not directory.is_dir():
+    return None
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+                                  item_names=("state", "data"))
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
+
+
 def restore_params(path: str | os.PathLike) -> dict[str, Any]:
   """Loads only the parameters of a checkpoint (config.init_from): a workdir or a checkpoints folder.
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -14,14 +16,18 @@ import optax
 from flax.training import train_state
 
 from segtube_jax import models
-from segtube_jax.errors import ConfigError
+from segtube_jax.errors import CheckpointError, ConfigError
 from segtube_jax.training import losses
 
-# Kinetics/Sports-1M style normalisation of uint8 RGB clips; done on device to ship uint8.
-# NumPy, not jnp: importing this module must not start a JAX backend (jax.distributed.initialize
-# has to come first in a multi-host job).
+# Normalisation of uint8 RGB clips (model.input_norm), done on device to ship uint8. NumPy, not
+# jnp: importing this module must not start a JAX backend (jax.distributed.initialize has to
+# come first in a multi-host job).
+# 'kinetics': RGB, (x / 255 - mean) / std with the Kinetics statistics.
 _MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32) * 255.0
 _STD = np.array([0.22803, 0.22145, 0.216989], np.float32) * 255.0
+# 'c3d_sports1m': the Caffe C3D's input, which the Sports-1M weights expect (models/convert.py):
+# BGR, 0..255 minus the channel means of sport1m_train16_128_mean (B, G, R), unscaled.
+C3D_SPORTS1M_MEAN_BGR = np.array([90.25, 97.66, 101.41], np.float32)
 
 
 # The 'rbg' PRNG compiles initialisers several times faster than threefry on CPU (C3D's init
@@ -62,9 +68,78 @@ class SegtubeNetworks(nn.Module):
     return self.proposal(clips, train=train), self.classification(clips, train=train)
 
 
-def normalize_clips(clips: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-  """uint8 RGB clips -> normalised floats."""
-  return ((clips.astype(jnp.float32) - _MEAN) / _STD).astype(dtype)
+def normalize_clips(clips: jax.Array, dtype: Any = jnp.float32, mode: str = "kinetics") -> jax.Array:
+  """uint8 RGB clips [..., 3] -> network input (``mode``: model.input_norm).
+
+  'kinetics': (x / 255 - Kinetics mean) / Kinetics std, RGB. 'c3d_sports1m': channels reversed
+  to BGR, minus the Sports-1M mean (B 90.25, G 97.66, R 101.41), not rescaled: the input of the
+  Caffe C3D whose Sports-1M weights model.pretrained_c3d loads.
+  """
+  x = clips.astype(jnp.float32)
+  if mode == "kinetics":
+    x = (x - _MEAN) / _STD
+  elif mode == "c3d_sports1m":
+    x = x[..., ::-1] - C3D_SPORTS1M_MEAN_BGR
+  else:
+    raise ConfigError(f"model.input_norm must be one of {models.config.INPUT_NORMS}, got {mode!r}")
+  return x.astype(dtype)
+
+
+def _input_norm(model: "SegtubeNetworks") -> str:
+  return model.model_config.get("input_norm", "kinetics")
+
+
+def c3d_param_shapes(model_config: ml_collections.ConfigDict) -> Any:
+  """Shapes (``jax.ShapeDtypeStruct``) of one network's C3D trunk params; traces, never compiles."""
+  net = models.build_proposal_network(model_config)
+  shape = models.input_shape(model_config, 1, 1)
+  tree = jax.eval_shape(lambda x: net.init(make_rng(0), x, train=False), jax.ShapeDtypeStruct(shape, jnp.float32))
+  return tree["params"]["c3d"]
+
+
+def load_pretrained_c3d(model_config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]]:
+  """The C3D trunk params converted from ``model_config.pretrained_c3d`` (NumPy, float32).
+
+  Checks every key and shape against the trunk this config builds, without compiling anything.
+
+  Raises:
+    CheckpointError: "model.pretrained_c3d=<file>: <problem>", naming the state-dict key (e.g.
+      conv1.weight) for a missing key or a shape that does not fit the model.
+    ConfigError: the model config cannot take these weights (conv_norm, input_diff).
+  """
+  models.validate_model_config(model_config)
+  path = model_config.pretrained_c3d
+  if not os.path.isfile(path):
+    raise CheckpointError(
+        f"model.pretrained_c3d={path}: C3D checkpoint not found (relative paths are read from "
+        f"{os.getcwd()}). Get the Sports-1M C3D state dict (DavideA/c3d-pytorch's c3d.pickle), "
+        f"convert it once where PyTorch is installed: python -m segtube_jax.models.convert "
+        f"--torch c3d.pickle --out {path}; or set --config.model.pretrained_c3d='' to train "
+        f"the trunk from scratch")
+  try:
+    return models.load_pretrained_c3d(path, tuple(model_config.clip_shape), model_config.pool5_padding,
+                                      expected_params=c3d_param_shapes(model_config))
+  except CheckpointError as e:
+    raise CheckpointError(f"model.pretrained_c3d={path}: {str(e).removeprefix(f'{path}: ')}") from None
+
+
+def insert_pretrained_c3d(params: Any, c3d_params: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+  """``params`` of SegtubeNetworks with the C3D trunk of every network replaced by ``c3d_params``.
+
+  The trunks are ``proposal/c3d`` and ``classification/c3d`` (the paper's two networks) or
+  ``shared/c3d`` (model.shared_trunk); each gets its own copy, so the two networks train apart.
+  """
+  params = flax.core.unfreeze(params)
+  trunks = [name for name, sub in params.items() if isinstance(sub, dict) and "c3d" in sub]
+  if not trunks:
+    raise CheckpointError(f"no C3D trunk in the network params (top-level keys {sorted(params)})")
+  out = dict(params)
+  for name in trunks:
+    target = params[name]["c3d"]
+    new = models.insert_c3d_params(params[name], c3d_params)
+    new["c3d"] = jax.tree.map(lambda v, t: jnp.array(v, dtype=t.dtype), new["c3d"], target)
+    out[name] = new
+  return out
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
@@ -123,7 +198,7 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, rng:
 
 def _forward_sums(model: SegtubeNetworks, params: Any, batch: dict[str, jax.Array], *, train: bool,
                   rng: jax.Array | None, dtype: Any) -> tuple[jax.Array, dict[str, dict[str, jax.Array]]]:
-  clips = normalize_clips(batch["clips"], dtype)
+  clips = normalize_clips(batch["clips"], dtype, _input_norm(model))
   rngs = {"dropout": rng} if train else {}
   pro_logits, cla_logits = model.apply({"params": params}, clips, train=train, rngs=rngs)
   _, pro = losses.masked_cross_entropy(pro_logits, batch["proposal_labels"])
@@ -209,7 +284,7 @@ def make_eval_step(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callable
   """``eval_step(params, batch) -> summed counts`` (psum over devices) for exact averaging."""
 
   def eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, Any]:
-    clips = normalize_clips(batch["clips"], dtype)
+    clips = normalize_clips(batch["clips"], dtype, _input_norm(model))
     pro_logits, cla_logits = model.apply({"params": params}, clips, train=False)
     _, pro = losses.masked_cross_entropy(pro_logits, batch["proposal_labels"])
     _, cla = losses.masked_cross_entropy(cla_logits, batch["class_labels"])
@@ -226,6 +301,6 @@ def make_predict_fn(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callabl
 
   @jax.jit
   def predict(params, clips):
-    return model.apply({"params": params}, normalize_clips(clips, dtype), train=False)
+    return model.apply({"params": params}, normalize_clips(clips, dtype, _input_norm(model)), train=False)
 
   return predict

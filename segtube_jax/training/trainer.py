@@ -3,6 +3,17 @@
 The workdir is the experiment: rerunning the same command resumes from its latest checkpoint
 (parameters, optimizer state, step, RNG and data position), so an interrupted run ends with the
 parameters of an uninterrupted one. ``config.init_from`` loads weights without resuming.
+
+Initial weights of a new run (no checkpoint in the workdir), in this order:
+
+1. random initialisation;
+2. ``config.model.pretrained_c3d`` (Sports-1M C3D weights): replaces the C3D trunk of both
+   networks (or the shared trunk); read and checked against the model before anything compiles;
+3. ``config.init_from`` (a workdir or checkpoints folder): copies every parameter of its
+   checkpoint whose path and shape match, so with both set, init_from wins wherever it has the
+   parameter (normally the whole trunk) and pretrained_c3d only fills what init_from lacks.
+
+A run that resumes from its workdir's own checkpoint ignores both (one log line each).
 """
 
 from __future__ import annotations
@@ -194,6 +205,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   num_devices = jax.local_device_count()
   config_checks.check_training_config(config, num_devices * jax.process_count())
   io_utils.ensure_writable_dir(workdir, "training workdir")  # OutputError now, not after packing data.
+  # Sports-1M weights: read and checked now, before the data is packed and anything compiles.
+  pretrained_c3d, resume_step = None, checkpointing.latest_step(workdir)
+  if config.model.pretrained_c3d:
+    if resume_step is not None:
+      logging.info("Resuming from checkpoint step %d in %s: model.pretrained_c3d=%s is ignored", resume_step,
+                   workdir / "checkpoints", config.model.pretrained_c3d)
+    else:
+      pretrained_c3d = steps.load_pretrained_c3d(config.model)
+      if config.model.input_norm != "c3d_sports1m":
+        logging.warning("model.pretrained_c3d with model.input_norm=%r: the Sports-1M C3D weights expect "
+                        "'c3d_sports1m' input (BGR, 0..255 minus the Sports-1M mean)", config.model.input_norm)
   batch_per_process = config.train.global_batch_size // jax.process_count()
   data_dir, name = input_pipeline.ensure_built(config, workdir)
   train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
@@ -211,8 +233,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if restored is not None:
     _, state, data_state = restored
     train_iter.set_state(data_state)
-  elif config.init_from:
-    state = state.replace(params=_merge_init_from(state.params, config.init_from))
+    if config.init_from:
+      logging.info("Resumed from this workdir's checkpoint: config.init_from=%s is ignored", config.init_from)
+  else:
+    if pretrained_c3d is not None:
+      state = state.replace(params=steps.insert_pretrained_c3d(state.params, pretrained_c3d))
+      logging.info("model.pretrained_c3d %s: C3D trunk of %s", config.model.pretrained_c3d,
+                   "the shared network" if config.model.shared_trunk else "both networks")
+      del pretrained_c3d
+    if config.init_from:
+      state = state.replace(params=_merge_init_from(state.params, config.init_from))
   start_step = int(state.step)
 
   p_train_step = jax.pmap(steps.make_train_step(model, schedule, dtype, config.train.microbatch_size), axis_name="batch", donate_argnums=(0,))
@@ -257,10 +287,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                        host["loss"], host["proposal_accuracy"], host["classification_accuracy"],
                        host["learning_rate"], host["clips_per_second"], eta)
           t_log, steps_since_log = time.perf_counter(), 0
-        if step % config.train.checkpoint_every == 0 or step == num_steps:
+        saved = step % config.train.checkpoint_every == 0 or step == num_steps
+        if saved:
           save(step, metrics)
         if _stop_agreed(stop, logged=step % config.train.log_every == 0 or step == num_steps):
-          save(step, metrics)
+          if not saved:  # Saving a step twice is an orbax error.
+            save(step, metrics)
           manager.wait_until_finished()
           why = f"received signal {stop.signal}" if stop.signal is not None else "another process received a signal"
           raise TrainingStopped(f"{why}; saved checkpoint step {step} in {manager.directory}; "
