@@ -1,8 +1,8 @@
 """The small C3D + peephole LSTM on the embedded synthetic dataset (2 CPU cores).
 
 ``make demo`` (``python -m segtube_jax.demo``) runs exactly this config; by hand:
-  python -m segtube_jax.data.synthetic --out runs/demo/data --num_videos 400 --actor_size 0.18 0.24 \
-      --min_frames 120 --max_frames 300 --split 0.7 0.15 0.15
+  python -m segtube_jax.data.synthetic --out runs/demo/data --num_videos 400 --actor_size=0.18,0.24 \
+      --min_frames 120 --max_frames 300 --split=0.7,0.15,0.15
   python train.py --config configs/synthetic.py --workdir runs/demo
   python evaluate.py --config configs/synthetic.py --workdir runs/demo
 Expected time (measured, 2 CPU cores): training 9.5 minutes (2000 steps of 32 clips at 117-131

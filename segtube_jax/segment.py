@@ -7,14 +7,15 @@ cuts of Eq. (5) (Sec. 2.2-2.3). Frames outside --start..--end get empty masks.
   python -m segtube_jax.segment --video FILE --out DIR [--set refine.enabled=False]
 """
 
-import argparse
 import ast
 import sys
 import time
 
 import ml_collections
+from absl import flags
 
-from segtube_jax.errors import ConfigError, SegtubeError
+from segtube_jax import cli
+from segtube_jax.errors import ConfigError
 from segtube_jax.spatial import batch
 from segtube_jax.spatial import config as config_lib
 
@@ -45,47 +46,43 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]
   return config
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m segtube_jax.segment",
-                              description=__doc__.split("\n")[0])
-  src = p.add_mutually_exclusive_group(required=True)
-  src.add_argument("--frames", help="folder of numbered frame images (e.g. 00000.jpg)")
-  src.add_argument("--video", help="video file; masks are named %%05d.png by frame index")
-  p.add_argument("--out", required=True, help="folder for the PNG masks")
-  p.add_argument("--start", type=int, default=None, help="first frame f_s of the span (default 0)")
-  p.add_argument("--end", type=int, default=None,
-                 help="last frame f_e of the span, inclusive (default: the last frame)")
-  p.add_argument("--previous-masks", default=None,
-                 help="folder of PNG masks of a previous iteration, replacing the saliency init")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="override a segmentation config value (repeatable)")
-  return p
+def define_flags(fv: flags.FlagValues) -> None:
+  """Defines the command's flags on ``fv``."""
+  flags.DEFINE_string("frames", None, "Folder of numbered frame images (e.g. 00000.jpg).", flag_values=fv)
+  flags.DEFINE_string("video", None, "Video file; masks are named %05d.png by frame index.", flag_values=fv)
+  flags.mark_flags_as_mutual_exclusive(["frames", "video"], required=True, flag_values=fv)
+  flags.DEFINE_string("out", None, "Folder for the PNG masks.", flag_values=fv)
+  flags.DEFINE_integer("start", None, "First frame f_s of the span (default 0).", flag_values=fv)
+  flags.DEFINE_integer("end", None, "Last frame f_e of the span, inclusive (default: the last frame).",
+                       flag_values=fv)
+  flags.DEFINE_string("previous-masks", None,
+                      "Folder of PNG masks of a previous iteration, replacing the saliency init.", flag_values=fv)
+  flags.DEFINE_multi_string("set", [], "Segmentation config override KEY=VALUE (repeatable).", flag_values=fv)
+  flags.mark_flags_as_required(["out"], flag_values=fv)
 
 
-def main(argv: list[str] | None = None) -> int:
-  """Runs the CLI; returns the exit status (0 ok, 2 bad input)."""
-  args = build_parser().parse_args(argv)
-  source = args.frames if args.frames is not None else args.video
-  try:
-    config = apply_overrides(config_lib.default_config(), args.set)
-    span = None
-    if args.start is not None or args.end is not None:
-      from segtube_jax.data import video
-      last = video.open_frames(source).num_frames - 1
-      span = (0 if args.start is None else args.start, last if args.end is None else args.end)
-    job = batch.SegmentJob(source=source, out_dir=args.out, span=span,
-                           previous_masks=args.previous_masks)
-    start = time.perf_counter()
-    result = batch.run_job(job, config)
-  except SegtubeError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def _segment(fv: flags.FlagValues) -> int:
+  source = fv.frames if fv.frames is not None else fv.video
+  config = apply_overrides(config_lib.default_config(), fv.set)
+  span = None
+  if fv.start is not None or fv.end is not None:
+    from segtube_jax.data import video
+    last = video.open_frames(source).num_frames - 1
+    span = (0 if fv.start is None else fv.start, last if fv.end is None else fv.end)
+  job = batch.SegmentJob(source=source, out_dir=fv.out, span=span, previous_masks=fv["previous-masks"].value)
+  start = time.perf_counter()
+  result = batch.run_job(job, config)
   if result.error:
     print(f"error: {result.error}", file=sys.stderr)
     return 2
   seconds = time.perf_counter() - start
-  print(f"wrote {result.num_frames} masks to {args.out} in {seconds:.1f} s")
+  print(f"wrote {result.num_frames} masks to {fv.out} in {seconds:.1f} s")
   return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 ok, 2 bad input)."""
+  return cli.run_command(__doc__, define_flags, _segment, argv, "python -m segtube_jax.segment")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training runs for tests/test_faults.py to kill with SIGKILL, forked from a pre-imported server.
+"""Runs training for tests/test_faults.py to SIGKILL: one run, or a server forking pre-imported runs.
 
 One run:  python tests/fault_worker.py run DATA_ROOT WORKDIR '{"train.num_steps": 8}' [--finalize_delay S]
 Server:   python tests/fault_worker.py serve
@@ -23,13 +23,14 @@ Orbax renames a finished temporary step folder into place, the run prints
 while the temporary folder exists and the final one does not. Nothing else changes.
 """
 
-import argparse
 import asyncio
 import json
 import os
 import pathlib
 import sys
 import traceback
+
+from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -113,22 +114,18 @@ def serve() -> None:
                       "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}), flush=True)
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-  sub = parser.add_subparsers(dest="command", required=True)
-  one = sub.add_parser("run")
-  one.add_argument("root")
-  one.add_argument("workdir")
-  one.add_argument("overrides", help="JSON object of tiny_training_config overrides")
-  one.add_argument("--finalize_delay", type=float, default=0.0)
-  sub.add_parser("serve")
-  args = parser.parse_args()
-  if args.command == "serve":
+def main(argv: list[str]) -> None:
+  command, *args = argv[1:] or [""]
+  if command == "serve" and not args:
     serve()
+  elif command == "run" and len(args) == 3:
+    root, workdir, overrides = args
+    result = run(root, workdir, json.loads(overrides), flags.FLAGS.finalize_delay)
+    print("FAULT_WORKER done " + json.dumps(result), flush=True)
   else:
-    print("FAULT_WORKER done " + json.dumps(run(args.root, args.workdir, json.loads(args.overrides),
-                                                args.finalize_delay)), flush=True)
+    raise app.UsageError(f"expected 'run DATA_ROOT WORKDIR OVERRIDES' or 'serve', got {argv[1:]}", exitcode=2)
 
 
 if __name__ == "__main__":
-  main()
+  flags.DEFINE_float("finalize_delay", 0.0, "run: seconds to sleep before Orbax finalizes a checkpoint.")
+  app.run(main)

@@ -197,10 +197,10 @@ def test_actor_size_sets_the_actor_scale(tmp_path, capsys):
     areas[lo] = masks.sum(axis=(1, 2)).mean()
   assert areas[0.22] > 8 * areas[0.05]  # Area grows with the square of the size.
   out = tmp_path / "big"
-  args = ["--out", str(out), "--num_videos", "1", "--workers", "1", "--actor_size", "0.2", "0.22"]
+  args = ["--out", str(out), "--num_videos", "1", "--workers", "1", "--actor_size=0.2,0.22"]
   for key, value in short.items():
     args += [f"--{key}", str(value)]
   assert synthetic.main(args) == 0
   assert json.loads((out / "annotations.json").read_text())["generator"]["actor_size"] == [0.2, 0.22]
-  assert synthetic.main(["--out", str(tmp_path / "bad"), "--num_videos", "1", "--actor_size", "0.3", "0.2"]) == 2
+  assert synthetic.main(["--out", str(tmp_path / "bad"), "--num_videos", "1", "--actor_size=0.3,0.2"]) == 2
   assert "actor_size must be a range" in capsys.readouterr().err

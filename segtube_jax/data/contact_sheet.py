@@ -1,4 +1,4 @@
-"""Contact sheets: a PNG grid of a video's frames with ground-truth masks and labels.
+"""Writes contact sheets: a PNG grid of a video's frames with ground-truth masks and labels.
 
 Each tile shows one frame (upscaled with nearest neighbour when small, so 64 px frames become
 128 px tiles), the outline of its ground-truth mask in red when the dataset has one for that
@@ -15,18 +15,19 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import pathlib
 import sys
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
+from segtube_jax import cli
 from segtube_jax.data import dataset as dataset_lib
-from segtube_jax.errors import DatasetError, SegtubeError
+from segtube_jax.errors import ConfigError, DatasetError
 
 SPACINGS = ("instances", "even")
 GAP = 2  # Pixels between tiles and around the grid.
@@ -184,33 +185,42 @@ def write_contact_sheet(root_or_dataset: str | os.PathLike | dataset_lib.Dataset
   return out
 
 
-def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m segtube_jax.data.contact_sheet", description=__doc__.split("\n")[0])
-  p.add_argument("--root", required=True, help="dataset folder")
-  p.add_argument("--video_id", action="append", default=[], help="video to show (repeatable)")
-  p.add_argument("--all", action="store_true", help="one sheet per video (sorted ids, up to --max_videos)")
-  p.add_argument("--max_videos", type=int, default=None, help="with --all: only the first N videos")
-  p.add_argument("--out", required=True, help="PNG file for one video, else a folder of <video_id>.png")
-  p.add_argument("--num_frames", type=int, default=16)
-  p.add_argument("--tile_size", type=int, default=128)
-  p.add_argument("--columns", type=int, default=None)
-  p.add_argument("--spacing", choices=SPACINGS, default="instances")
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Defines the command's flags on ``fv``."""
+  flags.DEFINE_string("root", None, "Dataset folder.", flag_values=fv)
+  flags.DEFINE_multi_string("video_id", [], "Video to show (repeatable).", flag_values=fv)
+  flags.DEFINE_bool("all", False, "One sheet per video (sorted ids, up to --max_videos).", flag_values=fv)
+  flags.DEFINE_integer("max_videos", None, "With --all: only the first N videos.", flag_values=fv)
+  flags.DEFINE_string("out", None, "PNG file for one video, else a folder of <video_id>.png.", flag_values=fv)
+  flags.DEFINE_integer("num_frames", 16, "Frames (tiles) per sheet.", flag_values=fv)
+  flags.DEFINE_integer("tile_size", 128, "Tile size in pixels.", flag_values=fv)
+  flags.DEFINE_integer("columns", None, "Tiles per row (default: up to 8).", flag_values=fv)
+  flags.DEFINE_enum("spacing", "instances", SPACINGS, "Frames around the instances, or evenly spread.",
+                    flag_values=fv)
+  flags.mark_flags_as_required(["root", "out"], flag_values=fv)
+
+
+def _write_sheets(fv: flags.FlagValues) -> int:
   try:
-    ds = dataset_lib.load_dataset(args.root, check_media=False)
-    ids = sorted(ds.videos)[:args.max_videos] if args.all else args.video_id
+    ds = dataset_lib.load_dataset(fv.root, check_media=False)
+    ids = sorted(ds.videos)[:fv.max_videos] if fv.all else fv.video_id
     if not ids:
-      p.error("give --video_id ID (repeatable) or --all")
-    single = len(ids) == 1 and not args.all and args.out.lower().endswith(".png")
+      raise ConfigError("give --video_id ID (repeatable) or --all")
+    single = len(ids) == 1 and not fv.all and fv.out.lower().endswith(".png")
     for vid in ids:
-      out = pathlib.Path(args.out) if single else pathlib.Path(args.out) / f"{vid}.png"
-      write_contact_sheet(ds, vid, out, args.num_frames, tile_size=args.tile_size, columns=args.columns,
-                          spacing=args.spacing)
+      out = pathlib.Path(fv.out) if single else pathlib.Path(fv.out) / f"{vid}.png"
+      write_contact_sheet(ds, vid, out, fv.num_frames, tile_size=fv.tile_size, columns=fv.columns,
+                          spacing=fv.spacing)
       print(out)
-  except (SegtubeError, ValueError) as e:
+  except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 ok, 2 bad input)."""
+  return cli.run_command(__doc__, define_flags, _write_sheets, argv, "python -m segtube_jax.data.contact_sheet")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Hour-long synthetic videos, rendered and encoded in a stream (for memory and speed tests).
+"""Writes an hour-long synthetic video, rendered and encoded as a stream (memory and speed tests).
 
 A long video is a sequence of synthetic "scenes": each is one video of segtube_jax.data.synthetic
 (its own actor, background, idle stretches and 1-2 action instances), rendered alone and
@@ -14,7 +14,6 @@ Next to ``FILE.mp4`` goes ``FILE.mp4.json``: fps, size, seed and the action inst
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -23,7 +22,9 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
+from absl import flags
 
+from segtube_jax import cli
 from segtube_jax.data import synthetic
 from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError, VideoError
@@ -105,23 +106,29 @@ def write_long_video(path: str | pathlib.Path, opts: LongVideoOptions) -> dict[s
   return record
 
 
-def main(argv: list[str] | None = None) -> int:
-  defaults = {f.name: f.default for f in dataclasses.fields(LongVideoOptions) if f.name != "num_frames"}
-  p = argparse.ArgumentParser(prog="python -m segtube_jax.data.long_video", description=__doc__.split("\n")[0])
-  p.add_argument("--out", required=True, help="the mp4 file to write (instances go to OUT.json)")
-  p.add_argument("--num_frames", type=int, required=True)
-  for name, value in defaults.items():
-    p.add_argument(f"--{name}", type=type(value), default=value)
-  args = vars(p.parse_args(argv))
-  out = args.pop("out")
-  try:
-    record = write_long_video(out, LongVideoOptions(**args))
-  except (ConfigError, VideoError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def define_flags(fv: flags.FlagValues) -> None:
+  """Defines the command's flags on ``fv``: --out, then one per :class:`LongVideoOptions` field."""
+  flags.DEFINE_string("out", None, "The mp4 file to write (instances go to OUT.json).", flag_values=fv)
+  flags.DEFINE_integer("num_frames", None, "Frames of the video.", flag_values=fv)
+  flags.mark_flags_as_required(["out", "num_frames"], flag_values=fv)
+  define = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
+  for f in dataclasses.fields(LongVideoOptions):
+    if f.name != "num_frames":
+      define[type(f.default)](f.name, f.default, f"LongVideoOptions.{f.name}.", flag_values=fv)
+
+
+def _write(fv: flags.FlagValues) -> int:
+  out = fv.out
+  record = write_long_video(out, LongVideoOptions(**{f.name: fv[f.name].value
+                                                     for f in dataclasses.fields(LongVideoOptions)}))
   print(f"wrote {out}: {record['num_frames']} frames of {record['width']}x{record['height']} at {record['fps']:g} fps, "
         f"{len(record['instances'])} action instances, in {record['seconds']:.1f} s")
   return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 ok, 2 bad input)."""
+  return cli.run_command(__doc__, define_flags, _write, argv, "python -m segtube_jax.data.long_video")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Synthetic untrimmed action videos with per-frame masks, in the project's dataset format.
+"""Generates a synthetic untrimmed action dataset (videos, per-frame masks) in the project's format.
 
 Each video shows one textured actor on a textured background. The actor idles (slow random drift,
 slow rotation, now and then a straight "dash" that belongs to no class) and, during 1 or 2 action
@@ -10,12 +10,13 @@ pixel noise is added. Masks are the actor's exact rendered support, written for 
 Every video has its own random streams seeded by (seed, video index, stream): the output is
 byte-identical for the same arguments, whatever the number of worker processes. Usage::
 
-  python -m segtube_jax.data.synthetic --out /tmp/syn --num_videos 200 --seed 0
+  python -m segtube_jax.data.synthetic --out /tmp/syn --num_videos 200 --seed 0 [--actor_size=0.18,0.24]
+
+Other flags: the fields of synthetic.Options; pairs and triples are comma-separated.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import math
@@ -27,8 +28,10 @@ import time
 from typing import Any
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
+from segtube_jax import cli
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError, DatasetError
@@ -461,30 +464,35 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def define_flags(fv: flags.FlagValues) -> None:
+  """Defines the command's flags on ``fv``: the dataset's, then one per :class:`Options` field."""
   defaults = Options()
-  p = argparse.ArgumentParser(prog="python -m segtube_jax.data.synthetic", description=__doc__.split("\n")[0],
-                              epilog="Other options: the fields of synthetic.Options.")
-  p.add_argument("--out", required=True, help="dataset folder to write")
-  p.add_argument("--num_videos", type=int, required=True)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
-  p.add_argument("--split", type=float, nargs=3, default=defaults.split, metavar=("TRAIN", "VAL", "TEST"))
-  p.add_argument("--frame_format", choices=FRAME_FORMATS, default=defaults.frame_format)
-  p.add_argument("--actor_size", type=float, nargs=2, default=defaults.actor_size, metavar=("LO", "HI"),
-                 help="range of the actor's semi-major axis as a fraction of the frame size")
+  flags.DEFINE_string("out", None, "Dataset folder to write.", flag_values=fv)
+  flags.DEFINE_integer("num_videos", None, "Videos to generate.", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Random seed; the same flags give byte-identical files.", flag_values=fv)
+  flags.DEFINE_bool("overwrite", False, "Replace an existing dataset in --out.", flag_values=fv)
+  flags.mark_flags_as_required(["out", "num_videos"], flag_values=fv)
+  cli.define_floats("split", defaults.split, "TRAIN,VAL,TEST", "Fractions of the videos per subset.", fv)
+  cli.define_floats("actor_size", defaults.actor_size, "LO,HI",
+                    "Range of the actor's semi-major axis as a fraction of the frame size.", fv)
+  flags.DEFINE_enum("frame_format", defaults.frame_format, FRAME_FORMATS, "Videos (mp4) or frame folders.",
+                    flag_values=fv)
+  define = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
   for f in dataclasses.fields(Options):
     if f.name not in ("split", "frame_format", "actor_size"):
-      p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
-  args = vars(p.parse_args(argv))
-  out, num_videos, seed, overwrite = args.pop("out"), args.pop("num_videos"), args.pop("seed"), args.pop("overwrite")
-  try:
-    summary = generate_dataset(out, num_videos, seed, overwrite=overwrite, **args)
-  except (ConfigError, DatasetError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(format_summary(summary))
+      value = getattr(defaults, f.name)
+      define[type(value)](f.name, value, f"Options.{f.name}.", flag_values=fv)
+
+
+def _generate(fv: flags.FlagValues) -> int:
+  options = {f.name: fv[f.name].value for f in dataclasses.fields(Options)}
+  print(format_summary(generate_dataset(fv.out, fv.num_videos, fv.seed, overwrite=fv.overwrite, **options)))
   return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 ok, 2 bad input)."""
+  return cli.run_command(__doc__, define_flags, _generate, argv, "python -m segtube_jax.data.synthetic")
 
 
 if __name__ == "__main__":
