@@ -1,6 +1,6 @@
-"""Benchmark: the paper-size networks on whatever device JAX finds (issue 6).
+"""Benchmark: train-step clips/s and MFU, inference and input-pipeline clips/s on any device.
 
-Reports, for the device JAX picks (GPU, TPU or CPU):
+Reports, for the device JAX picks (GPU, TPU or CPU), with the paper-size networks (issue 6):
 
 1. **Train step** (forward + backward + update of both networks, the project's own
    ``steps.make_train_step`` under ``jax.pmap``, state donated) in float32 and bfloat16, for each
@@ -31,7 +31,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -46,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import app, flags
 from flax import jax_utils
 
 # Runnable from a checkout without installing the package.
@@ -76,39 +76,62 @@ PEAK_TFLOPS = {
 NUM_CLASSES = 20  # THUMOS14.
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--model', choices=('auto', 'paper', 'small', 'tiny'), default='auto',
-                 help='auto: paper on an accelerator, small on CPU; tiny: a CI smoke-test size')
-  p.add_argument('--batch', type=int, default=None,
-                 help='sequences per device per step (default: paper 4, small 2)')
-  p.add_argument('--seq_len', type=int, default=None, help='clips per sequence (default: the config\'s)')
-  p.add_argument('--dtypes', default=None,
-                 help='comma-separated compute dtypes (default: bfloat16,float32 on an accelerator, '
-                      'float32 on CPU, where XLA emulates bfloat16 convolutions slowly)')
-  p.add_argument('--conv_impls', default=None,
-                 help='comma-separated model.conv_impl values to time with the first dtype; the '
-                      'other dtypes use the fastest (default: conv3d,temporal_stack on an '
-                      'accelerator, the config\'s on CPU)')
-  p.add_argument('--steps', type=int, default=None, help='timed train steps (default: 20 paper, 2 small)')
-  p.add_argument('--infer_batch', type=int, default=None, help='sequences per inference call')
-  p.add_argument('--pipeline_threads', default=None,
-                 help='comma-separated grain thread counts for the input pipeline (default: 1,half,all cores)')
-  p.add_argument('--pipeline_batches', type=int, default=None, help='timed input batches per thread count')
-  p.add_argument('--encoding', choices=('png', 'jpeg'), default=None,
-                 help='frame encoding of the packed chunks (default: the config\'s)')
-  p.add_argument('--parts', default='train,infer,pipeline',
-                 help='comma-separated parts to run: train, infer, pipeline')
-  p.add_argument('--target_clips_per_s', type=float, default=None,
-                 help='train-step clips/s the input pipeline must keep up with (default: the best '
-                      'measured by the train part)')
-  p.add_argument('--peak_tflops', type=float, default=None,
-                 help='peak TFLOP/s of one device for MFU (default: looked up by device kind)')
-  p.add_argument('--json', default=None, help='also write the results to this JSON file')
-  return p.parse_args(argv)
+PARTS = ('train', 'infer', 'pipeline')
 
 
-def bench_config(args: argparse.Namespace, model: str) -> ml_collections.ConfigDict:
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags on ``fv`` (when it runs, never at import: see parse_flags)."""
+  flags.DEFINE_enum('model', 'auto', ('auto', 'paper', 'small', 'tiny'),
+                    'auto: paper on an accelerator, small on CPU; tiny: a CI smoke-test size.', flag_values=fv)
+  flags.DEFINE_integer('batch', None, 'Sequences per device per step (default: paper 4, small 2).', flag_values=fv)
+  flags.DEFINE_integer('seq_len', None, 'Clips per sequence (default: the config\'s).', flag_values=fv)
+  flags.DEFINE_list('dtypes', None, 'Comma-separated compute dtypes (default: bfloat16,float32 on an '
+                    'accelerator, float32 on CPU, where XLA emulates bfloat16 convolutions slowly).',
+                    flag_values=fv)
+  flags.DEFINE_list('conv_impls', None, 'Comma-separated model.conv_impl values to time with the first '
+                    'dtype; the other dtypes use the fastest (default: conv3d,temporal_stack on an '
+                    'accelerator, the config\'s on CPU).', flag_values=fv)
+  flags.register_validator('conv_impls', lambda v: not v or set(v) <= set(models.CONV_IMPLS),
+                           f'expected a comma-separated subset of {",".join(models.CONV_IMPLS)}',
+                           flag_values=fv)
+  flags.DEFINE_integer('steps', None, 'Timed train steps (default: 20 paper, 2 small).', flag_values=fv)
+  flags.DEFINE_integer('infer_batch', None, 'Sequences per inference call.', flag_values=fv)
+  flags.DEFINE_list('pipeline_threads', None, 'Comma-separated grain thread counts for the input '
+                    'pipeline (default: 1,half,all cores).', flag_values=fv)
+  flags.register_validator('pipeline_threads', lambda v: not v or all(t.isdigit() and int(t) > 0 for t in v),
+                           'expected comma-separated positive thread counts (e.g. 4,8,16)', flag_values=fv)
+  flags.DEFINE_integer('pipeline_batches', None, 'Timed input batches per thread count.', flag_values=fv)
+  flags.DEFINE_enum('encoding', None, ('png', 'jpeg'),
+                    'Frame encoding of the packed chunks (default: the config\'s).', flag_values=fv)
+  flags.DEFINE_list('parts', list(PARTS), 'Comma-separated parts to run: train, infer, pipeline.',
+                    flag_values=fv)
+  flags.register_validator('parts', lambda v: bool(v) and set(v) <= set(PARTS),
+                           f'expected a non-empty comma-separated subset of {",".join(PARTS)}', flag_values=fv)
+  flags.DEFINE_float('target_clips_per_s', None, 'Train-step clips/s the input pipeline must keep up with '
+                     '(default: the best measured by the train part).', flag_values=fv)
+  flags.DEFINE_float('peak_tflops', None, 'Peak TFLOP/s of one device for MFU (default: looked up by '
+                     'device kind).', flag_values=fv)
+  flags.DEFINE_string('json', None, 'Also write the results to this JSON file.', flag_values=fv)
+
+
+def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
+  """``argv`` (flags only, no program name) parsed into a private FlagValues.
+
+  Private, so main() can run many times in one process (the tests) next to other modules' flags;
+  a bad value raises SystemExit naming the flag, as the command line does.
+  """
+  fv = flags.FlagValues()
+  define_flags(fv)
+  try:
+    rest = fv(['accelerator.py', *argv])
+  except flags.Error as e:
+    raise SystemExit(f'error: {e}') from e
+  if len(rest) > 1:
+    raise SystemExit(f'error: unexpected arguments {rest[1:]}')
+  return fv
+
+
+def bench_config(args: flags.FlagValues, model: str) -> ml_collections.ConfigDict:
   """The experiment config the benchmark times: paper size, the CPU demo's model, or tiny."""
   if model == 'paper':
     c = thumos14_config.get_config()
@@ -270,22 +293,24 @@ def time_input_pipeline(c: ml_collections.ConfigDict, threads: Sequence[int], nu
   return rows
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  """Runs the benchmark, prints a report and returns the results."""
-  args = parse_args(argv)
+def main(argv: Sequence[str] = (), fv: flags.FlagValues | None = None) -> dict[str, Any]:
+  """Runs the benchmark, prints a report and returns the results.
+
+  ``fv``: flags already parsed (the command line, through app.run); else ``argv`` (flags only,
+  e.g. ``['--model', 'tiny']``) is parsed here.
+  """
+  args = fv if fv is not None else parse_flags(argv)
   device = jax.devices()[0]
   accel = jax.default_backend() != 'cpu'
   model = args.model if args.model != 'auto' else ('paper' if accel else 'small')
   paper = model == 'paper'
   c = bench_config(args, model)
   cores = len(os.sched_getaffinity(0))
-  impls = (args.conv_impls.split(',') if args.conv_impls
+  impls = (list(args.conv_impls) if args.conv_impls
            else (['conv3d', 'temporal_stack'] if accel else [c.model.conv_impl]))
-  dtypes = [d for d in (args.dtypes or ('bfloat16,float32' if accel else 'float32')).split(',') if d]
+  dtypes = [d for d in (args.dtypes or (['bfloat16', 'float32'] if accel else ['float32'])) if d]
   num_steps = args.steps or (20 if paper else 2)
-  parts = set(args.parts.split(','))
-  if not parts <= {'train', 'infer', 'pipeline'}:
-    raise SystemExit(f'--parts: expected a subset of train,infer,pipeline, got {args.parts!r}')
+  parts = set(args.parts)
   print(f'jax {jax.__version__} backend={jax.default_backend()} device={device.device_kind} '
         f'x{jax.local_device_count()} cores={cores} model={model} '
         f'batch/device={c.train.global_batch_size}x{c.clips.seq_len} clips {tuple(c.model.clip_shape)}',
@@ -323,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f'infer  {dtype:8s} {best["conv_impl"]:15s} {r["clips_per_s"]:9.1f} clips/s  '
           f'(proposal + classification networks, {r["batch_clips"]} clips per call)', flush=True)
   if 'pipeline' in parts:
-    threads = ([int(t) for t in args.pipeline_threads.split(',')] if args.pipeline_threads
+    threads = ([int(t) for t in args.pipeline_threads] if args.pipeline_threads
                else sorted({1, max(1, cores // 2), cores}))
     try:
       rows = time_input_pipeline(c, threads, args.pipeline_batches or (20 if paper else 3), model)
@@ -345,5 +370,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   return results
 
 
+def _command_line(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  main(fv=flags.FLAGS)
+
+
 if __name__ == '__main__':
-  main()
+  define_flags()
+  app.run(_command_line)

@@ -13,15 +13,17 @@ Usage:
 same C3D trunk + a 2-layer (non-peephole) nn.LSTM + linear head, in NCTHW, same batch.
 """
 
-import argparse
 import pathlib
 import sys
 import time
+import types
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -32,26 +34,35 @@ from segtube_jax.models import (CONV_IMPLS, build_model, conv_widths, default_mo
 # pylint: enable=g-import-not-at-top
 
 
-def _parse_args() -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--config', choices=('tiny', 'paper'), default='tiny')
-  p.add_argument('--impls', default=','.join(CONV_IMPLS))
-  p.add_argument('--clip-shape', default=None, help='T,H,W (default: the config\'s)')
-  p.add_argument('--width', type=float, default=None, help='width multiplier override')
-  p.add_argument('--fc-dim', type=int, default=None)
-  p.add_argument('--dtype', choices=('float32', 'bfloat16'), default=None)
-  p.add_argument('--batch', type=int, default=2, help='sequences per step')
-  p.add_argument('--seq', type=int, default=4, help='clips per sequence')
-  p.add_argument('--classes', type=int, default=20, help='K (K+1 outputs)')
-  p.add_argument('--steps', type=int, default=5)
-  p.add_argument('--torch', action='store_true', help='also time a PyTorch C3D (if importable)')
-  return p.parse_args()
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags (when it runs as a program, never at import)."""
+  flags.DEFINE_enum('config', 'tiny', ('tiny', 'paper'), 'Model config to start from.', flag_values=fv)
+  flags.DEFINE_list('impls', list(CONV_IMPLS), 'Comma-separated conv_impl values to time.', flag_values=fv)
+  flags.register_validator('impls', lambda v: bool(v) and set(v) <= set(CONV_IMPLS),
+                           f'expected a comma-separated subset of {",".join(CONV_IMPLS)}', flag_values=fv)
+  flags.DEFINE_list('clip-shape', None, 'T,H,W (default: the config\'s).', flag_values=fv)
+  flags.register_validator('clip-shape', lambda v: v is None or (len(v) == 3 and all(s.isdigit() for s in v)),
+                           'expected three integers T,H,W (e.g. 16,64,64)', flag_values=fv)
+  flags.DEFINE_float('width', None, 'Width multiplier override.', flag_values=fv)
+  flags.DEFINE_integer('fc-dim', None, 'fc6/fc7 width override.', flag_values=fv)
+  flags.DEFINE_enum('dtype', None, ('float32', 'bfloat16'), 'Compute dtype override.', flag_values=fv)
+  flags.DEFINE_integer('batch', 2, 'Sequences per step.', flag_values=fv)
+  flags.DEFINE_integer('seq', 4, 'Clips per sequence.', flag_values=fv)
+  flags.DEFINE_integer('classes', 20, 'K (K+1 outputs).', flag_values=fv)
+  flags.DEFINE_integer('steps', 5, 'Timed steps per implementation.', flag_values=fv)
+  flags.DEFINE_bool('torch', False, 'Also time a PyTorch C3D (if importable).', flag_values=fv)
 
 
-def _config(args: argparse.Namespace):
+def flag_args(fv: flags.FlagValues = flags.FLAGS) -> types.SimpleNamespace:
+  """This bench's flag values as attributes, '-' read as '_' (--clip-shape: args.clip_shape)."""
+  return types.SimpleNamespace(**{f.name.replace('-', '_'): f.value
+                                  for f in fv.get_flags_for_module(__name__)})
+
+
+def _config(args: types.SimpleNamespace):
   cfg = tiny_model_config() if args.config == 'tiny' else default_model_config()
   if args.clip_shape:
-    cfg.clip_shape = tuple(int(v) for v in args.clip_shape.split(','))
+    cfg.clip_shape = tuple(int(v) for v in args.clip_shape)
   if args.width is not None:
     cfg.width_multiplier = args.width
   if args.fc_dim is not None:
@@ -149,8 +160,10 @@ def bench_torch(cfg, clips: np.ndarray, labels: np.ndarray, num_outputs: int,
   return steps * clips.shape[0] * clips.shape[1] / (time.perf_counter() - t0)
 
 
-def main() -> None:
-  args = _parse_args()
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  args = flag_args()
   cfg = _config(args)
   num_outputs = args.classes + 1
   rng = np.random.default_rng(0)
@@ -161,7 +174,7 @@ def main() -> None:
         f'width={cfg.width_multiplier} fc={cfg.fc_dim} lstm={cfg.lstm_layers}x'
         f'{cfg.lstm_features} dtype={cfg.dtype} steps={args.steps}')
   ref = None
-  for impl in args.impls.split(','):
+  for impl in args.impls:
     compile_s, rate, logits = bench_jax(cfg, impl, clips, labels, num_outputs, args.steps)
     ref = logits if ref is None else ref
     diff = float(np.max(np.abs(logits - ref)))
@@ -179,4 +192,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  app.run(main)

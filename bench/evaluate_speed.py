@@ -5,12 +5,14 @@ to end (read the THUMOS14 annotation folder and every detection file, match, AP)
 best of ``--repeats`` runs is reported. Budget: 2 s for everything.
 """
 
-import argparse
 import json
 import os
 import pathlib
 import sys
 import time
+from collections.abc import Sequence
+
+from absl import app, flags
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -35,10 +37,16 @@ def _score_all(annotation_dir, scnn_dir, files, protocol, all_tious):
   return time.perf_counter() - start, maps
 
 
-def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args()
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags (when it runs as a program, never at import)."""
+  flags.DEFINE_integer("repeats", 3, "Runs per measurement (the best is reported).", lower_bound=1,
+                       flag_values=fv)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  args = flags.FLAGS
   annotation_dir = SHARED_DATA / "thumos14" / "annotation_test"
   scnn_dir = SHARED_DATA / "thumos14" / "scnn_c3d_detections"
   if not scnn_dir.is_dir():
@@ -62,4 +70,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  app.run(main)

@@ -3,7 +3,7 @@
 Run from the repository root::
 
   nice -n 10 .venv/bin/python bench/long_video.py --workdir runs/demo \\
-      --runs 27000@64x64 108000@64x64 8000@128x171
+      --runs=27000@64x64,108000@64x64,8000@128x171
 
 Each run is ``FRAMES@HEIGHTxWIDTH``: a synthetic long video (segtube_jax.data.long_video, cached
 under ``--cache``) goes through detect in a subprocess; the bench reports frames, wall time, time
@@ -12,7 +12,6 @@ first and the second half of the run (sampled from /proc) and, for runs of the s
 how the peak changes with length: streaming keeps it flat.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -22,14 +21,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+
+from absl import app, flags
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+_RUN = re.compile(r"(\d+)@(\d+)x(\d+)")
+
+
 def _parse_run(text: str) -> tuple[int, int, int]:
-  m = re.fullmatch(r"(\d+)@(\d+)x(\d+)", text)
-  if not m:
-    raise argparse.ArgumentTypeError(f"expected FRAMES@HEIGHTxWIDTH (e.g. 108000@64x64), got {text!r}")
+  """``FRAMES@HEIGHTxWIDTH`` -> (frames, height, width); the flag's validator checked the form."""
+  m = _RUN.fullmatch(text)
   return int(m[1]), int(m[2]), int(m[3])
 
 
@@ -89,21 +93,30 @@ def _half_peaks(samples: list[tuple[float, int]]) -> tuple[float | None, float |
   return max(first) / 1024, max(second) / 1024
 
 
-def main() -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", default="runs/demo", help="trained workdir (read only)")
-  p.add_argument("--runs", type=_parse_run, nargs="+", default=[(27000, 64, 64), (108000, 64, 64), (8000, 128, 171)],
-                 metavar="FRAMES@HxW", help="videos to run, e.g. 27000@64x64 108000@64x64 8000@128x171")
-  p.add_argument("--chunk_frames", type=int, default=2048, help="detect's --chunk_frames")
-  p.add_argument("--cache", default="/tmp/segtube_long", help="folder for the generated videos and the outputs")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--keep_outputs", action="store_true", help="keep each run's detect output folder")
-  p.add_argument("--json", default="", help="also write the figures to this JSON file")
-  args = p.parse_args()
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags (when it runs as a program, never at import)."""
+  flags.DEFINE_string("workdir", "runs/demo", "Trained workdir (read only).", flag_values=fv)
+  flags.DEFINE_list("runs", ["27000@64x64", "108000@64x64", "8000@128x171"],
+                    "Comma-separated videos to run, FRAMES@HEIGHTxWIDTH each.", flag_values=fv)
+  flags.register_validator("runs", lambda runs: bool(runs) and all(_RUN.fullmatch(r) for r in runs),
+                           "expected comma-separated FRAMES@HEIGHTxWIDTH (e.g. 27000@64x64,108000@64x64)",
+                           flag_values=fv)
+  flags.DEFINE_integer("chunk_frames", 2048, "detect's --chunk_frames.", flag_values=fv)
+  flags.DEFINE_string("cache", "/tmp/segtube_long", "Folder for the generated videos and the outputs.",
+                      flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the synthetic videos.", flag_values=fv)
+  flags.DEFINE_bool("keep_outputs", False, "Keep each run's detect output folder.", flag_values=fv)
+  flags.DEFINE_string("json", "", "Also write the figures to this JSON file.", flag_values=fv)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  args = flags.FLAGS
   cache = pathlib.Path(args.cache)
   cache.mkdir(parents=True, exist_ok=True)
   rows = []
-  for frames, height, width in args.runs:
+  for frames, height, width in map(_parse_run, args.runs):
     video = _video(cache, frames, height, width, args.seed)
     name = video.stem
     out = cache / f"out_{name}"
@@ -143,4 +156,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  app.run(main)

@@ -14,7 +14,6 @@ Usage:
                                     [--cli_sequences blackswan,bmx-bumps,kite-walk]
 """
 
-import argparse
 import cProfile
 import os
 import pathlib
@@ -23,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from absl import app, flags
 
 # Runnable from a checkout without installing the package.
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -86,15 +87,20 @@ def cli_frames_per_second(sequence: str, overrides: list[str]) -> tuple[int, flo
     return num, num / (time.perf_counter() - start)
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--frames", type=int, default=50, help="frames per run")
-  p.add_argument("--repeats", type=int, default=3, help="runs per size (the best is reported)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="override a segmentation config value")
-  p.add_argument("--cli_sequences", default="blackswan,bmx-bumps,kite-walk",
-                 help="DAVIS sequences for the end-to-end CLI timing ('' to skip)")
-  args = p.parse_args()
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags (when it runs as a program, never at import)."""
+  flags.DEFINE_integer("frames", 50, "Frames per run.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("repeats", 3, "Runs per size (the best is reported).", lower_bound=1, flag_values=fv)
+  flags.DEFINE_multi_string("set", [], "Segmentation config override KEY=VALUE.", flag_values=fv)
+  flags.DEFINE_list("cli_sequences", ["blackswan", "bmx-bumps", "kite-walk"],
+                    "Comma-separated DAVIS sequences for the end-to-end CLI timing (--cli_sequences= to skip).",
+                    flag_values=fv)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  args = flags.FLAGS
   config = apply_overrides(default_config(), args.set)
   frames, source = load_frames(args.frames)
   print(f"frames: {source}, {frames.shape[0]} per run; one process")
@@ -116,7 +122,7 @@ def main() -> None:
     print(f"{w}x{h}: {n / min(walls):.1f} frames/s wall (best of {args.repeats}), "
           f"{n / min(cpus):.1f} frames/CPU-s; ms/frame (profiled, {1000 * total / n:.0f} "
           f"total): {parts}")
-  for sequence in filter(None, args.cli_sequences.split(",")):
+  for sequence in filter(None, args.cli_sequences):
     timed = cli_frames_per_second(sequence, args.set)
     if timed is not None:
       print(f"segment CLI, {sequence} (854x480, {timed[0]} frames, startup included): "
@@ -124,4 +130,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main)

@@ -10,12 +10,14 @@ tests/test_spatial_synthetic.py).
 
 Usage:
   .venv/bin/python bench/segment_quality.py --root runs/demo/data [--subset testing --max_videos 40]
-                                            [--set key=value ...]
+                                            [--set key=value [--set key=value ...]]
 """
 
-import argparse
 import pathlib
 import sys
+from collections.abc import Sequence
+
+from absl import app, flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,14 +29,20 @@ from segtube_jax.spatial.quality import span_quality
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--root", required=True)
-  parser.add_argument("--subset", default="testing")
-  parser.add_argument("--max_videos", type=int, default=None)
-  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a segmentation config value")
-  args = parser.parse_args()
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags (when it runs as a program, never at import)."""
+  flags.DEFINE_string("root", None, "Dataset root with masks (e.g. runs/demo/data).", flag_values=fv)
+  flags.DEFINE_string("subset", "testing", "Subset to segment.", flag_values=fv)
+  flags.DEFINE_integer("max_videos", None, "At most this many videos (default: all).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_multi_string("set", [], "Segmentation config override KEY=VALUE.", flag_values=fv)
+  flags.mark_flag_as_required("root", flag_values=fv)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  args = flags.FLAGS
   config = apply_overrides(default_config(), args.set)
   result = span_quality(args.root, args.subset, args.max_videos, config)
   for vid, iou in result["per_video"].items():
@@ -45,4 +53,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main)

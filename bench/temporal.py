@@ -5,22 +5,29 @@ Prints the median wall time of the compiled window scores + aggregation + labell
 <= 10 ms on CPU), and the load average, since other jobs on a shared machine inflate it.
 """
 
-import argparse
 import os
 import time
+from collections.abc import Sequence
 
 import jax
 import numpy as np
+from absl import app, flags
 
 from segtube_jax import clips, temporal
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--num_frames", type=int, default=108_000)
-  parser.add_argument("--num_classes", type=int, default=20)
-  parser.add_argument("--repeats", type=int, default=50)
-  args = parser.parse_args()
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags (when it runs as a program, never at import)."""
+  flags.DEFINE_integer("num_frames", 108_000, "Video length in frames.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("num_classes", 20, "Action classes K (K+1 class scores).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("repeats", 50, "Timed calls (the median is reported).", lower_bound=1, flag_values=fv)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  args = flags.FLAGS
   w = clips.enumerate_windows(args.num_frames)
   starts, ends, valid = temporal.pad_windows(w.starts, w.ends, bucket=4096)
   rng = np.random.default_rng(0)
@@ -52,4 +59,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main)

@@ -29,19 +29,20 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import pathlib
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import app, flags
 from flax import jax_utils
 
 # Runnable from a checkout without installing the package.
@@ -73,30 +74,52 @@ class Row:
   compile_s: float
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--config', choices=('demo', 'paper', 'both', 'tiny'), default='demo',
-                 help='tiny: a CI-size model (not a project config) for smoke tests')
-  p.add_argument('--steps', type=int, default=3, help='timed steps per repeat')
-  p.add_argument('--warmup', type=int, default=1, help='untimed steps after compilation')
-  p.add_argument('--repeats', type=int, default=1,
-                 help='timed rounds per framework (interleaved); the table shows the median')
-  p.add_argument('--torch', action='store_true',
-                 help='also time the PyTorch equivalent (skipped if torch is not importable)')
-  p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
-                 help='torch.set_num_threads (XLA:CPU uses every core it may run on)')
-  p.add_argument('--demo-batch', type=int, default=None,
-                 help='sequences per step for demo (default: the config\'s global batch)')
-  p.add_argument('--paper-batch', type=int, default=1, help='sequences per step for paper')
-  p.add_argument('--paper-seq', type=int, default=2, help='clips per sequence for paper')
-  p.add_argument('--conv-impl', choices=models.CONV_IMPLS, default=None,
-                 help='override model.conv_impl (default: the config\'s)')
-  p.add_argument('--microbatch', type=int, default=None,
-                 help='override train.microbatch_size (sequences; 0: the whole batch at once)')
-  return p.parse_args(argv)
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the bench's flags on ``fv`` (when it runs, never at import: see parse_flags)."""
+  flags.DEFINE_enum('config', 'demo', ('demo', 'paper', 'both', 'tiny'),
+                    'tiny: a CI-size model (not a project config) for smoke tests.', flag_values=fv)
+  flags.DEFINE_integer('steps', 3, 'Timed steps per repeat.', flag_values=fv)
+  flags.DEFINE_integer('warmup', 1, 'Untimed steps after compilation.', flag_values=fv)
+  flags.DEFINE_integer('repeats', 1, 'Timed rounds per framework (interleaved); the table shows the median.',
+                       flag_values=fv)
+  flags.DEFINE_bool('torch', False, 'Also time the PyTorch equivalent (skipped if torch is not importable).',
+                    flag_values=fv)
+  flags.DEFINE_integer('threads', len(os.sched_getaffinity(0)),
+                       'torch.set_num_threads (XLA:CPU uses every core it may run on).', flag_values=fv)
+  flags.DEFINE_integer('demo-batch', None, 'Sequences per step for demo (default: the config\'s global batch).',
+                       flag_values=fv)
+  flags.DEFINE_integer('paper-batch', 1, 'Sequences per step for paper.', flag_values=fv)
+  flags.DEFINE_integer('paper-seq', 2, 'Clips per sequence for paper.', flag_values=fv)
+  flags.DEFINE_enum('conv-impl', None, models.CONV_IMPLS, 'Override model.conv_impl (default: the config\'s).',
+                    flag_values=fv)
+  flags.DEFINE_integer('microbatch', None,
+                       'Override train.microbatch_size (sequences; 0: the whole batch at once).', flag_values=fv)
 
 
-def experiment_config(name: str, args: argparse.Namespace) -> ml_collections.ConfigDict:
+def flag_args(fv: flags.FlagValues) -> types.SimpleNamespace:
+  """This bench's flag values as attributes, '-' read as '_' (--paper-batch: args.paper_batch)."""
+  return types.SimpleNamespace(**{f.name.replace('-', '_'): f.value
+                                  for f in fv.get_flags_for_module(__name__)})
+
+
+def parse_flags(argv: Sequence[str]) -> types.SimpleNamespace:
+  """``argv`` (flags only, no program name) parsed into a private FlagValues.
+
+  Private, so main() can run many times in one process (the tests) next to other modules' flags;
+  a bad value raises SystemExit naming the flag, as the command line does.
+  """
+  fv = flags.FlagValues()
+  define_flags(fv)
+  try:
+    rest = fv(['train_step.py', *argv])
+  except flags.Error as e:
+    raise SystemExit(f'error: {e}') from e
+  if len(rest) > 1:
+    raise SystemExit(f'error: unexpected arguments {rest[1:]}')
+  return flag_args(fv)
+
+
+def experiment_config(name: str, args: types.SimpleNamespace) -> ml_collections.ConfigDict:
   """The config as trained, shrunk to a CPU-size batch for 'paper'."""
   if name in ('demo', 'tiny'):
     c = synthetic_config.get_config()
@@ -241,7 +264,7 @@ def torch_step_fn(c: ml_collections.ConfigDict, num_classes: int,
   return run, run(1)
 
 
-def bench_config(name: str, args: argparse.Namespace, use_torch: bool) -> list[Row]:
+def bench_config(name: str, args: types.SimpleNamespace, use_torch: bool) -> list[Row]:
   """Builds the step functions of one config and times them, interleaved."""
   c = experiment_config(name, args)
   num_classes = NUM_CLASSES[name]
@@ -276,9 +299,13 @@ def format_table(rows: Sequence[Row]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
-  """Runs the benchmark, prints the table and returns its rows."""
-  args = parse_args(argv)
+def main(argv: Sequence[str] = (), args: types.SimpleNamespace | None = None) -> list[Row]:
+  """Runs the benchmark, prints the table and returns its rows.
+
+  ``args``: flags already parsed (the command line, through app.run); else ``argv`` (flags only,
+  e.g. ``['--config', 'tiny']``) is parsed here.
+  """
+  args = args if args is not None else parse_flags(argv)
   use_torch = False
   if args.torch:
     # libgomp reads this when torch loads it. Its default (spinning) barriers make PyTorch 5x
@@ -312,5 +339,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
   return rows
 
 
+def _command_line(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  main(args=flag_args(flags.FLAGS))
+
+
 if __name__ == '__main__':
-  main()
+  define_flags()
+  app.run(_command_line)
