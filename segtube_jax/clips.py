@@ -12,9 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
+from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError
 
 IGNORE = -1  # Window label for windows that are neither clearly positive nor background.
+# Where the masks of saliency-aware clips come from (config.clips.mask_source).
+MASK_SOURCES = ("none", "saliency", "dataset", "folder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,3 +152,38 @@ def saliency_aware(frames: np.ndarray, masks: np.ndarray | None, mode: str = "bl
   f = frames.astype(np.float32)
   base = f.mean(axis=(-3, -2), keepdims=True) if mode == "blend_mean" else 0.0
   return np.clip(base + w * (f - base), 0, 255).round().astype(np.uint8)
+
+
+def saliency_aware_crops(frames: np.ndarray, masks: np.ndarray | None, mode: str, background_weight: float,
+                         resize: tuple[int, int], crop: tuple[int, int],
+                         offset: tuple[int, int] | None = None) -> np.ndarray:
+  """Saliency-aware frames (:func:`saliency_aware`), resized to ``resize`` and cropped to ``crop``.
+
+  The one place frames become network input, in training and in the detector alike.
+
+  Args:
+    frames: uint8 [T, H, W, 3].
+    masks: actor masks [T, H, W] (1 = actor) or None (no attenuation).
+    mode, background_weight: as :func:`saliency_aware`.
+    resize: (height, width) the frames are resized to first.
+    crop: (height, width) of the crop.
+    offset: (y, x) of the crop's corner; None: the centre.
+  """
+  frames = saliency_aware(frames, masks, mode, background_weight)
+  frames = video_lib.resize_frames(frames, resize)
+  if offset is None:
+    offset = ((resize[0] - crop[0]) // 2, (resize[1] - crop[1]) // 2)
+  y, x = offset
+  return frames[:, y:y + crop[0], x:x + crop[1]]
+
+
+def gather_clips(frames: np.ndarray, starts: np.ndarray, ends: np.ndarray, clip_len: int,
+                 first_frame: int = 0, valid: np.ndarray | None = None) -> np.ndarray:
+  """Clips uint8 [N, clip_len, h, w, 3] of windows [starts, ends) from ``frames`` (frame
+  ``first_frame`` onwards), each sampled by :func:`clip_frame_indices`; ``valid=False`` windows
+  stay zero."""
+  out = np.zeros((len(starts), clip_len) + frames.shape[1:], np.uint8)
+  for i in (range(len(starts)) if valid is None else np.flatnonzero(valid)):
+    start = int(starts[i])
+    out[i] = frames[clip_frame_indices(start, int(ends[i]) - start, clip_len) - first_frame]
+  return out

@@ -68,11 +68,11 @@ def _detect_one(video: str, config: ml_collections.ConfigDict, localizer: locali
   path = pathlib.Path(video)
   if not path.exists():
     raise VideoError(f"{video}: no such video file or frame folder")
-  reader = video_lib.open_frames(path, fps=fps or 25.0)
+  reader = video_lib.open_frames(path, fps=video_lib.frame_rate(fps))
   num_frames = int(reader.num_frames)
   if num_frames <= 0:
     raise VideoError(f"{video}: no frames decoded")
-  rate = float(getattr(reader, "fps", None) or fps or 25.0)
+  rate = video_lib.frame_rate(getattr(reader, "fps", None) or fps)
   ensure_writable_dir(out, "--out folder")
   shutil.rmtree(out / "masks", ignore_errors=True)  # Masks of an earlier run would mix with these.
   scale = max(1, int(round(240 / max(1, reader.height))))  # Small videos are enlarged so the text reads.
@@ -103,7 +103,7 @@ def _detect_one(video: str, config: ml_collections.ConfigDict, localizer: locali
 
 def _load(workdir: str) -> tuple[ml_collections.ConfigDict, localizer_lib.Localizer, int]:
   config, classes = trainer.load_experiment(workdir)
-  localizer, step = detector_eval.load_localizer(config, workdir, classes)
+  localizer, step = localizer_lib.load_localizer(config, workdir, classes)
   return config, localizer, step
 
 
@@ -121,7 +121,7 @@ def detect_video(video: str, workdir: str, out: str, fps: float = 0.0, workers: 
   config, classes = trainer.load_experiment(workdir)
   if not pathlib.Path(video).exists():  # Before loading the networks: a typo fails fast.
     raise VideoError(f"{video}: no such video file or frame folder")
-  localizer, step = detector_eval.load_localizer(config, workdir, classes)
+  localizer, step = localizer_lib.load_localizer(config, workdir, classes)
   return _detect_one(video, config, localizer, step, pathlib.Path(out), fps, workers, chunk_frames)
 
 

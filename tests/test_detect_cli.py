@@ -114,7 +114,7 @@ def test_long_video_is_streamed_in_chunks_and_segments_join_across_them(workdir,
 
 def test_join_segments_merges_touching_same_class_segments_only():
   from segtube_jax.detection.streaming import join_segments  # pylint: disable=import-outside-toplevel
-  from segtube_jax.evaluation.detection_writers import DetectedSegment  # pylint: disable=import-outside-toplevel
+  from segtube_jax.types import DetectedSegment  # pylint: disable=import-outside-toplevel
   seg = lambda c, a, b, s: DetectedSegment("AB"[c], c, a, b, s, 25.0)
   joined = join_segments([seg(0, 0, 64, 0.5), seg(0, 64, 100, 0.8), seg(1, 64, 90, 0.9), seg(0, 120, 130, 0.1)])
   assert [(s.class_index, s.start_frame, s.end_frame) for s in joined] == [(0, 0, 100), (1, 64, 90), (0, 120, 130)]

@@ -5,8 +5,8 @@ import pytest
 
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.detection import alternating
-from segtube_jax.evaluation import detector_eval
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.detection import localizer as localizer_lib
+from segtube_jax.types import DetectedSegment
 from segtube_jax.training import saliency_cache, trainer
 from tests import detector_testing
 from tests.conftest import tiny_training_config
@@ -62,7 +62,7 @@ def setup(tiny_synthetic, tmp_path_factory):
   workdir = detector_testing.trained_workdir(tiny_synthetic, tmp_path_factory)
   _, classes = trainer.load_experiment(workdir)
   config = tiny_training_config(tiny_synthetic, **detector_testing.fast_overrides())
-  localizer, step = detector_eval.load_localizer(config, workdir, classes)
+  localizer, step = localizer_lib.load_localizer(config, workdir, classes)
   assert step == 1
   ds = dataset_lib.load_dataset(tiny_synthetic)
   info = ds.subset("testing")[0]

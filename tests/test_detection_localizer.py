@@ -14,7 +14,7 @@ from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import video as video_lib
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.errors import ConfigError
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 from segtube_jax.training import input_pipeline, saliency_cache
 from tests.conftest import tiny_training_config
 

@@ -9,7 +9,7 @@ import pytest
 from segtube_jax.evaluation import detection_files
 from segtube_jax.evaluation import detection_writers
 from segtube_jax.evaluation import temporal_map
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 
 CLASSES = ["Diving", "HighJump", "PoleVault"]
 

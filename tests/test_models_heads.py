@@ -11,8 +11,8 @@ from segtube_jax.errors import ConfigError
 from segtube_jax.models import (ClassificationNetwork, ClipSequenceNetwork, ProposalNetwork,
                                 TwoHeadNetwork, build_classification_network, build_model,
                                 build_proposal_network, build_two_head_network,
-                                default_model_config, flag_labels, input_shape,
-                                specific_labels, tiny_model_config, validate_model_config)
+                                default_model_config, input_shape,
+                                tiny_model_config, validate_model_config)
 from segtube_jax.models.networks import frame_differences
 
 # Smallest sensible trunk for CPU tests: widths 4..32, fc 16, 16x16x16 clips.
@@ -117,22 +117,6 @@ def test_input_diff_feeds_rgb_and_differences_to_conv1(clips):
 def test_networks_reject_unbatched_clips(clips):
   with pytest.raises(ConfigError, match=r'\[B, S, T, H, W, C\]'):
     ProposalNetwork(**SMALL).init(_key(0), clips[0])
-
-
-def test_flag_labels_eq1():
-  logits = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [-2.0, -1.0]])
-  np.testing.assert_array_equal(flag_labels(logits), [1, 0, 0, 1])
-  assert flag_labels(jnp.zeros((2, 3, 2))).shape == (2, 3)
-  with pytest.raises(ConfigError, match='2 columns'):
-    flag_labels(jnp.zeros((4, 3)))
-
-
-def test_specific_labels_eq2():
-  logits = jnp.array([[[2.0, 0.0, 0.0], [0.0, 0.0, np.log(8.0)]]])
-  labels, scores = specific_labels(logits)
-  np.testing.assert_array_equal(labels, [[0, 2]])
-  np.testing.assert_allclose(scores, [[np.exp(2) / (np.exp(2) + 2), 0.8]], rtol=1e-6)
-  assert labels.dtype == jnp.int32 and scores.dtype == jnp.float32
 
 
 def test_paper_size_network_parameter_counts():

@@ -12,7 +12,7 @@ from segtube_jax.evaluation import report
 from segtube_jax.evaluation import score_detections
 from segtube_jax.evaluation import spatiotemporal
 from segtube_jax.evaluation import temporal_map
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 
 CLASSES = ["Diving", "High|Jump", "PoleVault"]  # a pipe must not break the tables
 FPS = 10.0
@@ -182,7 +182,7 @@ def test_precision_recall_matches_activitynet_ap():
       precision, recall = report.precision_recall(gt, dets, c, tiou)
       assert len(precision) == int((dets.label == c).sum())
       assert np.all(np.diff(recall) >= 0) and recall[-1] <= 1
-      assert report.interpolated_ap(precision, recall) == pytest.approx(ap[c]), (tiou, c)
+      assert temporal_map.envelope_ap(precision, recall) == pytest.approx(ap[c]), (tiou, c)
 
 
 def test_precision_recall_hand_case():

@@ -7,7 +7,7 @@ from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation import detection_writers
 from segtube_jax.evaluation import spatiotemporal
 from segtube_jax.evaluation import temporal_map
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 
 CLASSES = ["Jump", "Run"]
 

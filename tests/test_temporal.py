@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from segtube_jax import clips, temporal
+from segtube_jax.errors import ConfigError
 
 # aggregate_frame_scores vs Eq. (3) in float64: scores are rounded to multiples of 2^-20 (<= 2^-21
 # off, so alpha, a mean of them, too) and the float32 result is within 2 ulps of a value <= 1.
@@ -195,3 +196,19 @@ def test_paper_rule_frame_labels_with_a_traced_video_class_and_gamma():
       want = np.where(alpha[:, k - 1] > gamma, k, 0) if k else np.zeros(64, int)  # k' = 0: no class.
       np.testing.assert_array_equal(got, want)
       np.testing.assert_array_equal(np.asarray(temporal.frame_labels(alpha, gamma, video_class=k)), want)
+
+
+def test_flag_labels_eq1():
+  logits = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [-2.0, -1.0]])
+  np.testing.assert_array_equal(temporal.flag_labels(logits), [1, 0, 0, 1])
+  assert temporal.flag_labels(jnp.zeros((2, 3, 2))).shape == (2, 3)
+  with pytest.raises(ConfigError, match='2 columns'):
+    temporal.flag_labels(jnp.zeros((4, 3)))
+
+
+def test_specific_labels_eq2():
+  logits = jnp.array([[[2.0, 0.0, 0.0], [0.0, 0.0, np.log(8.0)]]])
+  labels, scores = temporal.specific_labels(logits)
+  np.testing.assert_array_equal(labels, [[0, 2]])
+  np.testing.assert_allclose(scores, [[np.exp(2) / (np.exp(2) + 2), 0.8]], rtol=1e-6)
+  assert labels.dtype == jnp.int32 and scores.dtype == jnp.float32

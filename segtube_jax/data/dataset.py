@@ -240,14 +240,14 @@ def find_media(root: pathlib.Path, video_id: str) -> pathlib.Path | None:
   return p if p.is_dir() else None
 
 
-def _fill_from_media(root: pathlib.Path, info: VideoInfo) -> tuple[VideoInfo, list[str]]:
+def fill_from_media(root: pathlib.Path, info: VideoInfo) -> tuple[VideoInfo, list[str]]:
   """Opens the media of one video, fills null fields and reports disagreements."""
   where = f"video {info.video_id!r}"
   path = find_media(root, info.video_id)
   if path is None:
     return info, [f"{where}: no file videos/{info.video_id}.<mp4|avi|mkv|webm> nor folder frames/{info.video_id}/"]
   try:
-    reader = video_lib.open_frames(path, fps=info.fps or 25.0)
+    reader = video_lib.open_frames(path, fps=video_lib.frame_rate(info.fps))
   except VideoError as e:
     return info, [f"{where}: {e}"]
   problems = []
@@ -279,7 +279,7 @@ def check_masks(root: pathlib.Path, info: VideoInfo, frame_size: tuple[int, int]
     return [f"{where}: {e}"]
   problems = []
   for i in reader.indices:
-    p = reader._by_index[i]  # pylint: disable=protected-access
+    p = reader.file(i)
     try:
       with Image.open(p) as im:
         w, h = im.size
@@ -310,7 +310,7 @@ def validate_dataset(root: str | os.PathLike, *, check_media: bool = True) -> li
     if vid not in videos and find_media(root, vid) is None:
       problems.append(f"video {vid!r}: no file videos/{vid}.<mp4|avi|mkv|webm> nor folder frames/{vid}/")
   for info in videos.values():
-    filled, media_problems = _fill_from_media(root, info)
+    filled, media_problems = fill_from_media(root, info)
     problems.extend(media_problems)
     if not media_problems:
       path = find_media(root, info.video_id)
@@ -337,7 +337,7 @@ def load_dataset(root: str | os.PathLike, *, check_media: bool = True) -> Datase
   version, classes, videos, problems = parse_annotations(data, str(root / "annotations.json"))
   if check_media:
     for vid, info in list(videos.items()):
-      videos[vid], media_problems = _fill_from_media(root, info)
+      videos[vid], media_problems = fill_from_media(root, info)
       problems.extend(media_problems)
   if problems:
     shown = "\n  ".join(problems[:20])

@@ -21,6 +21,7 @@ from segtube_jax.errors import VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+DEFAULT_FPS = 25.0  # Frame folders carry no rate; annotations may leave it out.
 # Containers whose packet timestamps are decode-order (AVI with packed B-frames): seeking and
 # pts-based frame numbering are unreliable there, so they are read sequentially.
 _SEQUENTIAL_FORMATS = ("avi",)
@@ -224,7 +225,7 @@ def load_image(path: pathlib.Path, mode: str) -> np.ndarray:
 class FrameFolderReader:
   """A folder of numbered images (the DAVIS layout) read through the frame API."""
 
-  def __init__(self, path: str | os.PathLike, fps: float = 25.0):
+  def __init__(self, path: str | os.PathLike, fps: float = DEFAULT_FPS):
     folder = pathlib.Path(path)
     if not folder.is_dir():
       raise VideoError(f"{folder}: frame folder not found")
@@ -286,20 +287,32 @@ class MaskFolderReader:
   def has(self, index: int) -> bool:
     return index in self._by_index
 
-  def read_one(self, index: int) -> np.ndarray:
-    """The mask of frame ``index`` as bool ``[H, W]``."""
+  def file(self, index: int) -> pathlib.Path:
+    """The file of frame ``index``'s mask (its name has 5 or 6 digits)."""
     if index not in self._by_index:
       raise VideoError(f"{self.path}: no mask for frame {index}")
-    return load_image(self._by_index[index], "L") > 0
+    return self._by_index[index]
 
-  def read(self, start: int, stop: int, shape: Size | None = None) -> tuple[np.ndarray, np.ndarray]:
+  def read_one(self, index: int, size: Size | None = None) -> np.ndarray:
+    """The mask of frame ``index`` as bool ``[H, W]``, resized (nearest) to ``size`` if given."""
+    if index not in self._by_index:
+      raise VideoError(f"{self.path}: no mask for frame {index}")
+    image = load_image(self._by_index[index], "L")
+    if size is not None and image.shape != tuple(size):
+      image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.NEAREST))
+    return image > 0
+
+  def read(self, start: int, stop: int, shape: Size | None = None, resize: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(masks bool [T, H, W], present bool [T])`` for frames ``[start, stop)``.
 
     Frames without a mask file are all-False with ``present`` False. ``shape`` is required when
-    none of the frames has a mask (the frame size is then unknown to the mask folder).
+    none of the frames has a mask (the frame size is then unknown to the mask folder). A mask
+    of another size than ``shape`` is an error, or resized to it (nearest) with ``resize``.
     """
     present = np.array([self.has(i) for i in range(start, stop)], bool)
-    loaded = {i: self.read_one(i) for i in range(start, stop) if self.has(i)}
+    size = shape if resize else None
+    loaded = {i: self.read_one(i, size) for i in range(start, stop) if self.has(i)}
     if shape is None:
       if not loaded:
         raise VideoError(f"{self.path}: no masks in frames [{start}, {stop}) and no shape given")
@@ -314,7 +327,12 @@ class MaskFolderReader:
     return masks, present
 
 
-def open_frames(path: str | os.PathLike, fps: float = 25.0) -> VideoReader | FrameFolderReader:
+def frame_rate(fps: float | None) -> float:
+  """``fps`` as a float, or DEFAULT_FPS when it is unknown (None or 0)."""
+  return float(fps or DEFAULT_FPS)
+
+
+def open_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoReader | FrameFolderReader:
   """Opens a video file or a frame folder (``fps`` is used for folders only)."""
   p = pathlib.Path(path)
   if p.is_dir():
@@ -324,7 +342,7 @@ def open_frames(path: str | os.PathLike, fps: float = 25.0) -> VideoReader | Fra
   return VideoReader(p)
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25.0, *,
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = DEFAULT_FPS, *,
                 codec: str = "libx264", crf: int = 18) -> int:
   """Encodes RGB uint8 frames to ``path`` and returns the number of frames written.
 

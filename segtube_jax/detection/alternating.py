@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from segtube_jax.detection import localizer as localizer_lib
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 from segtube_jax.spatial import frames as spatial_frames
 from segtube_jax.training import saliency_cache
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any
 
 import jax
@@ -33,11 +34,11 @@ import ml_collections
 import numpy as np
 
 from segtube_jax import clips as clips_lib
-from segtube_jax import temporal
+from segtube_jax import models, temporal
 from segtube_jax.data import video as video_lib
-from segtube_jax.errors import ConfigError
-from segtube_jax.evaluation.detection_writers import DetectedSegment
-from segtube_jax.training import steps
+from segtube_jax.errors import CheckpointError, ConfigError
+from segtube_jax.types import DetectedSegment
+from segtube_jax.training import checkpointing, steps
 
 CLASS_ASSIGNMENTS = ("paper", "segment", "frame")
 _WINDOW_BUCKET = 256  # Windows are padded to a multiple of this: few compiled shapes.
@@ -98,25 +99,16 @@ def clip_frames(frames: np.ndarray, masks: np.ndarray | None, config: ml_collect
     config: the experiment config.
   """
   cfg = config.clips
-  frames = clips_lib.saliency_aware(frames, masks, cfg.saliency_mode, cfg.background_weight)
   _, ch, cw = config.model.clip_shape
   resize = tuple(cfg.resize) if cfg.resize else (ch, cw)
-  frames = video_lib.resize_frames(frames, resize)
-  y, x = (resize[0] - ch) // 2, (resize[1] - cw) // 2
-  return frames[:, y:y + ch, x:x + cw]
+  return clips_lib.saliency_aware_crops(frames, masks, cfg.saliency_mode, cfg.background_weight, resize,
+                                        (ch, cw))
 
 
 def window_clips(frames: np.ndarray, masks: np.ndarray | None, starts: np.ndarray, ends: np.ndarray,
                  config: ml_collections.ConfigDict) -> np.ndarray:
   """Clips uint8 [H, 16, h, w, 3] of the windows (end exclusive); see :func:`clip_frames`."""
-  return _gather(clip_frames(frames, masks, config), starts, ends, config.model.clip_shape[0])
-
-
-def _gather(frames: np.ndarray, starts: np.ndarray, ends: np.ndarray, clip_len: int) -> np.ndarray:
-  out = np.empty((len(starts), clip_len) + frames.shape[1:], np.uint8)
-  for i, (s, e) in enumerate(zip(starts, ends)):
-    out[i] = frames[clips_lib.clip_frame_indices(int(s), int(e - s), clip_len)]
-  return out
+  return clips_lib.gather_clips(clip_frames(frames, masks, config), starts, ends, config.model.clip_shape[0])
 
 
 class Localizer:
@@ -132,7 +124,7 @@ class Localizer:
     check_detector_config(config)
     self.config, self.params, self.classes = config, params, list(classes)
     self.model = steps.SegtubeNetworks(config.model, len(classes))
-    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    dtype = models.DTYPES[config.model.dtype]
     self._predict = steps.make_predict_fn(self.model, dtype)
     # gamma is an argument, not a constant: tuning it (evaluation/tune_gamma.py) reuses one compile.
     self._frame_stage = jax.jit(functools.partial(_frame_stage, mode=config.detector.class_assignment),
@@ -165,7 +157,7 @@ class Localizer:
       flat = part.reshape(-1)
       clips = np.zeros((flat.size, clip_len) + prepared.shape[1:], np.uint8)
       real = flat >= 0
-      clips[real] = _gather(prepared, windows.starts[flat[real]], windows.ends[flat[real]], clip_len)
+      clips[real] = clips_lib.gather_clips(prepared, windows.starts[flat[real]], windows.ends[flat[real]], clip_len)
       clips = clips.reshape(part.shape + clips.shape[1:])
       pad = batch - len(part)
       if pad:
@@ -269,3 +261,16 @@ def _nms(segments: list[DetectedSegment], iou: float) -> list[DetectedSegment]:
   """Greedy temporal NMS per class (``temporal.temporal_nms``) over detected segments."""
   keyed = {temporal.Segment(s.class_index, s.start_frame, s.end_frame, s.score): s for s in segments}
   return [keyed[k] for k in temporal.temporal_nms(list(keyed), iou)]
+
+
+def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike, classes: list[str]
+                   ) -> tuple[Localizer, int]:
+  """The networks of the latest checkpoint in ``workdir`` with Eqs. (1)-(4); returns (localizer, step)."""
+  try:
+    step, params = checkpointing.latest_params(workdir)
+  except (FileNotFoundError, CheckpointError) as e:
+    # latest_params words its errors for config.init_from; here the workdir is what was asked for.
+    reason = str(e).removeprefix("config.init_from: ")
+    raise CheckpointError(f"{workdir}: no usable checkpoint to evaluate ({reason}); train first: "
+                          f"python train.py --config ... --workdir {workdir}") from None
+  return Localizer(config, params, classes), step

@@ -20,7 +20,7 @@ import numpy as np
 
 from segtube_jax.detection import alternating, localizer as localizer_lib
 from segtube_jax.errors import ConfigError
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 
 
 @dataclasses.dataclass
@@ -100,18 +100,3 @@ def iter_chunks(read: Callable[[int, int], np.ndarray], num_frames: int, fps: fl
         kept.append(dataclasses.replace(seg, start_frame=start, end_frame=f_e))
     a, b = start - lo, stop - lo
     yield Chunk(start, stop, frames[a:b], state.masks[a:b], state.present[a:b], state.iterations), kept
-
-
-def detect_streaming(read: Callable[[int, int], np.ndarray], num_frames: int, fps: float, video_id: str,
-                     localizer: localizer_lib.Localizer, config: ml_collections.ConfigDict, *,
-                     chunk_frames: int = 2048, workers: int = 1,
-                     on_chunk: Callable[[Chunk], None] | None = None,
-                     log: Callable[[str], None] | None = None) -> list[DetectedSegment]:
-  """:func:`iter_chunks` consumed: every chunk goes to ``on_chunk``; returns the joined segments."""
-  segments: list[DetectedSegment] = []
-  for chunk, kept in iter_chunks(read, num_frames, fps, video_id, localizer, config, chunk_frames=chunk_frames,
-                                 workers=workers, log=log):
-    segments.extend(kept)
-    if on_chunk is not None:
-      on_chunk(chunk)
-  return join_segments(segments)

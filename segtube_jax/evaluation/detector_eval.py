@@ -27,29 +27,16 @@ import ml_collections
 import numpy as np
 
 from segtube_jax import io_utils
-from segtube_jax.data import dataset as dataset_lib
+from segtube_jax.data import dataset as dataset_lib, video as video_lib
 from segtube_jax.detection import alternating, localizer as localizer_lib
-from segtube_jax.errors import CheckpointError, ConfigError, SegtubeError
+from segtube_jax.errors import ConfigError, SegtubeError
 from segtube_jax.evaluation import detection_files, detection_writers, report, score_detections
 from segtube_jax.evaluation import segmentation_metrics, spatiotemporal
-from segtube_jax.training import checkpointing, input_pipeline, saliency_cache
+from segtube_jax.training import input_pipeline, saliency_cache
 
 
 class VideosFailed(SegtubeError):
   """Some videos could not be processed; the rest were written and scored."""
-
-
-def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike, classes: list[str]
-                   ) -> tuple[localizer_lib.Localizer, int]:
-  """The networks of the latest checkpoint in ``workdir`` with Eqs. (1)-(4); returns (localizer, step)."""
-  try:
-    step, params = checkpointing.latest_params(workdir)
-  except (FileNotFoundError, CheckpointError) as e:
-    # latest_params words its errors for config.init_from; here the workdir is what was asked for.
-    reason = str(e).removeprefix("config.init_from: ")
-    raise CheckpointError(f"{workdir}: no usable checkpoint to evaluate ({reason}); train first: "
-                          f"python train.py --config ... --workdir {workdir}") from None
-  return localizer_lib.Localizer(config, params, classes), step
 
 
 def write_masks(folder: pathlib.Path, masks: np.ndarray, present: np.ndarray, offset: int = 0) -> int:
@@ -73,7 +60,7 @@ def fill_from_media(ds: dataset_lib.Dataset, videos: list[dataset_lib.VideoInfo]
   """Completes ``videos`` (in place, and in ``ds``) from their media; returns {video_id: error}."""
   errors: dict[str, str] = {}
   for i, info in enumerate(videos):
-    filled, problems = dataset_lib._fill_from_media(ds.root, info)  # pylint: disable=protected-access
+    filled, problems = dataset_lib.fill_from_media(ds.root, info)
     ds.videos[info.video_id] = videos[i] = filled
     if problems:
       errors[info.video_id] = "DatasetError: " + "; ".join(problems)
@@ -88,7 +75,7 @@ def read_dataset_video(ds: dataset_lib.Dataset, video_id: str) -> tuple[np.ndarr
   frames = reader.read(0, None) if hasattr(reader, "read") else np.stack(list(reader))
   if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
     raise SegtubeError(f"{video_id}: decoded frames have shape {frames.shape}, expected [T, H, W, 3] with T > 0")
-  return frames, float(info.fps or 25.0)
+  return frames, video_lib.frame_rate(info.fps)
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
@@ -115,7 +102,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   if not videos:
     raise ConfigError(f"config.evaluation.subset={ev.subset!r}: {config.dataset.root} has no such video")
   errors = fill_from_media(ds, videos)
-  localizer, step = load_localizer(config, workdir, ds.classes)
+  localizer, step = localizer_lib.load_localizer(config, workdir, ds.classes)
   out = workdir / "eval"
   is_main = jax.process_index() == 0
   mask_dir = out / "masks"
@@ -217,7 +204,7 @@ def _score(config, ds, videos, results, states, errors, mask_dir, gt, dets) -> d
   ev = config.evaluation
   ok = [v for v in videos if v.video_id in states]
   temporal = {p: score_detections.score_detection_file(dets, gt, p, tuple(ev.tious)) for p in ("thumos14", "activitynet")}
-  gt_frames = {v.video_id: [(i.label, *i.frame_span(v.fps or 25.0)) for i in v.annotations] for v in ok}
+  gt_frames = {v.video_id: [(i.label, *i.frame_span(video_lib.frame_rate(v.fps))) for i in v.annotations] for v in ok}
   video_class = {v.video_id: (v.annotations[0].label if v.annotations else "none") for v in ok}
   gt_dir = ds.root / "masks"
   with_masks = [v.video_id for v in ok if (gt_dir / v.video_id).is_dir()]
@@ -282,7 +269,7 @@ def _map_at_iteration(logs: dict[str, list[dict[str, Any]]], it: int, ds, gt, co
     if not rows:
       continue
     row = rows[min(it, len(rows) - 1)]
-    fps = ds.videos[vid].fps or 25.0
+    fps = video_lib.frame_rate(ds.videos[vid].fps)
     results[vid] = [detection_writers.DetectedSegment(label, ds.classes.index(label), int(f_s), int(f_e), float(score), fps)
                     for label, f_s, f_e, score in row["segments"]]
   scored = score_detections.score_detection_file(detection_writers.as_detections(results, ds.classes), gt,

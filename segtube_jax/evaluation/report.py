@@ -83,16 +83,6 @@ def pr_curves(ground_truth: temporal_map.GroundTruth, detections: temporal_map.D
           for c, name in enumerate(ground_truth.classes) if npos[c]}
 
 
-def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
-  """Area under the monotone precision envelope of a PR curve (ActivityNet's AP)."""
-  precision, recall = np.asarray(precision, float), np.asarray(recall, float)
-  mprec = np.concatenate([[0.0], precision, [0.0]])
-  mrec = np.concatenate([[0.0], recall, [1.0]])
-  mprec = np.maximum.accumulate(mprec[::-1])[::-1]
-  idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
-  return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
-
-
 def _pct(x: Any) -> str:
   return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.2f}"
 

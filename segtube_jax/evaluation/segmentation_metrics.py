@@ -65,8 +65,7 @@ def _mask_reader(folder: pathlib.Path, error: type[Exception]) -> video_lib.Mask
 
 
 def _mask_path(reader: video_lib.MaskFolderReader, frame: int) -> pathlib.Path:
-  # The reader knows the actual name (5 or 6 digits); it has no public accessor.
-  return reader._by_index[frame]  # pylint: disable=protected-access
+  return reader.file(frame)
 
 
 def _read_mask(reader: video_lib.MaskFolderReader, frame: int, error: type[Exception]

@@ -28,7 +28,7 @@ import numpy as np
 
 from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation import temporal_map
-from segtube_jax.evaluation.detection_writers import DetectedSegment
+from segtube_jax.types import DetectedSegment
 
 DEFAULT_THRESHOLDS = (0.2, 0.5)
 # (label, start_frame, end_frame): one ground-truth instance, end exclusive.
@@ -174,7 +174,7 @@ def video_map(detections: Mapping[str, Sequence[DetectedSegment]],
     ranked = sorted(by_class[name], key=lambda vd: -vd[1].score)
     for t, thr in enumerate(thresholds):
       tp = match_detections(ranked, ground_truth, frame_iou, thr)
-      ap[t, c] = temporal_map._interpolated_ap(tp, num_gt[name])  # pylint: disable=protected-access
+      ap[t, c] = temporal_map.interpolated_ap(tp, num_gt[name])
   mean = temporal_map.mean_average_precision(ap) if classes else np.full(len(thresholds), np.nan)
 
   def _json(x: float) -> float | None:

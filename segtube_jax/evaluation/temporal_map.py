@@ -155,7 +155,7 @@ def activitynet_average_precision(ground_truth: GroundTruth, detections: Detecti
   for c in np.flatnonzero(ctx.npos):
     idx = rank[detections.label[rank] == c]
     for t in range(len(tious)):
-      ap[t, c] = _interpolated_ap(tp_all[t, idx], ctx.npos[c])
+      ap[t, c] = interpolated_ap(tp_all[t, idx], ctx.npos[c])
   return ap
 
 
@@ -234,18 +234,22 @@ def _non_interpolated_ap(tp: np.ndarray, npos: int) -> float:
   return float(precision[tp].sum() / npos)
 
 
-def _interpolated_ap(tp: np.ndarray, npos: int) -> float:
-  """Area under the monotone precision envelope (ActivityNet's ``interpolated_prec_rec``)."""
-  if not len(tp):
-    return 0.0
-  tp_cum = np.cumsum(tp)
-  precision = tp_cum / np.arange(1, len(tp) + 1)
-  recall = tp_cum / npos
+def envelope_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+  """Area under the monotone precision envelope of a PR curve (ActivityNet's ``interpolated_prec_rec``)."""
+  precision, recall = np.asarray(precision, float), np.asarray(recall, float)
   mprec = np.concatenate([[0.0], precision, [0.0]])
   mrec = np.concatenate([[0.0], recall, [1.0]])
   mprec = np.maximum.accumulate(mprec[::-1])[::-1]
   idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
   return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+
+
+def interpolated_ap(tp: np.ndarray, npos: int) -> float:
+  """ActivityNet AP of detections ranked by score (``tp``: hit flags) against ``npos`` instances."""
+  if not len(tp):
+    return 0.0
+  tp_cum = np.cumsum(tp)
+  return envelope_ap(tp_cum / np.arange(1, len(tp) + 1), tp_cum / npos)
 
 
 def _check_tious(tious: Sequence[float]) -> list[float]:

@@ -78,7 +78,7 @@ def sweep_gamma(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   errors = detector_eval.fill_from_media(ds, videos)
   if errors:
     raise DatasetError("cannot tune gamma: " + "; ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
-  localizer, step = detector_eval.load_localizer(config, workdir, ds.classes)
+  localizer, step = localizer_lib.load_localizer(config, workdir, ds.classes)
   results: dict[float, dict[str, list[detection_writers.DetectedSegment]]] = {g: {} for g in gammas}
   for info in videos:
     frames, fps = detector_eval.read_dataset_video(ds, info.video_id)

@@ -193,33 +193,3 @@ def ClassificationNetwork(num_classes: int, **kwargs: Any  # pylint: disable=inv
   if num_classes < 1:
     raise ConfigError(f'num_classes must be >= 1, got {num_classes}')
   return ClipSequenceNetwork(num_outputs=num_classes + 1, **kwargs)
-
-
-def flag_labels(proposal_logits: Array) -> Array:
-  """Flag label l_fla, Eq. (1): 1 iff p_pro(1) > p_pro(0), else 0.
-
-  Args:
-    proposal_logits: [..., 2] logits (column 1: action, column 0: no action). Softmax is
-      monotonic, so comparing logits equals comparing the probabilities p_pro.
-
-  Returns:
-    int32 array [...] of 0/1 flags.
-  """
-  if proposal_logits.shape[-1] != 2:
-    raise ConfigError(f'proposal logits must have 2 columns, got shape {proposal_logits.shape}')
-  return (proposal_logits[..., 1] > proposal_logits[..., 0]).astype(jnp.int32)
-
-
-def specific_labels(class_logits: Array) -> tuple[Array, Array]:
-  """Specific label and score (l_spe, v_spe), Eq. (2), from [..., K+1] class logits.
-
-  p_cla = softmax(logits); l_spe = argmax_k p_cla(k) (0 is background) and
-  v_spe = max_k p_cla(k) in [0, 1].
-
-  Returns:
-    (l_spe int32 [...], v_spe float32 [...]).
-  """
-  if class_logits.shape[-1] < 2:
-    raise ConfigError(f'class logits need K+1 >= 2 columns, got shape {class_logits.shape}')
-  probs = jax.nn.softmax(class_logits.astype(jnp.float32), axis=-1)
-  return jnp.argmax(probs, axis=-1).astype(jnp.int32), jnp.max(probs, axis=-1)

@@ -14,11 +14,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from segtube_jax.errors import ConfigError
+
 # Window scores are rounded to multiples of 2^-20 before they are summed: block carries are then exact
 # integers, and float32 sums of such values are exact while they stay below 2^(24 - 20) = 16.
 _FIXED_POINT_BITS = 20
 # Frames per block of the blocked prefix sum in aggregate_frame_scores (16 ran fastest of 8 to 48 on CPU).
 _BLOCK = 16
+
+
+def flag_labels(proposal_logits: jax.Array) -> jax.Array:
+  """Flag label l_fla, Eq. (1): 1 iff p_pro(1) > p_pro(0), else 0.
+
+  Args:
+    proposal_logits: [..., 2] logits (column 1: action, column 0: no action). Softmax is
+      monotonic, so comparing logits equals comparing the probabilities p_pro.
+
+  Returns:
+    int32 array [...] of 0/1 flags.
+  """
+  if proposal_logits.shape[-1] != 2:
+    raise ConfigError(f"proposal logits must have 2 columns, got shape {proposal_logits.shape}")
+  return (proposal_logits[..., 1] > proposal_logits[..., 0]).astype(jnp.int32)
+
+
+def specific_labels(class_logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Specific label and score (l_spe, v_spe), Eq. (2), from [..., K+1] class logits.
+
+  p_cla = softmax(logits); l_spe = argmax_k p_cla(k) (0 is background) and
+  v_spe = max_k p_cla(k) in [0, 1].
+
+  Returns:
+    (l_spe int32 [...], v_spe float32 [...]).
+  """
+  if class_logits.shape[-1] < 2:
+    raise ConfigError(f"class logits need K+1 >= 2 columns, got shape {class_logits.shape}")
+  probs = jax.nn.softmax(class_logits.astype(jnp.float32), axis=-1)
+  return jnp.argmax(probs, axis=-1).astype(jnp.int32), jnp.max(probs, axis=-1)
 
 
 def window_scores(proposal_logits: jax.Array, class_logits: jax.Array, valid: jax.Array | None = None) -> jax.Array:
@@ -33,10 +65,8 @@ def window_scores(proposal_logits: jax.Array, class_logits: jax.Array, valid: ja
     [H, K] float32: ``v_spe`` in the column of ``l_spe`` for flagged windows whose specific label
     is an action, 0 elsewhere.
   """
-  flagged = proposal_logits[:, 1] > proposal_logits[:, 0]  # l_fla, Eq. (1).
-  probs = jax.nn.softmax(class_logits.astype(jnp.float32), axis=-1)
-  l_spe = jnp.argmax(probs, axis=-1)  # Eq. (2).
-  v_spe = jnp.max(probs, axis=-1)
+  flagged = flag_labels(proposal_logits) == 1
+  l_spe, v_spe = specific_labels(class_logits)
   keep = flagged & (l_spe > 0)
   if valid is not None:
     keep &= valid

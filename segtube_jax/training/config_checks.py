@@ -7,7 +7,7 @@ from typing import Any
 
 import ml_collections
 
-from segtube_jax import defaults, models
+from segtube_jax import clips as clips_lib, defaults, models
 from segtube_jax.errors import ConfigError
 from segtube_jax.training import distributed
 
@@ -48,7 +48,6 @@ def _need(ok: bool, key: str, expected: str, value: Any) -> None:
     raise ConfigError(f"config.{key} must be {expected}, got {value!r}")
 
 
-MASK_SOURCES = ("none", "saliency", "dataset", "folder")  # As input_pipeline.MASK_SOURCES.
 SALIENCY_MODES = ("multiply", "blend_mean", "none")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -70,7 +69,7 @@ _RULES = (
     ("clips.resize", lambda v: not v or _ints(v, 1, 2), "(height, width) positive ints, or () for the crop size"),
     ("clips.flip", lambda v: isinstance(v, bool), "a bool"),
     ("clips.color_augment", lambda v: isinstance(v, bool), "a bool"),
-    ("clips.mask_source", lambda v: v in MASK_SOURCES, f"one of {MASK_SOURCES}"),
+    ("clips.mask_source", lambda v: v in clips_lib.MASK_SOURCES, f"one of {clips_lib.MASK_SOURCES}"),
     ("clips.mask_dir", lambda v: isinstance(v, str), "a path string"),
     ("clips.saliency_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: one per CPU core)"),
     ("clips.saliency_mode", lambda v: v in SALIENCY_MODES, f"one of {SALIENCY_MODES}"),

@@ -17,7 +17,6 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from segtube_jax import clips as clips_lib
 from segtube_jax.data import dataset as dataset_lib
@@ -28,7 +27,7 @@ from segtube_jax.training import saliency_cache
 
 # Where the masks of the saliency-aware clips (Sec. 2.1) come from: 'saliency' is the paper's B_o
 # (training/saliency_cache.py), 'dataset' ground-truth masks on every frame, 'folder' mask files.
-MASK_SOURCES = ("none", "saliency", "dataset", "folder")
+MASK_SOURCES = clips_lib.MASK_SOURCES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,45 +167,32 @@ class LoadClips:
   def __call__(self, seq: Sequence, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     lo, hi = int(seq.starts[seq.valid].min()), int(seq.ends[seq.valid].max())
     read = chunk_pipeline.read_video_clip(self.source, seq.video_id, lo, hi)
-    frames = clips_lib.saliency_aware(read["frames"], self._masks(seq, lo, hi, read), self.cfg.saliency_mode,
-                                      self.cfg.background_weight)
-    frames = video_lib.resize_frames(frames, self.resize)
     h, w = self.resize
     if self.train and rng is not None:
       y, x = int(rng.integers(0, h - self.crop[0] + 1)), int(rng.integers(0, w - self.crop[1] + 1))
       flip = bool(self.cfg.flip and rng.random() < 0.5)
     else:
       y, x, flip = (h - self.crop[0]) // 2, (w - self.crop[1]) // 2, False
-    frames = frames[:, y:y + self.crop[0], x:x + self.crop[1]]
+    frames = clips_lib.saliency_aware_crops(read["frames"], self._masks(seq, lo, hi, read), self.cfg.saliency_mode,
+                                            self.cfg.background_weight, self.resize, self.crop, (y, x))
     if flip:
       frames = frames[:, :, ::-1]
     if self.train and rng is not None and self.cfg.color_augment:
       frames = frames[..., rng.permutation(3)]
       if rng.random() < 0.5:
         frames = 255 - frames
-    out = np.zeros((len(seq.starts), self.clip_len) + frames.shape[1:], np.uint8)
-    for i in np.flatnonzero(seq.valid):
-      length = int(seq.ends[i] - seq.starts[i])
-      out[i] = frames[clips_lib.clip_frame_indices(int(seq.starts[i]), length, self.clip_len) - lo]
+    out = clips_lib.gather_clips(frames, seq.starts, seq.ends, self.clip_len, lo, seq.valid)
     return {"clips": out, "proposal_labels": seq.proposal_labels, "class_labels": seq.class_labels}
 
 
-def read_mask_folder(mask_dir: str, video_id: str, lo: int, hi: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-  """Masks ``<mask_dir>/<video_id>/<frame>.png`` (e.g. written by the segmentation stage), resized."""
+def read_mask_folder(mask_dir: str, video_id: str, lo: int, hi: int, size: tuple[int, int]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """Masks ``<mask_dir>/<video_id>/<frame>.png`` of frames [lo, hi) (e.g. written by the
+  segmentation stage), resized to ``size``; no folder: no masks."""
   folder = pathlib.Path(mask_dir) / video_id
-  masks = np.zeros((hi - lo,) + tuple(size), bool)
-  present = np.zeros(hi - lo, bool)
   if not folder.is_dir():
-    return masks, present
-  for i in range(lo, hi):
-    for name in (f"{i:06d}.png", f"{i:05d}.png"):
-      p = folder / name
-      if p.is_file():
-        with Image.open(p) as im:
-          masks[i - lo] = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST)) > 0
-        present[i - lo] = True
-        break
-  return masks, present
+    return np.zeros((hi - lo,) + tuple(size), bool), np.zeros(hi - lo, bool)
+  return video_lib.MaskFolderReader(folder).read(lo, hi, size, resize=True)
 
 
 class _RandomLoad(grain.transforms.RandomMap):

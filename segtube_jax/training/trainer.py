@@ -35,7 +35,7 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
-from segtube_jax import defaults
+from segtube_jax import defaults, models
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import CheckpointError
 from segtube_jax import io_utils
@@ -226,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   num_steps = config.train.num_steps
   state, model, schedule = steps.create_train_state(config, num_classes, steps.make_rng(config.seed), num_steps)
-  dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+  dtype = models.DTYPES[config.model.dtype]
   manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints, config.train.async_checkpoints)
   train_iter = iter(train_ds)
   restored = checkpointing.restore(manager, state)
