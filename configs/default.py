@@ -35,7 +35,7 @@ from segtube_jax import defaults
 def get_config():
   c = defaults.base_config()
   # Real video frames at 128x171: JPEG chunks decode several times faster than PNG, which the
-  # input pipeline needs to keep up with an accelerator (README "On an accelerator").
+  # input pipeline needs to keep up with an accelerator (docs/scaling.md "On an accelerator").
   c.dataset.encoding = "jpeg"
   c.clips.mask_source = "saliency"
   c.detector.class_assignment = "paper"
