@@ -21,6 +21,8 @@ demo: $(VENV)/.installed
 	$(PY) -m segtube_jax.demo --workdir $(DEMO_DIR)
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q -ra --durations=15 tests
 
 test-fast: $(VENV)/.installed

@@ -19,31 +19,34 @@ AP and mAP per threshold and, with ``--out``, writes them as JSON (atomically).
 
 from collections.abc import Sequence
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from segtube_jax.errors import SegtubeError
-from segtube_jax.evaluation import detector_eval
-from segtube_jax.evaluation import score_detections
-from segtube_jax.evaluation import temporal_map
+from segtube_jax.evaluation import detector_eval, score_detections, temporal_map
 
 _DETECTIONS = flags.DEFINE_string(
-    "detections", None, "Detection file to score: THUMOS14 text or ActivityNet JSON.")
+  "detections", None, "Detection file to score: THUMOS14 text or ActivityNet JSON."
+)
 _GROUND_TRUTH = flags.DEFINE_string(
-    "ground_truth", None, "THUMOS14 annotation folder or annotations.json.")
+  "ground_truth", None, "THUMOS14 annotation folder or annotations.json."
+)
 _PROTOCOL = flags.DEFINE_enum(
-    "protocol", "thumos14", list(temporal_map.PROTOCOLS),
-    "thumos14: official TH14evalDet rules; activitynet: eval_detection.py rules.")
+  "protocol",
+  "thumos14",
+  list(temporal_map.PROTOCOLS),
+  "thumos14: official TH14evalDet rules; activitynet: eval_detection.py rules.",
+)
 _TIOU = flags.DEFINE_list(
-    "tiou", [str(t) for t in temporal_map.DEFAULT_TIOUS], "Comma-separated tIoU thresholds.")
+  "tiou", [str(t) for t in temporal_map.DEFAULT_TIOUS], "Comma-separated tIoU thresholds."
+)
 _SUBSET = flags.DEFINE_enum(
-    "subset", "testing", list(temporal_map.DATASET_SUBSETS),
-    "Ground-truth subset to score against.")
+  "subset", "testing", list(temporal_map.DATASET_SUBSETS), "Ground-truth subset to score against."
+)
 _OUT = flags.DEFINE_string("out", None, "Optional metrics.json output path.")
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (detector mode).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Experiment config file (detector mode).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate (detector mode).")
 
 
@@ -58,8 +61,14 @@ def _score_mode() -> None:
   """Scores --detections against --ground_truth."""
   if not _GROUND_TRUTH.value:
     raise app.UsageError("--ground_truth is required with --detections")
-  score_detections.run_scoring(_DETECTIONS.value, _GROUND_TRUTH.value, _PROTOCOL.value,
-                               _parse_tious(_TIOU.value), _SUBSET.value, _OUT.value)
+  score_detections.run_scoring(
+    _DETECTIONS.value,
+    _GROUND_TRUTH.value,
+    _PROTOCOL.value,
+    _parse_tious(_TIOU.value),
+    _SUBSET.value,
+    _OUT.value,
+  )
 
 
 def _detector_mode() -> None:
@@ -74,14 +83,18 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _DETECTIONS.value and _CONFIG.value is not None:
-    raise app.UsageError("pass either --config/--workdir (detector mode) or --detections (scoring mode)")
+    raise app.UsageError(
+      "pass either --config/--workdir (detector mode) or --detections (scoring mode)"
+    )
   if _DETECTIONS.value:
     mode = _score_mode
   elif _CONFIG.value is not None:
     mode = _detector_mode
   else:
-    raise app.UsageError("nothing to do: pass --config CONFIG --workdir DIR to evaluate a trained run, or "
-                         "--detections FILE --ground_truth PATH to score a detection file")
+    raise app.UsageError(
+      "nothing to do: pass --config CONFIG --workdir DIR to evaluate a trained run, or "
+      "--detections FILE --ground_truth PATH to score a detection file"
+    )
   try:
     mode()
   except detector_eval.VideosFailed as e:

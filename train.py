@@ -10,14 +10,23 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from segtube_jax.errors import SegtubeError
-from segtube_jax.training import NonFiniteLossError, TrainingStopped, distributed, train_and_evaluate
+from segtube_jax.training import (
+  NonFiniteLossError,
+  TrainingStopped,
+  distributed,
+  train_and_evaluate,
+)
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Experiment config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment folder (checkpoints, metrics).")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "jax_distributed", False,
-    "Call jax.distributed.initialize() first (multi-host: SLURM/TPU pods fill in the coordinator; "
-    "otherwise set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).")
+  "jax_distributed",
+  False,
+  "Call jax.distributed.initialize() first (multi-host: SLURM/TPU pods fill in the coordinator; "
+  "otherwise set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -31,6 +31,7 @@ Usage:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import json
 import os
 import pathlib
@@ -38,15 +39,14 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from typing import Any
 
+from absl import app, flags
+from flax import jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
-from flax import jax_utils
 
 # Runnable from a checkout without installing the package.
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,60 +58,113 @@ from configs import thumos14 as thumos14_config
 from segtube_jax import models
 from segtube_jax.models import c3d
 from segtube_jax.training import steps
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # Dense peak TFLOP/s per chip by device kind substring: (bfloat16, float32 as TF32).
 # Sources: NVIDIA H100/H200 SXM and A100 datasheets (without sparsity); Google Cloud TPU docs.
 PEAK_TFLOPS = {
-    'H200': (989.4, 494.7),
-    'H100': (989.4, 494.7),  # SXM; the PCIe card is lower (756 / 378): pass --peak_tflops.
-    'A100': (312.0, 156.0),
-    'L4': (121.0, 60.0),
-    'TPU v6': (918.0, 918.0),
-    'TPU v5p': (459.0, 459.0),
-    'TPU v5 lite': (197.0, 197.0),
-    'TPU v5e': (197.0, 197.0),
-    'TPU v4': (275.0, 275.0),
+  "H200": (989.4, 494.7),
+  "H100": (989.4, 494.7),  # SXM; the PCIe card is lower (756 / 378): pass --peak_tflops.
+  "A100": (312.0, 156.0),
+  "L4": (121.0, 60.0),
+  "TPU v6": (918.0, 918.0),
+  "TPU v5p": (459.0, 459.0),
+  "TPU v5 lite": (197.0, 197.0),
+  "TPU v5e": (197.0, 197.0),
+  "TPU v4": (275.0, 275.0),
 }
 NUM_CLASSES = 20  # THUMOS14.
 
 
-PARTS = ('train', 'infer', 'pipeline')
+PARTS = ("train", "infer", "pipeline")
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the bench's flags on ``fv`` (when it runs, never at import: see parse_flags)."""
-  flags.DEFINE_enum('model', 'auto', ('auto', 'paper', 'small', 'tiny'),
-                    'auto: paper on an accelerator, small on CPU; tiny: a CI smoke-test size.', flag_values=fv)
-  flags.DEFINE_integer('batch', None, 'Sequences per device per step (default: paper 4, small 2).', flag_values=fv)
-  flags.DEFINE_integer('seq_len', None, 'Clips per sequence (default: the config\'s).', flag_values=fv)
-  flags.DEFINE_list('dtypes', None, 'Comma-separated compute dtypes (default: bfloat16,float32 on an '
-                    'accelerator, float32 on CPU, where XLA emulates bfloat16 convolutions slowly).',
-                    flag_values=fv)
-  flags.DEFINE_list('conv_impls', None, 'Comma-separated model.conv_impl values to time with the first '
-                    'dtype; the other dtypes use the fastest (default: conv3d,temporal_stack on an '
-                    'accelerator, the config\'s on CPU).', flag_values=fv)
-  flags.register_validator('conv_impls', lambda v: not v or set(v) <= set(models.CONV_IMPLS),
-                           f'expected a comma-separated subset of {",".join(models.CONV_IMPLS)}',
-                           flag_values=fv)
-  flags.DEFINE_integer('steps', None, 'Timed train steps (default: 20 paper, 2 small).', flag_values=fv)
-  flags.DEFINE_integer('infer_batch', None, 'Sequences per inference call.', flag_values=fv)
-  flags.DEFINE_list('pipeline_threads', None, 'Comma-separated grain thread counts for the input '
-                    'pipeline (default: 1,half,all cores).', flag_values=fv)
-  flags.register_validator('pipeline_threads', lambda v: not v or all(t.isdigit() and int(t) > 0 for t in v),
-                           'expected comma-separated positive thread counts (e.g. 4,8,16)', flag_values=fv)
-  flags.DEFINE_integer('pipeline_batches', None, 'Timed input batches per thread count.', flag_values=fv)
-  flags.DEFINE_enum('encoding', None, ('png', 'jpeg'),
-                    'Frame encoding of the packed chunks (default: the config\'s).', flag_values=fv)
-  flags.DEFINE_list('parts', list(PARTS), 'Comma-separated parts to run: train, infer, pipeline.',
-                    flag_values=fv)
-  flags.register_validator('parts', lambda v: bool(v) and set(v) <= set(PARTS),
-                           f'expected a non-empty comma-separated subset of {",".join(PARTS)}', flag_values=fv)
-  flags.DEFINE_float('target_clips_per_s', None, 'Train-step clips/s the input pipeline must keep up with '
-                     '(default: the best measured by the train part).', flag_values=fv)
-  flags.DEFINE_float('peak_tflops', None, 'Peak TFLOP/s of one device for MFU (default: looked up by '
-                     'device kind).', flag_values=fv)
-  flags.DEFINE_string('json', None, 'Also write the results to this JSON file.', flag_values=fv)
+  flags.DEFINE_enum(
+    "model",
+    "auto",
+    ("auto", "paper", "small", "tiny"),
+    "auto: paper on an accelerator, small on CPU; tiny: a CI smoke-test size.",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "batch", None, "Sequences per device per step (default: paper 4, small 2).", flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "seq_len", None, "Clips per sequence (default: the config's).", flag_values=fv
+  )
+  flags.DEFINE_list(
+    "dtypes",
+    None,
+    "Comma-separated compute dtypes (default: bfloat16,float32 on an "
+    "accelerator, float32 on CPU, where XLA emulates bfloat16 convolutions slowly).",
+    flag_values=fv,
+  )
+  flags.DEFINE_list(
+    "conv_impls",
+    None,
+    "Comma-separated model.conv_impl values to time with the first "
+    "dtype; the other dtypes use the fastest (default: conv3d,temporal_stack on an "
+    "accelerator, the config's on CPU).",
+    flag_values=fv,
+  )
+  flags.register_validator(
+    "conv_impls",
+    lambda v: not v or set(v) <= set(models.CONV_IMPLS),
+    f"expected a comma-separated subset of {','.join(models.CONV_IMPLS)}",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "steps", None, "Timed train steps (default: 20 paper, 2 small).", flag_values=fv
+  )
+  flags.DEFINE_integer("infer_batch", None, "Sequences per inference call.", flag_values=fv)
+  flags.DEFINE_list(
+    "pipeline_threads",
+    None,
+    "Comma-separated grain thread counts for the input pipeline (default: 1,half,all cores).",
+    flag_values=fv,
+  )
+  flags.register_validator(
+    "pipeline_threads",
+    lambda v: not v or all(t.isdigit() and int(t) > 0 for t in v),
+    "expected comma-separated positive thread counts (e.g. 4,8,16)",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "pipeline_batches", None, "Timed input batches per thread count.", flag_values=fv
+  )
+  flags.DEFINE_enum(
+    "encoding",
+    None,
+    ("png", "jpeg"),
+    "Frame encoding of the packed chunks (default: the config's).",
+    flag_values=fv,
+  )
+  flags.DEFINE_list(
+    "parts", list(PARTS), "Comma-separated parts to run: train, infer, pipeline.", flag_values=fv
+  )
+  flags.register_validator(
+    "parts",
+    lambda v: bool(v) and set(v) <= set(PARTS),
+    f"expected a non-empty comma-separated subset of {','.join(PARTS)}",
+    flag_values=fv,
+  )
+  flags.DEFINE_float(
+    "target_clips_per_s",
+    None,
+    "Train-step clips/s the input pipeline must keep up with "
+    "(default: the best measured by the train part).",
+    flag_values=fv,
+  )
+  flags.DEFINE_float(
+    "peak_tflops",
+    None,
+    "Peak TFLOP/s of one device for MFU (default: looked up by device kind).",
+    flag_values=fv,
+  )
+  flags.DEFINE_string("json", None, "Also write the results to this JSON file.", flag_values=fv)
 
 
 def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
@@ -123,23 +176,23 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
   fv = flags.FlagValues()
   define_flags(fv)
   try:
-    rest = fv(['accelerator.py', *argv])
+    rest = fv(["accelerator.py", *argv])
   except flags.Error as e:
-    raise SystemExit(f'error: {e}') from e
+    raise SystemExit(f"error: {e}") from e
   if len(rest) > 1:
-    raise SystemExit(f'error: unexpected arguments {rest[1:]}')
+    raise SystemExit(f"error: unexpected arguments {rest[1:]}")
   return fv
 
 
 def bench_config(args: flags.FlagValues, model: str) -> ml_collections.ConfigDict:
   """The experiment config the benchmark times: paper size, the CPU demo's model, or tiny."""
-  if model == 'paper':
+  if model == "paper":
     c = thumos14_config.get_config()
     c.train.global_batch_size = args.batch or 4
   else:
     c = synthetic_config.get_config()
     c.train.global_batch_size = args.batch or 2
-    if model == 'tiny':  # Compiles in seconds; the same code paths.
+    if model == "tiny":  # Compiles in seconds; the same code paths.
       c.model.width_multiplier = 0.0625
       c.model.fc_dim = 32
       c.model.lstm_features = 8
@@ -161,7 +214,7 @@ def forward_flops_per_clip(model_cfg: ml_collections.ConfigDict) -> float:
   The paper C3D at 16x112x112 gives 38.5 GMACs = 77.0 GFLOPs.
   """
   t, h, w = model_cfg.clip_shape
-  cin = model_cfg.in_channels * (2 if model_cfg.get('input_diff', False) else 1)
+  cin = model_cfg.in_channels * (2 if model_cfg.get("input_diff", False) else 1)
   widths = c3d.conv_widths(model_cfg.width_multiplier)
   pads = c3d.pool_paddings((t, h, w), model_cfg.pool5_padding)
   sizes = [t, h, w]
@@ -169,10 +222,12 @@ def forward_flops_per_clip(model_cfg: ml_collections.ConfigDict) -> float:
   for i, cout in enumerate(widths):
     macs += 27 * cin * cout * sizes[0] * sizes[1] * sizes[2]
     cin = cout
-    if i in c3d._POOL_AFTER:  # pylint: disable=protected-access
-      p = c3d._POOL_AFTER[i]  # pylint: disable=protected-access
-      sizes = [models.conv.pool_output_size(s, k, pd)
-               for s, k, pd in zip(sizes, c3d.POOL_WINDOWS[p], pads[p])]
+    if i in c3d.POOL_AFTER:
+      p = c3d.POOL_AFTER[i]
+      sizes = [
+        models.conv.pool_output_size(s, k, pd)
+        for s, k, pd in zip(sizes, c3d.POOL_WINDOWS[p], pads[p])
+      ]
   flat = cin * int(np.prod(sizes))
   macs += flat * model_cfg.fc_dim + model_cfg.fc_dim * model_cfg.fc_dim
   return 2.0 * macs
@@ -182,22 +237,24 @@ def peak_tflops(device: Any, dtype: str, override: float | None) -> float | None
   """Dense peak TFLOP/s of ``device`` for ``dtype`` (None when unknown, e.g. on CPU)."""
   if override:
     return override
-  kind = getattr(device, 'device_kind', '')
+  kind = getattr(device, "device_kind", "")
   for key, (bf16, f32) in PEAK_TFLOPS.items():
     if key.lower() in kind.lower():
-      return bf16 if dtype == 'bfloat16' else f32
+      return bf16 if dtype == "bfloat16" else f32
   return None
 
 
-def random_batch(c: ml_collections.ConfigDict, devices: int, seed: int = 0) -> dict[str, np.ndarray]:
+def random_batch(
+  c: ml_collections.ConfigDict, devices: int, seed: int = 0
+) -> dict[str, np.ndarray]:
   """A pmap-sharded batch [devices, B, S, ...] as the input pipeline yields it."""
   rng = np.random.default_rng(seed)
   b = c.train.global_batch_size
   shape = models.input_shape(c.model, b, c.clips.seq_len)
   batch = {
-      'clips': rng.integers(0, 256, size=shape, dtype=np.uint8),
-      'proposal_labels': rng.integers(0, 2, size=shape[:2]).astype(np.int32),
-      'class_labels': rng.integers(0, NUM_CLASSES + 1, size=shape[:2]).astype(np.int32),
+    "clips": rng.integers(0, 256, size=shape, dtype=np.uint8),
+    "proposal_labels": rng.integers(0, 2, size=shape[:2]).astype(np.int32),
+    "class_labels": rng.integers(0, NUM_CLASSES + 1, size=shape[:2]).astype(np.int32),
   }
   return jax.tree.map(lambda x: np.broadcast_to(x, (devices,) + x.shape).copy(), batch)
 
@@ -208,12 +265,13 @@ def time_train_step(c: ml_collections.ConfigDict, dtype: str, num_steps: int) ->
   c.model.dtype = dtype
   devices = jax.local_device_count()
   state, model, schedule = steps.create_train_state(c, NUM_CLASSES, steps.make_rng(0), 1000)
-  compute = jnp.bfloat16 if dtype == 'bfloat16' else jnp.float32
-  p_step = jax.pmap(steps.make_train_step(model, schedule, compute), axis_name='batch',
-                    donate_argnums=(0,))
+  compute = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+  p_step = jax.pmap(
+    steps.make_train_step(model, schedule, compute), axis_name="batch", donate_argnums=(0,)
+  )
   # Through an identity pmap the inputs get the sharding of the step's outputs, as in the
   # trainer; otherwise the second call compiles the step again.
-  to_device = jax.pmap(lambda tree: tree, axis_name='batch')
+  to_device = jax.pmap(lambda tree: tree, axis_name="batch")
   state = to_device(jax_utils.replicate(state))
   batch = to_device(random_batch(c, devices))
   t0 = time.perf_counter()
@@ -228,18 +286,24 @@ def time_train_step(c: ml_collections.ConfigDict, dtype: str, num_steps: int) ->
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - t0
   clips_per_step = devices * c.train.global_batch_size * c.clips.seq_len
-  if not np.isfinite(float(np.asarray(metrics['loss'])[0])):
-    raise FloatingPointError(f'non-finite loss in the {dtype} benchmark step')
-  return {'clips_per_s': num_steps * clips_per_step / seconds, 'step_ms': 1e3 * seconds / num_steps,
-          'compile_s': compile_s, 'clips_per_step': clips_per_step}
+  if not np.isfinite(float(np.asarray(metrics["loss"])[0])):
+    raise FloatingPointError(f"non-finite loss in the {dtype} benchmark step")
+  return {
+    "clips_per_s": num_steps * clips_per_step / seconds,
+    "step_ms": 1e3 * seconds / num_steps,
+    "compile_s": compile_s,
+    "clips_per_step": clips_per_step,
+  }
 
 
-def time_inference(c: ml_collections.ConfigDict, dtype: str, batch: int, num_calls: int) -> dict[str, Any]:
+def time_inference(
+  c: ml_collections.ConfigDict, dtype: str, batch: int, num_calls: int
+) -> dict[str, Any]:
   """clips/s of both networks' forward pass in eval mode (the detector's localizer), one device."""
   c = ml_collections.ConfigDict(c.to_dict())
   c.model.dtype = dtype
   state, model, _ = steps.create_train_state(c, NUM_CLASSES, steps.make_rng(0), 1000)
-  predict = steps.make_predict_fn(model, jnp.bfloat16 if dtype == 'bfloat16' else jnp.float32)
+  predict = steps.make_predict_fn(model, jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
   shape = models.input_shape(c.model, batch, c.clips.seq_len)
   clips = jnp.asarray(np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8))
   params = state.params
@@ -249,33 +313,46 @@ def time_inference(c: ml_collections.ConfigDict, dtype: str, batch: int, num_cal
     out = predict(params, clips)
   jax.block_until_ready(out)
   seconds = time.perf_counter() - t0
-  return {'clips_per_s': num_calls * batch * c.clips.seq_len / seconds, 'batch_clips': batch * c.clips.seq_len}
+  return {
+    "clips_per_s": num_calls * batch * c.clips.seq_len / seconds,
+    "batch_clips": batch * c.clips.seq_len,
+  }
 
 
-def time_input_pipeline(c: ml_collections.ConfigDict, threads: Sequence[int], num_batches: int,
-                        model: str) -> list[dict[str, Any]]:
+def time_input_pipeline(
+  c: ml_collections.ConfigDict, threads: Sequence[int], num_batches: int, model: str
+) -> list[dict[str, Any]]:
   """clips/s of the training input pipeline per grain thread count, on a generated dataset."""
   from segtube_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   from segtube_jax.training import input_pipeline  # pylint: disable=g-import-not-at-top
-  work = pathlib.Path(tempfile.mkdtemp(prefix='segtube_bench_'))
+
+  work = pathlib.Path(tempfile.mkdtemp(prefix="segtube_bench_"))
   # The generator's and packer's worker processes (spawned) re-import this script: keep them
   # off the accelerator, whose memory this process already holds.
-  saved_platforms = os.environ.get('JAX_PLATFORMS')
-  os.environ['JAX_PLATFORMS'] = 'cpu'
-  size, videos = {'paper': (128, 12), 'small': (64, 6), 'tiny': (32, 3)}[model]
+  saved_platforms = os.environ.get("JAX_PLATFORMS")
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  size, videos = {"paper": (128, 12), "small": (64, 6), "tiny": (32, 3)}[model]
   t0 = time.perf_counter()
-  synthetic.generate_dataset(work / 'data', videos, seed=0, size=size, min_frames=160, max_frames=200,
-                             frame_format='png', split=(1.0, 0.0, 0.0),
-                             workers=max(1, min(8, os.cpu_count() or 1)))
+  synthetic.generate_dataset(
+    work / "data",
+    videos,
+    seed=0,
+    size=size,
+    min_frames=160,
+    max_frames=200,
+    frame_format="png",
+    split=(1.0, 0.0, 0.0),
+    workers=max(1, min(8, os.cpu_count() or 1)),
+  )
   c = ml_collections.ConfigDict(c.to_dict())
-  c.dataset.root = str(work / 'data')
-  c.dataset.tfds_dir = str(work / 'tfds')
+  c.dataset.root = str(work / "data")
+  c.dataset.tfds_dir = str(work / "tfds")
   data_dir, name = input_pipeline.ensure_built(c, work)
   prep_s = time.perf_counter() - t0
   if saved_platforms is None:
-    del os.environ['JAX_PLATFORMS']
+    del os.environ["JAX_PLATFORMS"]
   else:
-    os.environ['JAX_PLATFORMS'] = saved_platforms
+    os.environ["JAX_PLATFORMS"] = saved_platforms
   rows = []
   for n in threads:
     c.data_threads = n
@@ -286,8 +363,8 @@ def time_input_pipeline(c: ml_collections.ConfigDict, threads: Sequence[int], nu
     for _ in range(num_batches):
       batch = next(it)
     seconds = time.perf_counter() - t0
-    clips = num_batches * batch['clips'].shape[0] * batch['clips'].shape[1]
-    rows.append({'threads': n, 'clips_per_s': clips / seconds, 'prep_s': prep_s})
+    clips = num_batches * batch["clips"].shape[0] * batch["clips"].shape[1]
+    rows.append({"threads": n, "clips_per_s": clips / seconds, "prep_s": prep_s})
     del it, ds
   shutil.rmtree(work, ignore_errors=True)
   return rows
@@ -301,70 +378,107 @@ def main(argv: Sequence[str] = (), fv: flags.FlagValues | None = None) -> dict[s
   """
   args = fv if fv is not None else parse_flags(argv)
   device = jax.devices()[0]
-  accel = jax.default_backend() != 'cpu'
-  model = args.model if args.model != 'auto' else ('paper' if accel else 'small')
-  paper = model == 'paper'
+  accel = jax.default_backend() != "cpu"
+  model = args.model if args.model != "auto" else ("paper" if accel else "small")
+  paper = model == "paper"
   c = bench_config(args, model)
   cores = len(os.sched_getaffinity(0))
-  impls = (list(args.conv_impls) if args.conv_impls
-           else (['conv3d', 'temporal_stack'] if accel else [c.model.conv_impl]))
-  dtypes = [d for d in (args.dtypes or (['bfloat16', 'float32'] if accel else ['float32'])) if d]
+  impls = (
+    list(args.conv_impls)
+    if args.conv_impls
+    else (["conv3d", "temporal_stack"] if accel else [c.model.conv_impl])
+  )
+  dtypes = [d for d in (args.dtypes or (["bfloat16", "float32"] if accel else ["float32"])) if d]
   num_steps = args.steps or (20 if paper else 2)
   parts = set(args.parts)
-  print(f'jax {jax.__version__} backend={jax.default_backend()} device={device.device_kind} '
-        f'x{jax.local_device_count()} cores={cores} model={model} '
-        f'batch/device={c.train.global_batch_size}x{c.clips.seq_len} clips {tuple(c.model.clip_shape)}',
-        flush=True)
+  print(
+    f"jax {jax.__version__} backend={jax.default_backend()} device={device.device_kind} "
+    f"x{jax.local_device_count()} cores={cores} model={model} "
+    f"batch/device={c.train.global_batch_size}x{c.clips.seq_len} clips {tuple(c.model.clip_shape)}",
+    flush=True,
+  )
   fwd = forward_flops_per_clip(c.model)
   networks = 1 if c.model.shared_trunk else 2
   step_flops = 3 * networks * fwd
-  print(f'analytic C3D forward: {fwd / 1e9:.3g} GFLOPs/clip; train step {step_flops / 1e9:.3g} '
-        f'GFLOPs/clip ({networks} network(s) x 3)', flush=True)
-  results: dict[str, Any] = {'device': device.device_kind, 'backend': jax.default_backend(),
-                             'devices': jax.local_device_count(), 'model': model,
-                             'forward_gflops_per_clip': fwd / 1e9, 'train': [], 'inference': [],
-                             'pipeline': []}
+  print(
+    f"analytic C3D forward: {fwd / 1e9:.3g} GFLOPs/clip; train step {step_flops / 1e9:.3g} "
+    f"GFLOPs/clip ({networks} network(s) x 3)",
+    flush=True,
+  )
+  results: dict[str, Any] = {
+    "device": device.device_kind,
+    "backend": jax.default_backend(),
+    "devices": jax.local_device_count(),
+    "model": model,
+    "forward_gflops_per_clip": fwd / 1e9,
+    "train": [],
+    "inference": [],
+    "pipeline": [],
+  }
   t_start = time.perf_counter()
-  for k, dtype in enumerate(dtypes if 'train' in parts else []):
+  for k, dtype in enumerate(dtypes if "train" in parts else []):
     if k:  # Later dtypes: the fastest implementation of the first only (compiles are slow).
-      impls = [max(results['train'], key=lambda r: r['clips_per_s'])['conv_impl']]
+      impls = [max(results["train"], key=lambda r: r["clips_per_s"])["conv_impl"]]
     for impl in impls:
       c.model.conv_impl = impl
       r = time_train_step(c, dtype, num_steps)
       peak = peak_tflops(device, dtype, args.peak_tflops)
-      r.update(dtype=dtype, conv_impl=impl,
-               mfu=(r['clips_per_s'] / jax.local_device_count() * step_flops / (peak * 1e12)) if peak else None)
-      results['train'].append(r)
-      mfu = f'{100 * r["mfu"]:.1f}%' if r['mfu'] is not None else 'n/a (unknown peak)'
-      print(f'train  {dtype:8s} {impl:15s} {r["clips_per_s"]:9.1f} clips/s  {r["step_ms"]:8.1f} ms/step  '
-            f'MFU {mfu}  (compile {r["compile_s"]:.0f} s)', flush=True)
-  best = (max(results['train'], key=lambda r: r['clips_per_s']) if results['train']
-          else {'conv_impl': impls[0], 'clips_per_s': args.target_clips_per_s})
-  c.model.conv_impl = best['conv_impl']
-  for dtype in (dtypes if 'infer' in parts else []):
+      r.update(
+        dtype=dtype,
+        conv_impl=impl,
+        mfu=(r["clips_per_s"] / jax.local_device_count() * step_flops / (peak * 1e12))
+        if peak
+        else None,
+      )
+      results["train"].append(r)
+      mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (unknown peak)"
+      print(
+        f"train  {dtype:8s} {impl:15s} {r['clips_per_s']:9.1f} clips/s  {r['step_ms']:8.1f} ms/step  "
+        f"MFU {mfu}  (compile {r['compile_s']:.0f} s)",
+        flush=True,
+      )
+  best = (
+    max(results["train"], key=lambda r: r["clips_per_s"])
+    if results["train"]
+    else {"conv_impl": impls[0], "clips_per_s": args.target_clips_per_s}
+  )
+  c.model.conv_impl = best["conv_impl"]
+  for dtype in dtypes if "infer" in parts else []:
     r = time_inference(c, dtype, args.infer_batch or (32 if paper else 4), 10 if paper else 2)
-    r.update(dtype=dtype, conv_impl=best['conv_impl'])
-    results['inference'].append(r)
-    print(f'infer  {dtype:8s} {best["conv_impl"]:15s} {r["clips_per_s"]:9.1f} clips/s  '
-          f'(proposal + classification networks, {r["batch_clips"]} clips per call)', flush=True)
-  if 'pipeline' in parts:
-    threads = ([int(t) for t in args.pipeline_threads] if args.pipeline_threads
-               else sorted({1, max(1, cores // 2), cores}))
+    r.update(dtype=dtype, conv_impl=best["conv_impl"])
+    results["inference"].append(r)
+    print(
+      f"infer  {dtype:8s} {best['conv_impl']:15s} {r['clips_per_s']:9.1f} clips/s  "
+      f"(proposal + classification networks, {r['batch_clips']} clips per call)",
+      flush=True,
+    )
+  if "pipeline" in parts:
+    threads = (
+      [int(t) for t in args.pipeline_threads]
+      if args.pipeline_threads
+      else sorted({1, max(1, cores // 2), cores})
+    )
     try:
       rows = time_input_pipeline(c, threads, args.pipeline_batches or (20 if paper else 3), model)
     except ImportError as e:  # A device image without the data packages.
-      print(f'pipeline: skipped ({e})')
+      print(f"pipeline: skipped ({e})")
     else:
-      results['pipeline'] = rows
-      need = args.target_clips_per_s or best['clips_per_s']
+      results["pipeline"] = rows
+      need = args.target_clips_per_s or best["clips_per_s"]
       for r in rows:
-        verdict = ('' if need is None else
-                   f'{"keeps up with" if r["clips_per_s"] >= need else "too slow for"} a train step of '
-                   f'{need:.0f} clips/s; ')
-        print(f'input  {r["threads"]:2d} threads {r["clips_per_s"]:9.1f} clips/s  {c.dataset.encoding}  '
-              f'({verdict}dataset prep {r["prep_s"]:.0f} s)', flush=True)
-  results['seconds'] = time.perf_counter() - t_start
-  print(f'total {results["seconds"]:.0f} s')
+        verdict = (
+          ""
+          if need is None
+          else f"{'keeps up with' if r['clips_per_s'] >= need else 'too slow for'} a train step of "
+          f"{need:.0f} clips/s; "
+        )
+        print(
+          f"input  {r['threads']:2d} threads {r['clips_per_s']:9.1f} clips/s  {c.dataset.encoding}  "
+          f"({verdict}dataset prep {r['prep_s']:.0f} s)",
+          flush=True,
+        )
+  results["seconds"] = time.perf_counter() - t_start
+  print(f"total {results['seconds']:.0f} s")
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
   return results
@@ -372,10 +486,10 @@ def main(argv: Sequence[str] = (), fv: flags.FlagValues | None = None) -> dict[s
 
 def _command_line(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
   main(fv=flags.FLAGS)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   define_flags()
   app.run(_command_line)

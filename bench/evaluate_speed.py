@@ -5,23 +5,26 @@ to end (read the THUMOS14 annotation folder and every detection file, match, AP)
 best of ``--repeats`` runs is reported. Budget: 2 s for everything.
 """
 
+from collections.abc import Sequence
 import json
 import os
 import pathlib
 import sys
 import time
-from collections.abc import Sequence
 
 from absl import app, flags
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from segtube_jax.evaluation import score_detections  # pylint: disable=g-import-not-at-top
-from segtube_jax.evaluation import temporal_map  # pylint: disable=g-import-not-at-top
+from segtube_jax.evaluation import (
+  score_detections,  # pylint: disable=g-import-not-at-top
+  temporal_map,  # pylint: disable=g-import-not-at-top
+)
 
-SHARED_DATA = pathlib.Path(os.environ.get("SEGTUBE_SHARED_DATA",
-                                          PROJECT_ROOT.parent / "shared" / "data"))
+SHARED_DATA = pathlib.Path(
+  os.environ.get("SEGTUBE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
+)
 
 
 def _score_all(annotation_dir, scnn_dir, files, protocol, all_tious):
@@ -31,16 +34,16 @@ def _score_all(annotation_dir, scnn_dir, files, protocol, all_tious):
   maps = {}
   for tiou, name in files.items():
     tious = temporal_map.DEFAULT_TIOUS if all_tious else [float(tiou)]
-    metrics = score_detections.score_detection_file(scnn_dir / name, ground_truth, protocol,
-                                                    tious)
+    metrics = score_detections.score_detection_file(scnn_dir / name, ground_truth, protocol, tious)
     maps[tiou] = metrics["mAP"][metrics["tiou"].index(float(tiou))]
   return time.perf_counter() - start, maps
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the bench's flags (when it runs as a program, never at import)."""
-  flags.DEFINE_integer("repeats", 3, "Runs per measurement (the best is reported).", lower_bound=1,
-                       flag_values=fv)
+  flags.DEFINE_integer(
+    "repeats", 3, "Runs per measurement (the best is reported).", lower_bound=1, flag_values=fv
+  )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -58,8 +61,10 @@ def main(argv: Sequence[str]) -> int:
   for all_tious in (False, True):
     what = "each file at all 5 tIoUs" if all_tious else "each file at its own tIoU"
     for protocol in temporal_map.PROTOCOLS:
-      runs = [_score_all(annotation_dir, scnn_dir, files, protocol, all_tious)
-              for _ in range(args.repeats)]
+      runs = [
+        _score_all(annotation_dir, scnn_dir, files, protocol, all_tious)
+        for _ in range(args.repeats)
+      ]
       seconds = min(r[0] for r in runs)
       maps = " ".join(f"{100 * m:.2f}" for m in runs[0][1].values())
       print(f"{protocol:<12} {what:<26} {seconds:6.3f} s   mAP@{'/'.join(files)}: {maps}")

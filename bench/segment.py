@@ -14,6 +14,7 @@ Usage:
                                     [--cli_sequences blackswan,bmx-bumps,kite-walk]
 """
 
+from collections.abc import Sequence
 import cProfile
 import os
 import pathlib
@@ -22,27 +23,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 
+from absl import app, flags
 import cv2
 import numpy as np
-from absl import app, flags
 
 # Runnable from a checkout without installing the package.
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=g-import-not-at-top
-from segtube_jax.segment import apply_overrides
 from segtube_jax.spatial import default_config, segment_video, testing
+from segtube_jax.spatial.config import apply_overrides
+
 # pylint: enable=g-import-not-at-top
 
 SIZES = ((240, 320), (480, 854))
 _STEPS = {  # Function name -> step label, for the time split.
-    "dense_flows": "flow", "slic_labels": "slic", "build_graph": "graph",
-    "appearance_saliency": "saliency", "motion_saliency": "saliency", "fit_gmm": "gmm",
-    "label_posterior": "gmm", "min_cut": "cut", "refine_masks": "refine",
-    "upsample_masks": "resize", "resize_frames": "resize",
+  "dense_flows": "flow",
+  "slic_labels": "slic",
+  "build_graph": "graph",
+  "appearance_saliency": "saliency",
+  "motion_saliency": "saliency",
+  "fit_gmm": "gmm",
+  "label_posterior": "gmm",
+  "min_cut": "cut",
+  "refine_masks": "refine",
+  "upsample_masks": "resize",
+  "resize_frames": "resize",
 }
 
 
@@ -90,11 +98,16 @@ def cli_frames_per_second(sequence: str, overrides: list[str]) -> tuple[int, flo
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the bench's flags (when it runs as a program, never at import)."""
   flags.DEFINE_integer("frames", 50, "Frames per run.", lower_bound=1, flag_values=fv)
-  flags.DEFINE_integer("repeats", 3, "Runs per size (the best is reported).", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer(
+    "repeats", 3, "Runs per size (the best is reported).", lower_bound=1, flag_values=fv
+  )
   flags.DEFINE_multi_string("set", [], "Segmentation config override KEY=VALUE.", flag_values=fv)
-  flags.DEFINE_list("cli_sequences", ["blackswan", "bmx-bumps", "kite-walk"],
-                    "Comma-separated DAVIS sequences for the end-to-end CLI timing (--cli_sequences= to skip).",
-                    flag_values=fv)
+  flags.DEFINE_list(
+    "cli_sequences",
+    ["blackswan", "bmx-bumps", "kite-walk"],
+    "Comma-separated DAVIS sequences for the end-to-end CLI timing (--cli_sequences= to skip).",
+    flag_values=fv,
+  )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -105,8 +118,11 @@ def main(argv: Sequence[str]) -> None:
   frames, source = load_frames(args.frames)
   print(f"frames: {source}, {frames.shape[0]} per run; one process")
   for h, w in SIZES:
-    clip = frames if frames.shape[1:3] == (h, w) else np.stack(
-        [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    clip = (
+      frames
+      if frames.shape[1:3] == (h, w)
+      else np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    )
     segment_video(clip[:3], None, None, config)  # Warm-up: imports, allocator.
     walls, cpus = [], []
     for _ in range(args.repeats):
@@ -117,16 +133,21 @@ def main(argv: Sequence[str]) -> None:
     n = clip.shape[0]
     split = step_split(clip, config)
     total = sum(split.values())
-    parts = ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in sorted(split.items(),
-                                                                  key=lambda kv: -kv[1]))
-    print(f"{w}x{h}: {n / min(walls):.1f} frames/s wall (best of {args.repeats}), "
-          f"{n / min(cpus):.1f} frames/CPU-s; ms/frame (profiled, {1000 * total / n:.0f} "
-          f"total): {parts}")
+    parts = ", ".join(
+      f"{k} {1000 * v / n:.1f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1])
+    )
+    print(
+      f"{w}x{h}: {n / min(walls):.1f} frames/s wall (best of {args.repeats}), "
+      f"{n / min(cpus):.1f} frames/CPU-s; ms/frame (profiled, {1000 * total / n:.0f} "
+      f"total): {parts}"
+    )
   for sequence in filter(None, args.cli_sequences):
     timed = cli_frames_per_second(sequence, args.set)
     if timed is not None:
-      print(f"segment CLI, {sequence} (854x480, {timed[0]} frames, startup included): "
-            f"{timed[1]:.1f} frames/s")
+      print(
+        f"segment CLI, {sequence} (854x480, {timed[0]} frames, startup included): "
+        f"{timed[1]:.1f} frames/s"
+      )
 
 
 if __name__ == "__main__":

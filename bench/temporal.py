@@ -5,23 +5,28 @@ Prints the median wall time of the compiled window scores + aggregation + labell
 <= 10 ms on CPU), and the load average, since other jobs on a shared machine inflate it.
 """
 
+from collections.abc import Sequence
 import os
 import time
-from collections.abc import Sequence
 
+from absl import app, flags
 import jax
 import numpy as np
-from absl import app, flags
 
 from segtube_jax import clips, temporal
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the bench's flags (when it runs as a program, never at import)."""
-  flags.DEFINE_integer("num_frames", 108_000, "Video length in frames.", lower_bound=1, flag_values=fv)
-  flags.DEFINE_integer("num_classes", 20, "Action classes K (K+1 class scores).", lower_bound=1,
-                       flag_values=fv)
-  flags.DEFINE_integer("repeats", 50, "Timed calls (the median is reported).", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer(
+    "num_frames", 108_000, "Video length in frames.", lower_bound=1, flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "num_classes", 20, "Action classes K (K+1 class scores).", lower_bound=1, flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "repeats", 50, "Timed calls (the median is reported).", lower_bound=1, flag_values=fv
+  )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -52,10 +57,14 @@ def main(argv: Sequence[str]) -> None:
   t0 = time.perf_counter()
   segments = temporal.extract_segments(np.asarray(labels), np.asarray(alpha))
   extract_s = time.perf_counter() - t0
-  print(f"frames={args.num_frames} windows={len(w)} (padded {starts.size}) classes={args.num_classes} "
-        f"device={jax.devices()[0].platform} load average={os.getloadavg()[0]:.2f}")
-  print(f"compile: {compile_s * 1e3:.0f} ms; scores+Eq.3+Eq.4 median {np.median(times) * 1e3:.2f} ms "
-        f"(min {min(times) * 1e3:.2f}); segment extraction {extract_s * 1e3:.2f} ms ({len(segments)} segments)")
+  print(
+    f"frames={args.num_frames} windows={len(w)} (padded {starts.size}) classes={args.num_classes} "
+    f"device={jax.devices()[0].platform} load average={os.getloadavg()[0]:.2f}"
+  )
+  print(
+    f"compile: {compile_s * 1e3:.0f} ms; scores+Eq.3+Eq.4 median {np.median(times) * 1e3:.2f} ms "
+    f"(min {min(times) * 1e3:.2f}); segment extraction {extract_s * 1e3:.2f} ms ({len(segments)} segments)"
+  )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ Usage:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import dataclasses
 import os
 import pathlib
@@ -36,14 +37,13 @@ import statistics
 import sys
 import time
 import types
-from collections.abc import Callable, Sequence
 
+from absl import app, flags
+from flax import jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
-from flax import jax_utils
 
 # Runnable from a checkout without installing the package.
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -55,11 +55,12 @@ from configs import thumos14 as thumos14_config
 from segtube_jax import models
 from segtube_jax.models import c3d
 from segtube_jax.training import steps
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # Class counts of the datasets the configs train on: the synthetic generator's default
 # (segtube_jax.data.synthetic.Options.num_classes) and THUMOS14's 20 actions.
-NUM_CLASSES = {'demo': 6, 'tiny': 6, 'paper': 20}
+NUM_CLASSES = {"demo": 6, "tiny": 6, "paper": 20}
 
 StepFn = Callable[[int], float]  # Runs n steps, returns the wall time in seconds.
 
@@ -67,6 +68,7 @@ StepFn = Callable[[int], float]  # Runs n steps, returns the wall time in second
 @dataclasses.dataclass
 class Row:
   """One line of the result table."""
+
   config: str
   framework: str
   clips_per_s: float
@@ -76,30 +78,61 @@ class Row:
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the bench's flags on ``fv`` (when it runs, never at import: see parse_flags)."""
-  flags.DEFINE_enum('config', 'demo', ('demo', 'paper', 'both', 'tiny'),
-                    'tiny: a CI-size model (not a project config) for smoke tests.', flag_values=fv)
-  flags.DEFINE_integer('steps', 3, 'Timed steps per repeat.', flag_values=fv)
-  flags.DEFINE_integer('warmup', 1, 'Untimed steps after compilation.', flag_values=fv)
-  flags.DEFINE_integer('repeats', 1, 'Timed rounds per framework (interleaved); the table shows the median.',
-                       flag_values=fv)
-  flags.DEFINE_bool('torch', False, 'Also time the PyTorch equivalent (skipped if torch is not importable).',
-                    flag_values=fv)
-  flags.DEFINE_integer('threads', len(os.sched_getaffinity(0)),
-                       'torch.set_num_threads (XLA:CPU uses every core it may run on).', flag_values=fv)
-  flags.DEFINE_integer('demo-batch', None, 'Sequences per step for demo (default: the config\'s global batch).',
-                       flag_values=fv)
-  flags.DEFINE_integer('paper-batch', 1, 'Sequences per step for paper.', flag_values=fv)
-  flags.DEFINE_integer('paper-seq', 2, 'Clips per sequence for paper.', flag_values=fv)
-  flags.DEFINE_enum('conv-impl', None, models.CONV_IMPLS, 'Override model.conv_impl (default: the config\'s).',
-                    flag_values=fv)
-  flags.DEFINE_integer('microbatch', None,
-                       'Override train.microbatch_size (sequences; 0: the whole batch at once).', flag_values=fv)
+  flags.DEFINE_enum(
+    "config",
+    "demo",
+    ("demo", "paper", "both", "tiny"),
+    "tiny: a CI-size model (not a project config) for smoke tests.",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer("steps", 3, "Timed steps per repeat.", flag_values=fv)
+  flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.", flag_values=fv)
+  flags.DEFINE_integer(
+    "repeats",
+    1,
+    "Timed rounds per framework (interleaved); the table shows the median.",
+    flag_values=fv,
+  )
+  flags.DEFINE_bool(
+    "torch",
+    False,
+    "Also time the PyTorch equivalent (skipped if torch is not importable).",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "threads",
+    len(os.sched_getaffinity(0)),
+    "torch.set_num_threads (XLA:CPU uses every core it may run on).",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "demo-batch",
+    None,
+    "Sequences per step for demo (default: the config's global batch).",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer("paper-batch", 1, "Sequences per step for paper.", flag_values=fv)
+  flags.DEFINE_integer("paper-seq", 2, "Clips per sequence for paper.", flag_values=fv)
+  flags.DEFINE_enum(
+    "conv-impl",
+    None,
+    models.CONV_IMPLS,
+    "Override model.conv_impl (default: the config's).",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "microbatch",
+    None,
+    "Override train.microbatch_size (sequences; 0: the whole batch at once).",
+    flag_values=fv,
+  )
 
 
 def flag_args(fv: flags.FlagValues) -> types.SimpleNamespace:
   """This bench's flag values as attributes, '-' read as '_' (--paper-batch: args.paper_batch)."""
-  return types.SimpleNamespace(**{f.name.replace('-', '_'): f.value
-                                  for f in fv.get_flags_for_module(__name__)})
+  return types.SimpleNamespace(
+    **{f.name.replace("-", "_"): f.value for f in fv.get_flags_for_module(__name__)}
+  )
 
 
 def parse_flags(argv: Sequence[str]) -> types.SimpleNamespace:
@@ -111,21 +144,21 @@ def parse_flags(argv: Sequence[str]) -> types.SimpleNamespace:
   fv = flags.FlagValues()
   define_flags(fv)
   try:
-    rest = fv(['train_step.py', *argv])
+    rest = fv(["train_step.py", *argv])
   except flags.Error as e:
-    raise SystemExit(f'error: {e}') from e
+    raise SystemExit(f"error: {e}") from e
   if len(rest) > 1:
-    raise SystemExit(f'error: unexpected arguments {rest[1:]}')
+    raise SystemExit(f"error: unexpected arguments {rest[1:]}")
   return flag_args(fv)
 
 
 def experiment_config(name: str, args: types.SimpleNamespace) -> ml_collections.ConfigDict:
   """The config as trained, shrunk to a CPU-size batch for 'paper'."""
-  if name in ('demo', 'tiny'):
+  if name in ("demo", "tiny"):
     c = synthetic_config.get_config()
     if args.demo_batch is not None:
       c.train.global_batch_size = args.demo_batch
-    if name == 'tiny':  # Compiles in a few seconds; same code paths as demo.
+    if name == "tiny":  # Compiles in a few seconds; same code paths as demo.
       c.model.width_multiplier = 0.0625
       c.model.fc_dim = 32
       c.model.lstm_features = 8
@@ -136,54 +169,61 @@ def experiment_config(name: str, args: types.SimpleNamespace) -> ml_collections.
     c = thumos14_config.get_config()
     c.train.global_batch_size = args.paper_batch
     c.clips.seq_len = args.paper_seq
-    c.model.dtype = 'float32'  # bfloat16 convs are emulated (slow) on XLA:CPU.
+    c.model.dtype = "float32"  # bfloat16 convs are emulated (slow) on XLA:CPU.
   if args.conv_impl is not None:
     c.model.conv_impl = args.conv_impl
-  if getattr(args, 'microbatch', None) is not None:
+  if getattr(args, "microbatch", None) is not None:
     c.train.microbatch_size = args.microbatch
   return c
 
 
-def random_batch(c: ml_collections.ConfigDict, num_classes: int, seed: int = 0
-                 ) -> dict[str, np.ndarray]:
+def random_batch(
+  c: ml_collections.ConfigDict, num_classes: int, seed: int = 0
+) -> dict[str, np.ndarray]:
   """A global batch as the input pipeline yields it: uint8 clips and int32 labels."""
   rng = np.random.default_rng(seed)
   shape = models.input_shape(c.model, c.train.global_batch_size, c.clips.seq_len)
   return {
-      'clips': rng.integers(0, 256, size=shape, dtype=np.uint8),
-      'proposal_labels': rng.integers(0, 2, size=shape[:2]).astype(np.int32),
-      'class_labels': rng.integers(0, num_classes + 1, size=shape[:2]).astype(np.int32),
+    "clips": rng.integers(0, 256, size=shape, dtype=np.uint8),
+    "proposal_labels": rng.integers(0, 2, size=shape[:2]).astype(np.int32),
+    "class_labels": rng.integers(0, num_classes + 1, size=shape[:2]).astype(np.int32),
   }
 
 
-def jax_step_fn(c: ml_collections.ConfigDict, num_classes: int,
-                batch: dict[str, np.ndarray]) -> tuple[StepFn, float]:
+def jax_step_fn(
+  c: ml_collections.ConfigDict, num_classes: int, batch: dict[str, np.ndarray]
+) -> tuple[StepFn, float]:
   """(run n steps -> seconds, compile + first step seconds) of the project's pmap train step."""
-  state, model, schedule = steps.create_train_state(c, num_classes, steps.make_rng(0),
-                                                    c.train.num_steps)
-  dtype = jnp.bfloat16 if c.model.dtype == 'bfloat16' else jnp.float32
-  p_step = jax.pmap(steps.make_train_step(model, schedule, dtype, c.train.microbatch_size), axis_name='batch',
-                    donate_argnums=(0,))
+  state, model, schedule = steps.create_train_state(
+    c, num_classes, steps.make_rng(0), c.train.num_steps
+  )
+  dtype = jnp.bfloat16 if c.model.dtype == "bfloat16" else jnp.float32
+  p_step = jax.pmap(
+    steps.make_train_step(model, schedule, dtype, c.train.microbatch_size),
+    axis_name="batch",
+    donate_argnums=(0,),
+  )
   # jax_utils.replicate's arrays carry a different mesh than p_step's outputs, so the second
   # call would compile the step again (~17 s for demo); an identity pmap gives the state the
   # outputs' sharding and the step compiles once.
-  to_device = jax.pmap(lambda tree: tree, axis_name='batch')
-  holder = {'state': to_device(jax_utils.replicate(state))}
+  to_device = jax.pmap(lambda tree: tree, axis_name="batch")
+  holder = {"state": to_device(jax_utils.replicate(state))}
   # Put the batch on the device once (leading axis: 1 device), so only compute is timed.
   dev_batch = to_device(jax.tree.map(lambda x: x[None], batch))
 
   def run(n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
-      holder['state'], metrics = p_step(holder['state'], dev_batch)
-    jax.block_until_ready((holder['state'], metrics))
+      holder["state"], metrics = p_step(holder["state"], dev_batch)
+    jax.block_until_ready((holder["state"], metrics))
     return time.perf_counter() - t0
 
   return run, run(1)
 
 
-def torch_step_fn(c: ml_collections.ConfigDict, num_classes: int,
-                  batch: dict[str, np.ndarray]) -> tuple[StepFn, float]:
+def torch_step_fn(
+  c: ml_collections.ConfigDict, num_classes: int, batch: dict[str, np.ndarray]
+) -> tuple[StepFn, float]:
   """(run n steps -> seconds, first step seconds) of the PyTorch equivalent (module doc)."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
@@ -192,7 +232,7 @@ def torch_step_fn(c: ml_collections.ConfigDict, num_classes: int,
   widths = models.conv_widths(m.width_multiplier)
   t, h, w = m.clip_shape
   pool_pads = c3d.pool_paddings((t, h, w), m.pool5_padding)
-  pool_after = c3d._POOL_AFTER  # pylint: disable=protected-access
+  pool_after = c3d.POOL_AFTER
 
   class TorchNet(nn.Module):
     """C3D + dropout + nn.LSTM + linear head over [B, S, C, T, H, W] clips."""
@@ -214,10 +254,14 @@ def torch_step_fn(c: ml_collections.ConfigDict, num_classes: int,
       flat = cin * int(np.prod(models.c3d_pool5_shape((t, h, w), m.pool5_padding)))
       # fc7 -> [LayerNorm] -> dropout, as networks._SequenceHead (flax LayerNorm eps 1e-6).
       self.fc = nn.Sequential(
-          nn.Linear(flat, m.fc_dim), nn.ReLU(), nn.Dropout(m.dropout_rate),
-          nn.Linear(m.fc_dim, m.fc_dim), nn.ReLU(),
-          nn.LayerNorm(m.fc_dim, eps=1e-6) if m.get('feature_norm', False) else nn.Identity(),
-          nn.Dropout(m.dropout_rate))
+        nn.Linear(flat, m.fc_dim),
+        nn.ReLU(),
+        nn.Dropout(m.dropout_rate),
+        nn.Linear(m.fc_dim, m.fc_dim),
+        nn.ReLU(),
+        nn.LayerNorm(m.fc_dim, eps=1e-6) if m.get("feature_norm", False) else nn.Identity(),
+        nn.Dropout(m.dropout_rate),
+      )
       self.lstm = nn.LSTM(m.fc_dim, m.lstm_features, m.lstm_layers, batch_first=True)
       self.head = nn.Linear(m.lstm_features, num_outputs)
 
@@ -229,16 +273,23 @@ def torch_step_fn(c: ml_collections.ConfigDict, num_classes: int,
   torch.manual_seed(0)
   nets = [TorchNet(2), TorchNet(num_classes + 1)]
   o = c.optimizer
-  if o.name == 'adam':
-    opts = [torch.optim.AdamW(n.parameters(), lr=o.learning_rate, weight_decay=o.weight_decay)
-            for n in nets]
+  if o.name == "adam":
+    opts = [
+      torch.optim.AdamW(n.parameters(), lr=o.learning_rate, weight_decay=o.weight_decay)
+      for n in nets
+    ]
   else:
-    opts = [torch.optim.SGD(n.parameters(), lr=o.learning_rate, momentum=o.momentum,
-                            weight_decay=o.weight_decay) for n in nets]
+    opts = [
+      torch.optim.SGD(
+        n.parameters(), lr=o.learning_rate, momentum=o.momentum, weight_decay=o.weight_decay
+      )
+      for n in nets
+    ]
   # NTHWC -> NCTHW once, as a PyTorch input pipeline would deliver it; stays uint8.
-  clips = torch.from_numpy(np.ascontiguousarray(batch['clips'].transpose(0, 1, 5, 2, 3, 4)))
-  labels = [torch.from_numpy(batch[k].astype(np.int64))
-            for k in ('proposal_labels', 'class_labels')]
+  clips = torch.from_numpy(np.ascontiguousarray(batch["clips"].transpose(0, 1, 5, 2, 3, 4)))
+  labels = [
+    torch.from_numpy(batch[k].astype(np.int64)) for k in ("proposal_labels", "class_labels")
+  ]
   mean = torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 1, 3, 1, 1, 1) * 255.0
   std = torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 1, 3, 1, 1, 1) * 255.0
   for n in nets:
@@ -270,9 +321,9 @@ def bench_config(name: str, args: types.SimpleNamespace, use_torch: bool) -> lis
   num_classes = NUM_CLASSES[name]
   batch = random_batch(c, num_classes)
   clips_per_step = c.train.global_batch_size * c.clips.seq_len
-  runners: dict[str, tuple[StepFn, float]] = {'jax': jax_step_fn(c, num_classes, batch)}
+  runners: dict[str, tuple[StepFn, float]] = {"jax": jax_step_fn(c, num_classes, batch)}
   if use_torch:
-    runners['pytorch'] = torch_step_fn(c, num_classes, batch)
+    runners["pytorch"] = torch_step_fn(c, num_classes, batch)
   for run, _ in runners.values():
     if args.warmup > 0:
       run(args.warmup)
@@ -280,23 +331,30 @@ def bench_config(name: str, args: types.SimpleNamespace, use_torch: bool) -> lis
   order = list(runners)
   for r in range(args.repeats):
     # Alternate which framework goes first so drifting background load biases neither.
-    for k in (order if r % 2 == 0 else order[::-1]):
+    for k in order if r % 2 == 0 else order[::-1]:
       rates[k].append(args.steps * clips_per_step / runners[k][0](args.steps))
   return [Row(name, k, statistics.median(v), v, runners[k][1]) for k, v in rates.items()]
 
 
 def format_table(rows: Sequence[Row]) -> str:
   """config | framework | clips/s | JAX/PyTorch ratio of clips/s."""
-  torch_rate = {r.config: r.clips_per_s for r in rows if r.framework == 'pytorch'}
-  lines = [f'{"config":7s} {"framework":9s} {"clips/s":>9s} {"JAX/PyTorch":>11s}  '
-           f'{"first step s":>12s}  per-repeat clips/s']
+  torch_rate = {r.config: r.clips_per_s for r in rows if r.framework == "pytorch"}
+  lines = [
+    f"{'config':7s} {'framework':9s} {'clips/s':>9s} {'JAX/PyTorch':>11s}  "
+    f"{'first step s':>12s}  per-repeat clips/s"
+  ]
   for r in rows:
-    ratio = (f'{r.clips_per_s / torch_rate[r.config]:.2f}'
-             if r.framework == 'jax' and r.config in torch_rate else '')
-    reps = ' '.join(f'{v:.3g}' for v in r.all_clips_per_s)
-    lines.append(f'{r.config:7s} {r.framework:9s} {r.clips_per_s:9.3g} {ratio:>11s}  '
-                 f'{r.compile_s:12.1f}  {reps}')
-  return '\n'.join(lines)
+    ratio = (
+      f"{r.clips_per_s / torch_rate[r.config]:.2f}"
+      if r.framework == "jax" and r.config in torch_rate
+      else ""
+    )
+    reps = " ".join(f"{v:.3g}" for v in r.all_clips_per_s)
+    lines.append(
+      f"{r.config:7s} {r.framework:9s} {r.clips_per_s:9.3g} {ratio:>11s}  "
+      f"{r.compile_s:12.1f}  {reps}"
+    )
+  return "\n".join(lines)
 
 
 def main(argv: Sequence[str] = (), args: types.SimpleNamespace | None = None) -> list[Row]:
@@ -311,40 +369,49 @@ def main(argv: Sequence[str] = (), args: types.SimpleNamespace | None = None) ->
     # libgomp reads this when torch loads it. Its default (spinning) barriers make PyTorch 5x
     # slower as soon as another process competes for the cores (measured on the shared 2-core
     # box: 10 vs 60 clips/s), which would flatter JAX; passive waits cost ~nothing when idle.
-    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
       import torch  # pylint: disable=g-import-not-at-top
     except ImportError:
-      print('pytorch: skipped (torch is not importable)')
+      print("pytorch: skipped (torch is not importable)")
     else:
       use_torch = True
       torch.set_num_threads(args.threads)
-  names = ('demo', 'paper') if args.config == 'both' else (args.config,)
-  print(f'jax {jax.__version__} backend={jax.default_backend()} devices={jax.device_count()} '
-        f'cores={len(os.sched_getaffinity(0))}'
-        + (f' torch {torch.__version__} threads={torch.get_num_threads()} '
-           f'OMP_WAIT_POLICY={os.environ["OMP_WAIT_POLICY"]}' if use_torch else '')
-        + f' steps={args.steps} warmup={args.warmup} repeats={args.repeats}')
-  print(f'load average at start: {" ".join(f"{v:.2f}" for v in os.getloadavg())}', flush=True)
+  names = ("demo", "paper") if args.config == "both" else (args.config,)
+  print(
+    f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.device_count()} "
+    f"cores={len(os.sched_getaffinity(0))}"
+    + (
+      f" torch {torch.__version__} threads={torch.get_num_threads()} "
+      f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+      if use_torch
+      else ""
+    )
+    + f" steps={args.steps} warmup={args.warmup} repeats={args.repeats}"
+  )
+  print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
   rows = []
   for name in names:
     c = experiment_config(name, args)
-    print(f'{name}: {c.train.global_batch_size} seq x {c.clips.seq_len} clips of '
-          f'{tuple(c.model.clip_shape)}, width x{c.model.width_multiplier}, fc {c.model.fc_dim}, '
-          f'lstm {c.model.lstm_layers}x{c.model.lstm_features}, conv_impl {c.model.conv_impl}, '
-          f'microbatch {c.train.microbatch_size or "off"}, {c.optimizer.name}, {c.model.dtype}', flush=True)
+    print(
+      f"{name}: {c.train.global_batch_size} seq x {c.clips.seq_len} clips of "
+      f"{tuple(c.model.clip_shape)}, width x{c.model.width_multiplier}, fc {c.model.fc_dim}, "
+      f"lstm {c.model.lstm_layers}x{c.model.lstm_features}, conv_impl {c.model.conv_impl}, "
+      f"microbatch {c.train.microbatch_size or 'off'}, {c.optimizer.name}, {c.model.dtype}",
+      flush=True,
+    )
     rows += bench_config(name, args, use_torch)
-  print(f'load average at end:   {" ".join(f"{v:.2f}" for v in os.getloadavg())}')
+  print(f"load average at end:   {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
   print(format_table(rows))
   return rows
 
 
 def _command_line(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
   main(args=flag_args(flags.FLAGS))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   define_flags()
   app.run(_command_line)

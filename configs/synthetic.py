@@ -17,8 +17,7 @@ instead of 0.911) and one class per detected run (detector.class_assignment='seg
 paper's one-class-per-video rule gave 60.5, missing every detection in 10 of the 60 videos).
 """
 
-from segtube_jax import models
-from segtube_jax import defaults
+from segtube_jax import defaults, models
 
 
 def get_config():

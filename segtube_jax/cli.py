@@ -9,8 +9,8 @@ process), prints the module docstring and the flags for ``--help``, and turns a 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
+import sys
 
 from absl import flags
 
@@ -37,22 +37,36 @@ class FloatsParser(flags.ArgumentParser):
     except (TypeError, ValueError):
       values = None
     if values is None or len(values) != self.count:
-      raise ValueError(f"expected {self.count} comma-separated numbers {self.metavar}, got {argument!r}")
+      raise ValueError(
+        f"expected {self.count} comma-separated numbers {self.metavar}, got {argument!r}"
+      )
     return values
 
   def flag_type(self) -> str:
     return f"{self.count} comma-separated numbers"
 
 
-def define_floats(name: str, default: Sequence[float], metavar: str, help_text: str,
-                  flag_values: flags.FlagValues) -> None:
+def define_floats(
+  name: str, default: Sequence[float], metavar: str, help_text: str, flag_values: flags.FlagValues
+) -> None:
   """Defines ``--name=A,B,...``: exactly ``len(default)`` numbers, a tuple of floats."""
-  flags.DEFINE(FloatsParser(len(default), metavar), name, ",".join(f"{x:g}" for x in default),
-               f"{help_text} ({metavar})", flag_values=flag_values, serializer=flags.ListSerializer(","))
+  flags.DEFINE(
+    FloatsParser(len(default), metavar),
+    name,
+    ",".join(f"{x:g}" for x in default),
+    f"{help_text} ({metavar})",
+    flag_values=flag_values,
+    serializer=flags.ListSerializer(","),
+  )
 
 
-def run_command(doc: str, define_flags: Callable[[flags.FlagValues], None],
-                body: Callable[[flags.FlagValues], int], argv: Sequence[str] | None, prog: str) -> int:
+def run_command(
+  doc: str,
+  define_flags: Callable[[flags.FlagValues], None],
+  body: Callable[[flags.FlagValues], int],
+  argv: Sequence[str] | None,
+  prog: str,
+) -> int:
   """Parses ``argv`` (program name excluded; None: ``sys.argv[1:]``) and runs ``body``.
 
   Returns ``body``'s exit status; 0 after printing the help; 2 after printing ``error: ...`` on
@@ -68,7 +82,9 @@ def run_command(doc: str, define_flags: Callable[[flags.FlagValues], None],
   try:
     rest = fv([prog, *argv])
     if len(rest) > 1:
-      raise ConfigError(f"unexpected arguments {rest[1:]} (list values are comma-separated: --flag=a,b)")
+      raise ConfigError(
+        f"unexpected arguments {rest[1:]} (list values are comma-separated: --flag=a,b)"
+      )
     return body(fv)
   except (SegtubeError, flags.Error) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ MASK_SOURCES = ("none", "saliency", "dataset", "folder")
 @dataclasses.dataclass(frozen=True)
 class Windows:
   """Sliding windows of one video, end exclusive, grouped by scale (sorted by scale, then start)."""
+
   starts: np.ndarray  # int32 [H]
   ends: np.ndarray  # int32 [H]
   scales: np.ndarray  # int32 [H]: index into the window lengths
@@ -42,7 +43,9 @@ def window_starts(num_frames: int, length: int, stride: int) -> np.ndarray:
   frame), so every frame is covered by at least one window.
   """
   if length < 1 or stride < 1:
-    raise ConfigError(f"window length and stride must be >= 1, got length={length}, stride={stride}")
+    raise ConfigError(
+      f"window length and stride must be >= 1, got length={length}, stride={stride}"
+    )
   if num_frames <= length:
     return np.zeros(1, np.int32)
   starts = np.arange(0, num_frames - length + 1, stride)
@@ -51,7 +54,9 @@ def window_starts(num_frames: int, length: int, stride: int) -> np.ndarray:
   return starts.astype(np.int32)
 
 
-def enumerate_windows(num_frames: int, lengths: Sequence[int] = (16, 32), overlap: float = 0.75) -> Windows:
+def enumerate_windows(
+  num_frames: int, lengths: Sequence[int] = (16, 32), overlap: float = 0.75
+) -> Windows:
   """All windows of a video at every scale (Sec. 2.1: 16 and 32 frames, 75% overlap)."""
   if num_frames < 1:
     raise ConfigError(f"a video needs at least one frame, got num_frames={num_frames}")
@@ -64,8 +69,11 @@ def enumerate_windows(num_frames: int, lengths: Sequence[int] = (16, 32), overla
     starts.append(st)
     ends.append(np.minimum(st + length, num_frames))
     scales.append(np.full(st.shape, s, np.int32))
-  return Windows(np.concatenate(starts).astype(np.int32), np.concatenate(ends).astype(np.int32),
-                 np.concatenate(scales))
+  return Windows(
+    np.concatenate(starts).astype(np.int32),
+    np.concatenate(ends).astype(np.int32),
+    np.concatenate(scales),
+  )
 
 
 def clip_frame_indices(start: int, length: int, clip_len: int = 16) -> np.ndarray:
@@ -73,8 +81,13 @@ def clip_frame_indices(start: int, length: int, clip_len: int = 16) -> np.ndarra
   return (start + (np.arange(clip_len) * length) // clip_len).astype(np.int32)
 
 
-def window_labels(windows: Windows, instances: Sequence[tuple[int, int, int]], *,
-                  positive_coverage: float = 0.7, background_coverage: float = 0.3) -> np.ndarray:
+def window_labels(
+  windows: Windows,
+  instances: Sequence[tuple[int, int, int]],
+  *,
+  positive_coverage: float = 0.7,
+  background_coverage: float = 0.3,
+) -> np.ndarray:
   """SCNN-style labels adapted to short windows.
 
   A window is positive for an instance's class when that instance covers at least
@@ -91,8 +104,10 @@ def window_labels(windows: Windows, instances: Sequence[tuple[int, int, int]], *
     int32 [H]: class id, 0 for background, -1 for ignored windows.
   """
   if not 0.0 <= background_coverage < positive_coverage <= 1.0:
-    raise ConfigError(f"need 0 <= background_coverage < positive_coverage <= 1, got "
-                      f"{background_coverage} and {positive_coverage}")
+    raise ConfigError(
+      f"need 0 <= background_coverage < positive_coverage <= 1, got "
+      f"{background_coverage} and {positive_coverage}"
+    )
   length = (windows.ends - windows.starts).astype(np.float64)
   labels = np.zeros(len(windows), np.int32)
   best = np.zeros(len(windows))
@@ -128,8 +143,12 @@ def balance_background(labels: np.ndarray, rng: np.random.Generator) -> np.ndarr
   return out
 
 
-def saliency_aware(frames: np.ndarray, masks: np.ndarray | None, mode: str = "blend_mean",
-                   background_weight: float = 0.25) -> np.ndarray:
+def saliency_aware(
+  frames: np.ndarray,
+  masks: np.ndarray | None,
+  mode: str = "blend_mean",
+  background_weight: float = 0.25,
+) -> np.ndarray:
   """Attenuates the background of frames with per-frame masks (saliency-aware clips, Sec. 2.1).
 
   Args:
@@ -154,9 +173,15 @@ def saliency_aware(frames: np.ndarray, masks: np.ndarray | None, mode: str = "bl
   return np.clip(base + w * (f - base), 0, 255).round().astype(np.uint8)
 
 
-def saliency_aware_crops(frames: np.ndarray, masks: np.ndarray | None, mode: str, background_weight: float,
-                         resize: tuple[int, int], crop: tuple[int, int],
-                         offset: tuple[int, int] | None = None) -> np.ndarray:
+def saliency_aware_crops(
+  frames: np.ndarray,
+  masks: np.ndarray | None,
+  mode: str,
+  background_weight: float,
+  resize: tuple[int, int],
+  crop: tuple[int, int],
+  offset: tuple[int, int] | None = None,
+) -> np.ndarray:
   """Saliency-aware frames (:func:`saliency_aware`), resized to ``resize`` and cropped to ``crop``.
 
   The one place frames become network input, in training and in the detector alike.
@@ -174,16 +199,22 @@ def saliency_aware_crops(frames: np.ndarray, masks: np.ndarray | None, mode: str
   if offset is None:
     offset = ((resize[0] - crop[0]) // 2, (resize[1] - crop[1]) // 2)
   y, x = offset
-  return frames[:, y:y + crop[0], x:x + crop[1]]
+  return frames[:, y : y + crop[0], x : x + crop[1]]
 
 
-def gather_clips(frames: np.ndarray, starts: np.ndarray, ends: np.ndarray, clip_len: int,
-                 first_frame: int = 0, valid: np.ndarray | None = None) -> np.ndarray:
+def gather_clips(
+  frames: np.ndarray,
+  starts: np.ndarray,
+  ends: np.ndarray,
+  clip_len: int,
+  first_frame: int = 0,
+  valid: np.ndarray | None = None,
+) -> np.ndarray:
   """Clips uint8 [N, clip_len, h, w, 3] of windows [starts, ends) from ``frames`` (frame
   ``first_frame`` onwards), each sampled by :func:`clip_frame_indices`; ``valid=False`` windows
   stay zero."""
   out = np.zeros((len(starts), clip_len) + frames.shape[1:], np.uint8)
-  for i in (range(len(starts)) if valid is None else np.flatnonzero(valid)):
+  for i in range(len(starts)) if valid is None else np.flatnonzero(valid):
     start = int(starts[i])
     out[i] = frames[clip_frame_indices(start, int(ends[i]) - start, clip_len) - first_frame]
   return out

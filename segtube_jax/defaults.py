@@ -7,8 +7,7 @@ rejects keys that are not in this schema and impossible values before anything c
 
 import ml_collections
 
-from segtube_jax import models
-from segtube_jax import spatial
+from segtube_jax import models, spatial
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -46,7 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.clips.mask_source = "none"
   c.clips.mask_dir = ""  # <mask_dir>/<video_id>/<frame>.png, e.g. the segmentation stage's output.
   c.clips.saliency_workers = 0  # Processes computing the B_o cache (0: one per CPU core).
-  c.clips.saliency_mode = "blend_mean"  # How the background is attenuated: 'multiply', 'blend_mean'.
+  c.clips.saliency_mode = (
+    "blend_mean"  # How the background is attenuated: 'multiply', 'blend_mean'.
+  )
   c.clips.background_weight = 0.25
 
   c.model = models.default_model_config()

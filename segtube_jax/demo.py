@@ -19,33 +19,21 @@ import time
 from absl import app, flags
 
 from configs import synthetic as synthetic_config
-from segtube_jax.data import contact_sheet, dataset as dataset_lib, synthetic
+from segtube_jax.data import contact_sheet, synthetic
+from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.errors import SegtubeError
 from segtube_jax.evaluation import detector_eval
 from segtube_jax.training import TrainingStopped, train_and_evaluate
 
-# The demo dataset: bigger actors than the generator's default, so that the motions that tell
-# the classes apart survive the networks' 32x32 input; shorter videos keep packing and
-# evaluation within the demo's time.
-DEMO_OPTIONS = {"actor_size": (0.18, 0.24), "min_frames": 120, "max_frames": 300, "split": (0.7, 0.15, 0.15)}
 
-
-
-def prepare_dataset(root: pathlib.Path, num_videos: int, seed: int) -> tuple[dict, float | None]:
-  """Generates the dataset unless ``root`` already holds one made with the same arguments."""
-  ann = root / "annotations.json"
-  if ann.is_file():
-    made = dataset_lib.read_annotations_json(ann).get("generator", {})
-    same = all(made.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in DEMO_OPTIONS.items())
-    if made.get("num_videos") == num_videos and made.get("seed") == seed and same:
-      return synthetic.summarize(root), None
-  t0 = time.perf_counter()
-  synthetic.generate_dataset(root, num_videos, seed, overwrite=True, **DEMO_OPTIONS)
-  return synthetic.summarize(root), time.perf_counter() - t0
-
-
-def run_demo(workdir: str, num_videos: int = 400, seed: int = 0, sheets: int = 2, data_only: bool = False,
-             config=None) -> dict:
+def run_demo(
+  workdir: str,
+  num_videos: int = 400,
+  seed: int = 0,
+  sheets: int = 2,
+  data_only: bool = False,
+  config=None,
+) -> dict:
   """Dataset, training and evaluation; returns the summary, the validation and the test metrics.
 
   Args:
@@ -58,9 +46,11 @@ def run_demo(workdir: str, num_videos: int = 400, seed: int = 0, sheets: int = 2
   t_start = time.perf_counter()
   workdir = pathlib.Path(workdir)
   root = workdir / "data"
-  summary, seconds = prepare_dataset(root, num_videos, seed)
+  summary, seconds = synthetic.prepare_demo_dataset(root, num_videos, seed)
   print(synthetic.format_summary(summary))
-  print(f"  {'generated in %.1f s' % seconds if seconds is not None else 'reused (same arguments)'}")
+  print(
+    f"  {'generated in %.1f s' % seconds if seconds is not None else 'reused (same arguments)'}"
+  )
   ds = dataset_lib.load_dataset(root, check_media=False)
   sheet_dir = workdir / "contact_sheets"
   sheet_dir.mkdir(parents=True, exist_ok=True)
@@ -73,21 +63,39 @@ def run_demo(workdir: str, num_videos: int = 400, seed: int = 0, sheets: int = 2
   for path in written:
     print(f"  {path}")
   if data_only:
-    print(f"next: python train.py --config configs/synthetic.py --workdir {workdir} --config.dataset.root={root}")
+    print(
+      f"next: python train.py --config configs/synthetic.py --workdir {workdir} --config.dataset.root={root}"
+    )
     return {"summary": summary, "contact_sheets": written}
   if config is None:
     config = synthetic_config.get_config()
     config.dataset.root = str(root)
-  print(f"training: python train.py --config configs/synthetic.py --workdir {workdir} "
-        f"--config.dataset.root={config.dataset.root}", flush=True)
+  print(
+    f"training: python train.py --config configs/synthetic.py --workdir {workdir} "
+    f"--config.dataset.root={config.dataset.root}",
+    flush=True,
+  )
   validation = train_and_evaluate(config, workdir)
-  print("validation windows: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items()) if k.endswith("accuracy")))
-  print(f"evaluating: python evaluate.py --config configs/synthetic.py --workdir {workdir} "
-        f"--config.dataset.root={config.dataset.root}", flush=True)
+  print(
+    "validation windows: "
+    + ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items()) if k.endswith("accuracy"))
+  )
+  print(
+    f"evaluating: python evaluate.py --config configs/synthetic.py --workdir {workdir} "
+    f"--config.dataset.root={config.dataset.root}",
+    flush=True,
+  )
   metrics = detector_eval.evaluate(config, workdir)
   print(detector_eval.summary_lines(metrics, workdir))
-  print(f"demo finished in {time.perf_counter() - t_start:.0f} s; report: {workdir / 'eval' / 'report.md'}")
-  return {"summary": summary, "contact_sheets": written, "validation": validation, "metrics": metrics}
+  print(
+    f"demo finished in {time.perf_counter() - t_start:.0f} s; report: {workdir / 'eval' / 'report.md'}"
+  )
+  return {
+    "summary": summary,
+    "contact_sheets": written,
+    "validation": validation,
+    "metrics": metrics,
+  }
 
 
 def main(argv: list[str]) -> None:
@@ -104,8 +112,10 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  # Flags only as a program: importing run_demo / prepare_dataset defines none.
-  flags.DEFINE_string("workdir", "runs/demo", "Experiment folder; the dataset goes to <workdir>/data.")
+  # Flags only as a program: importing run_demo defines none.
+  flags.DEFINE_string(
+    "workdir", "runs/demo", "Experiment folder; the dataset goes to <workdir>/data."
+  )
   flags.DEFINE_integer("num_videos", 400, "Synthetic videos to generate.")
   flags.DEFINE_integer("seed", 0, "Generator seed.")
   flags.DEFINE_integer("contact_sheets", 2, "Contact sheets to write (one per video).")

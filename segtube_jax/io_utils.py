@@ -11,6 +11,7 @@ names the path and the cause and is both a ``SegtubeError`` (one-line CLI messag
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import contextlib
 import errno
 import io
@@ -18,7 +19,6 @@ import json
 import os
 import pathlib
 import tempfile
-from collections.abc import Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -69,8 +69,9 @@ def ensure_writable_dir(path: PathLike, what: str = "output folder") -> pathlib.
 
 
 @contextlib.contextmanager
-def atomic_writer(path: PathLike, mode: str = "w", *, fsync: bool = True,
-                  what: str = "file") -> Iterator[IO]:
+def atomic_writer(
+  path: PathLike, mode: str = "w", *, fsync: bool = True, what: str = "file"
+) -> Iterator[IO]:
   """Opens a temporary file next to ``path``; on a clean exit, renames it to ``path``.
 
   Args:
@@ -115,7 +116,9 @@ def write_text_atomic(path: PathLike, text: str, *, fsync: bool = True, what: st
     f.write(text)
 
 
-def write_bytes_atomic(path: PathLike, data: bytes, *, fsync: bool = True, what: str = "file") -> None:
+def write_bytes_atomic(
+  path: PathLike, data: bytes, *, fsync: bool = True, what: str = "file"
+) -> None:
   """Writes ``data`` to ``path`` atomically; see :func:`atomic_writer`."""
   with atomic_writer(path, "wb", fsync=fsync, what=what) as f:
     f.write(data)
@@ -130,13 +133,16 @@ def write_json_atomic(path: PathLike, data: Any, *, what: str = "JSON file") -> 
   write_text_atomic(path, json.dumps(data, indent=1) + "\n", what=what)
 
 
-def write_png_atomic(path: PathLike, image: np.ndarray, *, fsync: bool = False, what: str = "PNG image") -> None:
+def write_png_atomic(
+  path: PathLike, image: np.ndarray, *, fsync: bool = False, what: str = "PNG image"
+) -> None:
   """Writes a uint8 ``[H, W]`` or ``[H, W, 3]`` image as a PNG, atomically.
 
   Not fsynced by default: masks come by the hundred and a kill cannot tear them anyway (the
   rename is atomic); pass ``fsync=True`` for files that must survive a power cut.
   """
   from PIL import Image  # pylint: disable=import-outside-toplevel
+
   buffer = io.BytesIO()
   Image.fromarray(np.asarray(image)).save(buffer, format="PNG")
   write_bytes_atomic(path, buffer.getvalue(), fsync=fsync, what=what)

@@ -7,69 +7,54 @@ cuts of Eq. (5) (Sec. 2.2-2.3). Frames outside --start..--end get empty masks.
   python -m segtube_jax.segment --video FILE --out DIR [--set refine.enabled=False]
 """
 
-import ast
 import sys
 import time
 
-import ml_collections
 from absl import flags
 
 from segtube_jax import cli
-from segtube_jax.errors import ConfigError
 from segtube_jax.spatial import batch
 from segtube_jax.spatial import config as config_lib
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]
-                    ) -> ml_collections.ConfigDict:
-  """Applies ``key.path=value`` overrides (values parsed as Python literals) to ``config``."""
-  for item in overrides:
-    key, sep, text = item.partition("=")
-    if not sep:
-      raise ConfigError(f"--set {item!r}: expected key=value, e.g. refine.enabled=False")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text  # Bare words are strings (flow.preset=medium).
-    node = config
-    *path, last = key.split(".")
-    try:
-      for part in path:
-        node = node[part]
-      if last not in node:
-        raise KeyError(last)
-      node[last] = value
-    except KeyError:
-      raise ConfigError(f"--set {item!r}: no config key {key!r}") from None
-    except TypeError as e:
-      raise ConfigError(f"--set {item!r}: wrong type for {key!r} ({e})") from None
-  return config
-
-
 def define_flags(fv: flags.FlagValues) -> None:
   """Defines the command's flags on ``fv``."""
-  flags.DEFINE_string("frames", None, "Folder of numbered frame images (e.g. 00000.jpg).", flag_values=fv)
-  flags.DEFINE_string("video", None, "Video file; masks are named %05d.png by frame index.", flag_values=fv)
+  flags.DEFINE_string(
+    "frames", None, "Folder of numbered frame images (e.g. 00000.jpg).", flag_values=fv
+  )
+  flags.DEFINE_string(
+    "video", None, "Video file; masks are named %05d.png by frame index.", flag_values=fv
+  )
   flags.mark_flags_as_mutual_exclusive(["frames", "video"], required=True, flag_values=fv)
   flags.DEFINE_string("out", None, "Folder for the PNG masks.", flag_values=fv)
   flags.DEFINE_integer("start", None, "First frame f_s of the span (default 0).", flag_values=fv)
-  flags.DEFINE_integer("end", None, "Last frame f_e of the span, inclusive (default: the last frame).",
-                       flag_values=fv)
-  flags.DEFINE_string("previous-masks", None,
-                      "Folder of PNG masks of a previous iteration, replacing the saliency init.", flag_values=fv)
-  flags.DEFINE_multi_string("set", [], "Segmentation config override KEY=VALUE (repeatable).", flag_values=fv)
+  flags.DEFINE_integer(
+    "end", None, "Last frame f_e of the span, inclusive (default: the last frame).", flag_values=fv
+  )
+  flags.DEFINE_string(
+    "previous-masks",
+    None,
+    "Folder of PNG masks of a previous iteration, replacing the saliency init.",
+    flag_values=fv,
+  )
+  flags.DEFINE_multi_string(
+    "set", [], "Segmentation config override KEY=VALUE (repeatable).", flag_values=fv
+  )
   flags.mark_flags_as_required(["out"], flag_values=fv)
 
 
 def _segment(fv: flags.FlagValues) -> int:
   source = fv.frames if fv.frames is not None else fv.video
-  config = apply_overrides(config_lib.default_config(), fv.set)
+  config = config_lib.apply_overrides(config_lib.default_config(), fv.set)
   span = None
   if fv.start is not None or fv.end is not None:
     from segtube_jax.data import video
+
     last = video.open_frames(source).num_frames - 1
     span = (0 if fv.start is None else fv.start, last if fv.end is None else fv.end)
-  job = batch.SegmentJob(source=source, out_dir=fv.out, span=span, previous_masks=fv["previous-masks"].value)
+  job = batch.SegmentJob(
+    source=source, out_dir=fv.out, span=span, previous_masks=fv["previous-masks"].value
+  )
   start = time.perf_counter()
   result = batch.run_job(job, config)
   if result.error:

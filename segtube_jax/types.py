@@ -23,6 +23,7 @@ class DetectedSegment:
     score: confidence; higher ranks first.
     fps: frame rate of the video, to convert frames to seconds.
   """
+
   label: str
   class_index: int
   start_frame: int
@@ -32,11 +33,14 @@ class DetectedSegment:
 
   def __post_init__(self):
     if not 0 <= self.start_frame < self.end_frame:
-      raise ValueError(f"DetectedSegment {self.label!r}: expected 0 <= start_frame < end_frame, "
-                       f"got [{self.start_frame}, {self.end_frame})")
+      raise ValueError(
+        f"DetectedSegment {self.label!r}: expected 0 <= start_frame < end_frame, "
+        f"got [{self.start_frame}, {self.end_frame})"
+      )
     if self.class_index < 0:
-      raise ValueError(f"DetectedSegment {self.label!r}: class_index must be >= 0, got "
-                       f"{self.class_index}")
+      raise ValueError(
+        f"DetectedSegment {self.label!r}: class_index must be >= 0, got {self.class_index}"
+      )
     if not (math.isfinite(self.fps) and self.fps > 0):
       raise ValueError(f"DetectedSegment {self.label!r}: fps must be positive, got {self.fps}")
     if not math.isfinite(self.score):

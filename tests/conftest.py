@@ -6,7 +6,9 @@ import pathlib
 import pytest
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(os.environ.get("SEGTUBE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+SHARED_DATA = pathlib.Path(
+  os.environ.get("SEGTUBE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +23,7 @@ def shared_data() -> pathlib.Path:
 def _compilation_cache(tmp_path_factory):
   """Identical XLA programs (the tiny train step, compiled by many tests) compile once per session."""
   import jax
+
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -33,11 +36,15 @@ def cached_env(**extra: str) -> dict[str, str]:
   once per subprocess.
   """
   import jax
+
   env = dict(os.environ, **extra)
   cache = jax.config.jax_compilation_cache_dir
   if cache:
-    env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+      JAX_COMPILATION_CACHE_DIR=str(cache),
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
   return env
 
 
@@ -45,16 +52,21 @@ def cached_env(**extra: str) -> dict[str, str]:
 def tiny_synthetic(tmp_path_factory) -> pathlib.Path:
   """A small synthetic dataset (9 videos of 150 frames at 32x32), generated once per session."""
   from segtube_jax.data import synthetic
+
   root = tmp_path_factory.mktemp("synthetic") / "data"
-  synthetic.generate_dataset(root, 9, seed=0, size=32, min_frames=150, max_frames=150, num_classes=5)
+  synthetic.generate_dataset(
+    root, 9, seed=0, size=32, min_frames=150, max_frames=150, num_classes=5
+  )
   return root
 
 
 def tiny_training_config(root, **overrides):
   """The synthetic config shrunk so one step compiles and runs in seconds on CPU."""
   import sys
+
   sys.path.insert(0, str(PROJECT_ROOT))
   from configs import synthetic as synthetic_config
+
   c = synthetic_config.get_config()
   c.dataset.root = str(root)
   c.dataset.tfds_dir = str(pathlib.Path(root).parent / "tfds")  # Packed once, shared by the tests.

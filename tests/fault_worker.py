@@ -39,6 +39,7 @@ MARKER = "FAULT_WORKER finalizing "
 
 def _delay_finalize(seconds: float) -> None:
   from orbax.checkpoint._src.path import atomicity  # pylint: disable=import-outside-toplevel
+
   original = atomicity.AtomicRenameTemporaryPath.finalize
 
   async def finalize(self):
@@ -52,8 +53,10 @@ def _delay_finalize(seconds: float) -> None:
 def run(root: str, workdir: str, overrides: dict, finalize_delay: float = 0.0) -> dict:
   """One training run of the tiny config; returns its validation metrics."""
   from absl import logging  # pylint: disable=import-outside-toplevel
+
   from segtube_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
   from tests.conftest import tiny_training_config  # pylint: disable=import-outside-toplevel
+
   logging.set_verbosity(logging.INFO)
   logging.use_absl_handler()
   if finalize_delay > 0:
@@ -71,7 +74,9 @@ def _child(request: dict) -> None:
     os.close(fd)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    result = run(request["root"], request["workdir"], request["overrides"], request.get("finalize_delay", 0.0))
+    result = run(
+      request["root"], request["workdir"], request["overrides"], request.get("finalize_delay", 0.0)
+    )
     print("FAULT_WORKER done " + json.dumps(result), flush=True)
   except BaseException:  # pylint: disable=broad-except
     traceback.print_exc()
@@ -90,15 +95,24 @@ def _threads() -> int:
 def serve() -> None:
   """Pre-imports the training stack, then forks one child per request line on stdin."""
   # pylint: disable=import-outside-toplevel,unused-import
-  import jax
-  import orbax.checkpoint
-  import tensorboardX
-  from segtube_jax.training import trainer
-  from tests import conftest
+  import jax  # noqa: F401
+  import orbax.checkpoint  # noqa: F401
+  import tensorboardX  # noqa: F401
+
+  from segtube_jax.training import trainer  # noqa: F401
+  from tests import conftest  # noqa: F401
+
   # pylint: enable=import-outside-toplevel,unused-import
   if _threads() != 1:
-    print(json.dumps({"error": f"{_threads()} threads after imports; forking is unsafe "
-                               "(set OPENBLAS_NUM_THREADS=1)"}), flush=True)
+    print(
+      json.dumps(
+        {
+          "error": f"{_threads()} threads after imports; forking is unsafe "
+          "(set OPENBLAS_NUM_THREADS=1)"
+        }
+      ),
+      flush=True,
+    )
     return
   print(json.dumps({"ready": True}), flush=True)
   for line in sys.stdin:
@@ -110,8 +124,16 @@ def serve() -> None:
       _child(request)
     print(json.dumps({"pid": pid}), flush=True)
     _, status, usage = os.wait4(pid, 0)
-    print(json.dumps({"pid": pid, "exit": os.waitstatus_to_exitcode(status),
-                      "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}), flush=True)
+    print(
+      json.dumps(
+        {
+          "pid": pid,
+          "exit": os.waitstatus_to_exitcode(status),
+          "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        }
+      ),
+      flush=True,
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -123,9 +145,13 @@ def main(argv: list[str]) -> None:
     result = run(root, workdir, json.loads(overrides), flags.FLAGS.finalize_delay)
     print("FAULT_WORKER done " + json.dumps(result), flush=True)
   else:
-    raise app.UsageError(f"expected 'run DATA_ROOT WORKDIR OVERRIDES' or 'serve', got {argv[1:]}", exitcode=2)
+    raise app.UsageError(
+      f"expected 'run DATA_ROOT WORKDIR OVERRIDES' or 'serve', got {argv[1:]}", exitcode=2
+    )
 
 
 if __name__ == "__main__":
-  flags.DEFINE_float("finalize_delay", 0.0, "run: seconds to sleep before Orbax finalizes a checkpoint.")
+  flags.DEFINE_float(
+    "finalize_delay", 0.0, "run: seconds to sleep before Orbax finalizes a checkpoint."
+  )
   app.run(main)

@@ -25,10 +25,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import jax  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
 from absl import logging  # pylint: disable=wrong-import-position
+import jax  # pylint: disable=wrong-import-position
 from jax.experimental import multihost_utils  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
 
 from segtube_jax.training import checkpointing, train_and_evaluate  # pylint: disable=wrong-import-position
 from tests.conftest import tiny_training_config  # pylint: disable=wrong-import-position
@@ -37,18 +37,29 @@ from tests.conftest import tiny_training_config  # pylint: disable=wrong-import-
 def _copy_until(src: pathlib.Path, dst: pathlib.Path, step: int) -> None:
   """``dst`` = ``src`` without the checkpoints after ``step`` (process 0 copies, all wait)."""
   if jax.process_index() == 0:
-    shutil.copytree(src, dst, ignore=lambda folder, names: [
-        n for n in names if pathlib.Path(folder).name == "checkpoints" and n.isdigit() and int(n) > step])
+    shutil.copytree(
+      src,
+      dst,
+      ignore=lambda folder, names: [
+        n
+        for n in names
+        if pathlib.Path(folder).name == "checkpoints" and n.isdigit() and int(n) > step
+      ],
+    )
   multihost_utils.sync_global_devices(f"copied {dst}")
 
 
 def main(spec_path: str, out_dir: str) -> None:
-  faulthandler.register(signal.SIGUSR1, all_threads=True)  # The test asks for stacks before killing a hung job.
+  faulthandler.register(
+    signal.SIGUSR1, all_threads=True
+  )  # The test asks for stacks before killing a hung job.
   pylogging.basicConfig(format="%(asctime)s %(name)s %(message)s", force=True)
   logging.set_verbosity(logging.INFO)
   spec = json.loads(pathlib.Path(spec_path).read_text())
   out = pathlib.Path(out_dir)
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # The default in JAX 0.10; stated here.
+  jax.config.update(
+    "jax_cpu_collectives_implementation", "gloo"
+  )  # The default in JAX 0.10; stated here.
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -61,16 +72,28 @@ def main(spec_path: str, out_dir: str) -> None:
 
   checkpointing.save = recording_save
   for i, run in enumerate(spec["runs"]):
-    config = tiny_training_config(spec["dataset"], **{**spec["overrides"], "train.num_steps": run["num_steps"]})
+    config = tiny_training_config(
+      spec["dataset"], **{**spec["overrides"], "train.num_steps": run["num_steps"]}
+    )
     if run.get("resume_from"):
-      _copy_until(pathlib.Path(run["resume_from"][0]), pathlib.Path(run["workdir"]), run["resume_from"][1])
+      _copy_until(
+        pathlib.Path(run["resume_from"][0]), pathlib.Path(run["workdir"]), run["resume_from"][1]
+      )
     saved.clear()
     result = train_and_evaluate(config, run["workdir"])
     leaves = jax.tree_util.tree_flatten_with_path(saved.get("params", {}))[0]
     p = jax.process_index()
-    np.savez(out / f"run{i}_process{p}.npz", **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
-    info = {"process_index": p, "process_count": jax.process_count(), "local_devices": jax.local_device_count(),
-            "step": saved.get("step"), "data": saved.get("data"), "validation": result}
+    np.savez(
+      out / f"run{i}_process{p}.npz", **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+    )
+    info = {
+      "process_index": p,
+      "process_count": jax.process_count(),
+      "local_devices": jax.local_device_count(),
+      "step": saved.get("step"),
+      "data": saved.get("data"),
+      "validation": result,
+    }
     (out / f"run{i}_process{p}.json").write_text(json.dumps(info, default=str))
 
 

@@ -23,6 +23,7 @@ def test_forward_flops_match_the_paper_c3d():
   bench = _load_bench()
   sys.path.insert(0, str(BENCH.parents[1]))
   from configs import thumos14
+
   flops = bench.forward_flops_per_clip(thumos14.get_config().model)
   assert flops / 1e9 == pytest.approx(77.09, abs=0.01)
   # conv1 alone: 27 taps x 3 x 64 channels x 16 x 112 x 112 positions, 2 FLOPs per MAC.
@@ -46,8 +47,20 @@ def test_peak_lookup_by_device_kind():
 def test_bench_runs_every_part_on_cpu(tmp_path, capsys):
   bench = _load_bench()
   out = tmp_path / "acc.json"
-  results = bench.main(["--model", "tiny", "--steps", "1", "--pipeline_threads", "1",
-                        "--pipeline_batches", "2", "--json", str(out)])
+  results = bench.main(
+    [
+      "--model",
+      "tiny",
+      "--steps",
+      "1",
+      "--pipeline_threads",
+      "1",
+      "--pipeline_batches",
+      "2",
+      "--json",
+      str(out),
+    ]
+  )
   assert results["backend"] == "cpu" and results["model"] == "tiny"
   (train,) = results["train"]
   assert train["dtype"] == "float32" and train["clips_per_s"] > 0 and train["mfu"] is None
@@ -57,7 +70,9 @@ def test_bench_runs_every_part_on_cpu(tmp_path, capsys):
   assert pipe["threads"] == 1 and pipe["clips_per_s"] > 0
   assert json.loads(out.read_text())["train"][0]["clips_per_s"] == train["clips_per_s"]
   printed = capsys.readouterr().out
-  assert "train  float32" in printed and "infer  float32" in printed and "input   1 threads" in printed
+  assert (
+    "train  float32" in printed and "infer  float32" in printed and "input   1 threads" in printed
+  )
 
 
 def test_bad_parts_are_refused():

@@ -30,7 +30,8 @@ def test_bench_runs_tiny_config(monkeypatch, capsys):
     monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
   rows = bench.main(argv)
   assert [(r.config, r.framework) for r in rows] == (
-      [("tiny", "jax")] + ([("tiny", "pytorch")] if has_torch else []))
+    [("tiny", "jax")] + ([("tiny", "pytorch")] if has_torch else [])
+  )
   assert all(r.clips_per_s > 0 and len(r.all_clips_per_s) == 1 for r in rows)
   table = capsys.readouterr().out
   assert "clips/s" in table and "JAX/PyTorch" in table and "load average" in table

@@ -4,12 +4,11 @@ import json
 import pathlib
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from segtube_jax.data import contact_sheet
+from segtube_jax.data import contact_sheet, synthetic
 from segtube_jax.data import dataset as dataset_lib
-from segtube_jax.data import synthetic
 from segtube_jax.errors import DatasetError
 
 RED = np.array(contact_sheet.MASK_COLOR)
@@ -30,19 +29,29 @@ def davis_like(tmp_path) -> pathlib.Path:
   (root / "masks" / "bear").mkdir(parents=True)
   rng = np.random.default_rng(0)
   for f in range(12):
-    Image.fromarray(rng.integers(0, 200, (96, 160, 3), dtype=np.uint8)).save(root / "frames" / "bear" / f"{f:05d}.jpg")
+    Image.fromarray(rng.integers(0, 200, (96, 160, 3), dtype=np.uint8)).save(
+      root / "frames" / "bear" / f"{f:05d}.jpg"
+    )
     mask = np.zeros((96, 160), np.uint8)
-    mask[20 + f:60 + f, 40:100] = 255
+    mask[20 + f : 60 + f, 40:100] = 255
     Image.fromarray(mask).save(root / "masks" / "bear" / f"{f:05d}.png")
-  (root / "annotations.json").write_text(json.dumps({
-      "version": "test", "classes": ["bear"],
-      "database": {"bear": {"subset": "validation", "fps": 25.0, "num_frames": 12, "annotations": []}}}))
+  (root / "annotations.json").write_text(
+    json.dumps(
+      {
+        "version": "test",
+        "classes": ["bear"],
+        "database": {
+          "bear": {"subset": "validation", "fps": 25.0, "num_frames": 12, "annotations": []}
+        },
+      }
+    )
+  )
   return root
 
 
 def _tiles(sheet: np.ndarray, num: int, tile_h: int, tile_w: int) -> list[np.ndarray]:
   _, boxes, _ = contact_sheet.sheet_layout(num, tile_h, tile_w)
-  return [sheet[y:y + tile_h, x:x + tile_w] for x, y in boxes]
+  return [sheet[y : y + tile_h, x : x + tile_w] for x, y in boxes]
 
 
 def _has_red(tile: np.ndarray) -> bool:
@@ -82,7 +91,9 @@ def test_sheet_of_a_synthetic_video(synth, tmp_path):
 
 
 def test_sheet_of_a_frame_folder_dataset(davis_like, tmp_path):
-  out = contact_sheet.write_contact_sheet(davis_like, "bear", tmp_path / "bear.png", num_frames=6, tile_size=128)
+  out = contact_sheet.write_contact_sheet(
+    davis_like, "bear", tmp_path / "bear.png", num_frames=6, tile_size=128
+  )
   sheet = np.asarray(Image.open(out).convert("RGB"))
   tile_h, tile_w = contact_sheet.tile_shape(96, 160, 128)
   assert (tile_h, tile_w) == (77, 128)
@@ -94,10 +105,20 @@ def test_sheet_of_a_frame_folder_dataset(davis_like, tmp_path):
 def test_unknown_video_and_cli(synth, tmp_path, capsys):
   with pytest.raises(DatasetError, match="no video 'nope'"):
     contact_sheet.write_contact_sheet(synth, "nope", tmp_path / "x.png")
-  assert contact_sheet.main(["--root", str(synth), "--all", "--out", str(tmp_path / "all"), "--num_frames", "4"]) == 0
-  assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["synth_00000.png", "synth_00001.png"]
+  assert (
+    contact_sheet.main(
+      ["--root", str(synth), "--all", "--out", str(tmp_path / "all"), "--num_frames", "4"]
+    )
+    == 0
+  )
+  assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [
+    "synth_00000.png",
+    "synth_00001.png",
+  ]
   one = tmp_path / "one.png"
-  assert contact_sheet.main(["--root", str(synth), "--video_id", "synth_00001", "--out", str(one)]) == 0
+  assert (
+    contact_sheet.main(["--root", str(synth), "--video_id", "synth_00001", "--out", str(one)]) == 0
+  )
   assert Image.open(one).size[0] == 8 * 130 + 2
   assert contact_sheet.main(["--root", str(synth), "--video_id", "nope", "--out", str(one)]) == 2
   assert "no video 'nope'" in capsys.readouterr().err

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from segtube_jax.data import dataset, video
 from segtube_jax.errors import DatasetError
@@ -17,7 +17,9 @@ def make_dataset(root, num_frames=40, size=(32, 32), with_masks=True):
   """A two-video dataset: one mp4 with masks, one frame folder."""
   (root / "videos").mkdir(parents=True)
   rng = np.random.default_rng(0)
-  video.write_video(root / "videos" / "a.mp4", rng.integers(0, 255, (num_frames,) + size + (3,), dtype=np.uint8))
+  video.write_video(
+    root / "videos" / "a.mp4", rng.integers(0, 255, (num_frames,) + size + (3,), dtype=np.uint8)
+  )
   frames = root / "frames" / "b"
   frames.mkdir(parents=True)
   for i in range(20):
@@ -28,13 +30,25 @@ def make_dataset(root, num_frames=40, size=(32, 32), with_masks=True):
     for i in range(8, 16):
       Image.fromarray(np.full(size, 255, np.uint8)).save(masks / f"{i:06d}.png")
   ann = {
-      "version": "test", "classes": ["Hop", "Spin"],
-      "database": {
-          "a": {"subset": "training", "fps": 25.0, "num_frames": num_frames, "duration": num_frames / 25,
-                "annotations": [{"label": "Hop", "segment": [8 / 25, 16 / 25]}]},
-          "b": {"subset": "testing", "fps": None, "num_frames": None, "duration": None,
-                "annotations": [{"label": "Spin", "segment": [0.0, 0.4]}], "ambiguous": [[0.5, 0.6]]},
+    "version": "test",
+    "classes": ["Hop", "Spin"],
+    "database": {
+      "a": {
+        "subset": "training",
+        "fps": 25.0,
+        "num_frames": num_frames,
+        "duration": num_frames / 25,
+        "annotations": [{"label": "Hop", "segment": [8 / 25, 16 / 25]}],
       },
+      "b": {
+        "subset": "testing",
+        "fps": None,
+        "num_frames": None,
+        "duration": None,
+        "annotations": [{"label": "Spin", "segment": [0.0, 0.4]}],
+        "ambiguous": [[0.5, 0.6]],
+      },
+    },
   }
   dataset.write_annotations(root / "annotations.json", ann)
   return ann
@@ -67,17 +81,38 @@ def test_frame_span_conventions():
   assert dataset.Instance("Hop", 1.01, 1.99).frame_span(25.0) == (25, 50)
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda a: a["database"]["a"]["annotations"][0].update(label="Jump"), r"video 'a': annotations\[0\].label 'Jump' is not one of"),
-    (lambda a: a["database"]["a"]["annotations"][0].update(segment=[0.5, 0.2]), r"video 'a': annotations\[0\].segment \[0.5, 0.2\] must satisfy"),
-    (lambda a: a["database"]["a"]["annotations"][0].update(segment=[0.5, 9.0]), r"video 'a': annotations\[0\].segment \[0.5, 9.0\] ends after"),
-    (lambda a: a["database"]["a"]["annotations"][0].update(segment="0-1"), r"segment must be \[t_start, t_end\]"),
+@pytest.mark.parametrize(
+  "edit, expected",
+  [
+    (
+      lambda a: a["database"]["a"]["annotations"][0].update(label="Jump"),
+      r"video 'a': annotations\[0\].label 'Jump' is not one of",
+    ),
+    (
+      lambda a: a["database"]["a"]["annotations"][0].update(segment=[0.5, 0.2]),
+      r"video 'a': annotations\[0\].segment \[0.5, 0.2\] must satisfy",
+    ),
+    (
+      lambda a: a["database"]["a"]["annotations"][0].update(segment=[0.5, 9.0]),
+      r"video 'a': annotations\[0\].segment \[0.5, 9.0\] ends after",
+    ),
+    (
+      lambda a: a["database"]["a"]["annotations"][0].update(segment="0-1"),
+      r"segment must be \[t_start, t_end\]",
+    ),
     (lambda a: a["database"]["a"].update(subset="train"), r"video 'a': 'subset' must be one of"),
     (lambda a: a["database"]["a"].update(fps=-1), r"video 'a': 'fps' must be a positive number"),
-    (lambda a: a["database"]["a"].update(num_frames=41), r"video 'a': 'num_frames' is 41 but .*a.mp4 has 40 frames"),
-    (lambda a: a["database"].update(c={"subset": "testing", "annotations": []}), r"video 'c': no file videos/c"),
+    (
+      lambda a: a["database"]["a"].update(num_frames=41),
+      r"video 'a': 'num_frames' is 41 but .*a.mp4 has 40 frames",
+    ),
+    (
+      lambda a: a["database"].update(c={"subset": "testing", "annotations": []}),
+      r"video 'c': no file videos/c",
+    ),
     (lambda a: a.update(classes=[]), r"'classes' must be a non-empty list"),
-])
+  ],
+)
 def test_annotation_problems_name_video_and_field(tmp_path, edit, expected):
   make_dataset(tmp_path)
   _edit(tmp_path, edit)

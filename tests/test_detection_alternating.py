@@ -6,13 +6,21 @@ import pytest
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.detection import alternating
 from segtube_jax.detection import localizer as localizer_lib
-from segtube_jax.types import DetectedSegment
 from segtube_jax.training import saliency_cache, trainer
+from segtube_jax.types import DetectedSegment
 from tests import detector_testing
 from tests.conftest import tiny_training_config
 
-LOG_KEYS = {"iteration", "num_segments", "segments", "mask_change", "segments_unchanged", "converged",
-            "localize_seconds", "segment_seconds"}
+LOG_KEYS = {
+  "iteration",
+  "num_segments",
+  "segments",
+  "mask_change",
+  "segments_unchanged",
+  "converged",
+  "localize_seconds",
+  "segment_seconds",
+}
 
 
 def _seg(s, e, k=0):
@@ -22,7 +30,10 @@ def _seg(s, e, k=0):
 def test_merged_spans_merge_overlapping_and_adjacent_segments():
   segments = [_seg(50, 60), _seg(15, 30, k=1), _seg(10, 20), _seg(30, 40), _seg(140, 160)]
   assert alternating.merged_spans(segments, 150) == [(10, 39), (50, 59), (140, 149)]
-  assert alternating.merged_spans([_seg(10, 20), _seg(21, 30)], 150) == [(10, 19), (21, 29)]  # A gap of one frame.
+  assert alternating.merged_spans([_seg(10, 20), _seg(21, 30)], 150) == [
+    (10, 19),
+    (21, 29),
+  ]  # A gap of one frame.
   assert alternating.merged_spans([_seg(10, 20), _seg(12, 15)], 150) == [(10, 19)]  # Contained.
   assert alternating.merged_spans([], 150) == []
 
@@ -71,7 +82,9 @@ def setup(tiny_synthetic, tmp_path_factory):
 
 def test_segment_spans_masks_only_the_span_frames(setup):
   config, _, frames, _ = setup
-  masks, present = alternating.segment_spans(frames, [(40, 59), (90, 99)], None, config.segmentation)
+  masks, present = alternating.segment_spans(
+    frames, [(40, 59), (90, 99)], None, config.segmentation
+  )
   expected = np.zeros(len(frames), bool)
   expected[40:60] = expected[90:100] = True
   np.testing.assert_array_equal(present, expected)
@@ -115,13 +128,15 @@ def test_masks_only_on_localized_frames_and_fed_back_to_the_networks(setup, monk
   seg = first.segments[0]
   assert 40 <= seg.start_frame < seg.end_frame <= 100
   localized = np.zeros(len(frames), bool)
-  localized[seg.start_frame:seg.end_frame] = True
+  localized[seg.start_frame : seg.end_frame] = True
   np.testing.assert_array_equal(first.present, localized)
   assert not first.masks[~first.present].any() and first.masks[first.present].any()
   assert first.masks.shape == frames.shape[:3] and first.masks.dtype == bool
 
   seen.clear()
-  second = _run(setup, config.copy_and_resolve_references(), max_iterations=2, converged_mask_iou=1.0)
+  second = _run(
+    setup, config.copy_and_resolve_references(), max_iterations=2, converged_mask_iou=1.0
+  )
   assert len(second.iterations) == 2
   assert seen[0] is None  # Iteration 0: no masks yet, plain clips.
   expected = alternating.network_masks(first.masks, first.present, (32, 32))
@@ -140,14 +155,18 @@ def test_saliency_clips_from_b_o_at_iteration_0_and_kept_outside_the_spans(setup
   seen.clear()
   _run(setup, config, max_iterations=2, converged_mask_iou=1.0)
   net = alternating.localizer_lib.prepare_frames(frames, config)
-  b_o = saliency_cache.video_b_o_array(frames, net.shape[1:3], config.segmentation).astype(np.float32)
+  b_o = saliency_cache.video_b_o_array(frames, net.shape[1:3], config.segmentation).astype(
+    np.float32
+  )
   np.testing.assert_array_equal(first.saliency, b_o)
   assert 0 < b_o.mean() < 1
   np.testing.assert_array_equal(seen[0], b_o)  # Iteration 0: B_o on every frame, as in training.
   loop_masks = alternating.network_masks(first.masks, first.present, net.shape[1:3])
   outside = ~first.present
   assert outside.any() and first.present.any()
-  np.testing.assert_array_equal(seen[1][outside], b_o[outside])  # B_o kept where the loop has no mask.
+  np.testing.assert_array_equal(
+    seen[1][outside], b_o[outside]
+  )  # B_o kept where the loop has no mask.
   np.testing.assert_array_equal(seen[1][first.present], loop_masks[first.present])
 
 
@@ -157,15 +176,23 @@ def test_stops_when_converged_or_at_max_iterations(setup, monkeypatch):
   once = _run(setup, config.copy_and_resolve_references(), max_iterations=1)
   assert len(once.iterations) == 1 and not once.converged
   # The segments never change; with a loose mask criterion the loop stops after iteration 1.
-  loose = _run(setup, config.copy_and_resolve_references(), max_iterations=4, converged_mask_iou=0.01)
+  loose = _run(
+    setup, config.copy_and_resolve_references(), max_iterations=4, converged_mask_iou=0.01
+  )
   assert [e["iteration"] for e in loose.iterations] == [0, 1] and loose.converged
   log = loose.iterations
   assert all(set(e) == LOG_KEYS for e in log)
-  assert log[0]["mask_change"] is None and not log[0]["segments_unchanged"] and not log[0]["converged"]
-  assert 0.01 <= log[1]["mask_change"] <= 1.0 and log[1]["segments_unchanged"] and log[1]["converged"]
+  assert (
+    log[0]["mask_change"] is None and not log[0]["segments_unchanged"] and not log[0]["converged"]
+  )
+  assert (
+    0.01 <= log[1]["mask_change"] <= 1.0 and log[1]["segments_unchanged"] and log[1]["converged"]
+  )
   seg = loose.segments[0]
   assert log[1]["segments"] == [[seg.label, seg.start_frame, seg.end_frame, round(seg.score, 6)]]
-  assert all(e["num_segments"] == 1 and e["localize_seconds"] >= 0 and e["segment_seconds"] > 0 for e in log)
+  assert all(
+    e["num_segments"] == 1 and e["localize_seconds"] >= 0 and e["segment_seconds"] > 0 for e in log
+  )
 
 
 def _snapshot(state):
@@ -176,12 +203,20 @@ def _snapshot(state):
 def test_one_step_model_is_deterministic(setup):
   config, _, frames, _ = setup
   # The whole video is segmented at iteration 0, so the second iteration sees masks whatever the model finds.
-  a = _snapshot(_run(setup, config.copy_and_resolve_references(), initial_saliency_whole_video=True))
-  b = _snapshot(_run(setup, config.copy_and_resolve_references(), initial_saliency_whole_video=True))
+  a = _snapshot(
+    _run(setup, config.copy_and_resolve_references(), initial_saliency_whole_video=True)
+  )
+  b = _snapshot(
+    _run(setup, config.copy_and_resolve_references(), initial_saliency_whole_video=True)
+  )
   assert a[0] == b[0]
   for x, y in zip(a[1:4], b[1:4]):
     np.testing.assert_array_equal(x, y)
-  assert a[4] == b[4] and 1 <= len(a[4]) <= 2 and set(a[4][0]) == LOG_KEYS - {"localize_seconds", "segment_seconds"}
+  assert (
+    a[4] == b[4]
+    and 1 <= len(a[4]) <= 2
+    and set(a[4][0]) == LOG_KEYS - {"localize_seconds", "segment_seconds"}
+  )
   assert a[2].dtype == bool and a[2].shape == (len(frames),)
   assert a[4][0]["mask_change"] is None
 
@@ -190,13 +225,18 @@ def test_shared_worker_pool_gives_the_in_process_results(setup):
   # evaluate.py opens one pool for all groups and submits each video's job as it is localized.
   config, localizer, frames, fps = setup
   config = config.copy_and_resolve_references()
-  config.detector.initial_saliency_whole_video = True  # Segment whole videos: real work for the workers.
+  config.detector.initial_saliency_whole_video = (
+    True  # Segment whole videos: real work for the workers.
+  )
   config.detector.max_iterations = 1
   runs = {}
   pool = alternating.segmentation_pool(2)
   try:
     for name, executor in (("in_process", None), ("pool", pool)):
-      videos = [alternating.VideoState("a", frames, fps), alternating.VideoState("b", frames[::-1].copy(), fps)]
+      videos = [
+        alternating.VideoState("a", frames, fps),
+        alternating.VideoState("b", frames[::-1].copy(), fps),
+      ]
       alternating.run_alternating(videos, localizer, config, workers=1, pool=executor)
       runs[name] = [_snapshot(v) for v in videos]
   finally:

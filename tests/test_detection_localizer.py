@@ -14,8 +14,8 @@ from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import video as video_lib
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.errors import ConfigError
-from segtube_jax.types import DetectedSegment
 from segtube_jax.training import input_pipeline, saliency_cache
+from segtube_jax.types import DetectedSegment
 from tests.conftest import tiny_training_config
 
 CLASSES = ["A", "B", "C", "D", "E"]
@@ -29,12 +29,14 @@ def _config(**overrides):
 
 def _index_frames(num_frames=T, size=32):
   """Frame t is filled with the value t: a clip tells which frames it was sampled from."""
-  return np.broadcast_to(np.arange(num_frames, dtype=np.uint8)[:, None, None, None],
-                         (num_frames, size, size, 3)).copy()
+  return np.broadcast_to(
+    np.arange(num_frames, dtype=np.uint8)[:, None, None, None], (num_frames, size, size, 3)
+  ).copy()
 
 
 def _fake_predict(rule, num_classes=len(CLASSES), calls=None):
   """A stand-in for the networks: ``rule(start, end)`` -> None or (class id >= 1, logit)."""
+
   def predict(params, clips):
     del params
     clips = np.asarray(clips).astype(np.int64)
@@ -53,6 +55,7 @@ def _fake_predict(rule, num_classes=len(CLASSES), calls=None):
         cla[idx] = 0.0
         cla[idx][k] = logit
     return pro, cla
+
   return predict
 
 
@@ -84,7 +87,9 @@ def test_window_logits_are_aligned_with_their_windows_whatever_the_batch():
   calls = []
   rule = _inside(40, 100, 2)
   frames = _index_frames()
-  starts, ends, pro, cla = _localizer(rule, calls, **{"detector.batch_size": 4}).window_logits(frames, None)
+  starts, ends, pro, cla = _localizer(rule, calls, **{"detector.batch_size": 4}).window_logits(
+    frames, None
+  )
   windows = clips_lib.enumerate_windows(T, (16, 32), 0.75)
   np.testing.assert_array_equal(starts, windows.starts)
   np.testing.assert_array_equal(ends, windows.ends)
@@ -112,17 +117,26 @@ def test_one_flagged_stretch_gives_one_segment_of_its_class():
   assert (seg.start_frame, seg.end_frame) == expected[0]
   assert 40 <= seg.start_frame <= 56 and 84 <= seg.end_frame <= 100  # Roughly [40, 100).
   # 'segment' score: the run's mean frame score times the share of its class (all of it here).
-  assert seg.score == pytest.approx(result.frame_score[seg.start_frame:seg.end_frame].mean(), rel=1e-5)
+  assert seg.score == pytest.approx(
+    result.frame_score[seg.start_frame : seg.end_frame].mean(), rel=1e-5
+  )
   assert 0.6 < seg.score <= 1.0 and seg.fps == 25.0
   assert result.num_windows == len(starts) and result.flagged == int((pro[:, 1] > pro[:, 0]).sum())
   assert result.alpha.shape == (T, len(CLASSES)) and result.frame_score.shape == (T,)
-  assert (result.alpha[:, [0, 2, 3, 4]] == 0).all() and result.alpha[:40].sum() == 0 and result.alpha[100:].sum() == 0
+  assert (
+    (result.alpha[:, [0, 2, 3, 4]] == 0).all()
+    and result.alpha[:40].sum() == 0
+    and result.alpha[100:].sum() == 0
+  )
 
 
-@pytest.mark.parametrize("mode, expected", [
+@pytest.mark.parametrize(
+  "mode, expected",
+  [
     ("segment", [(0, "A"), (2, "C")]),
     ("frame", [(0, "A"), (2, "C")]),
-])
+  ],
+)
 def test_two_classes_in_two_runs(mode, expected):
   first, second = _inside(10, 60, 1, logit=4.0), _inside(90, 140, 3, logit=12.0)
   loc = _localizer(lambda s, e: first(s, e) or second(s, e), **{"detector.class_assignment": mode})
@@ -136,7 +150,9 @@ def test_paper_rule_two_classes_in_two_runs_keeps_only_the_run_of_k_prime():
   # The removed 'video' mode stamped k' on both runs; Eq. (3) conditioned on k' keeps the other
   # class's frames out of alpha_t(f_t | k'), so only the run of k' (highest mean v_spe) remains.
   first, second = _inside(10, 60, 1, logit=4.0), _inside(90, 140, 3, logit=12.0)
-  loc = _localizer(lambda s, e: first(s, e) or second(s, e), **{"detector.class_assignment": "paper"})
+  loc = _localizer(
+    lambda s, e: first(s, e) or second(s, e), **{"detector.class_assignment": "paper"}
+  )
   result = loc.localize(_index_frames())
   assert result.video_class == 3
   assert [(s.class_index, s.label) for s in result.segments] == [(2, "C")]
@@ -163,8 +179,18 @@ def test_gamma_is_respected():
 def test_min_segment_frames_is_respected():
   rule = _inside(40, 100, 2)
   length = _localizer(rule).localize(_index_frames()).segments[0].num_frames
-  assert len(_localizer(rule, **{"detector.min_segment_frames": length}).localize(_index_frames()).segments) == 1
-  assert _localizer(rule, **{"detector.min_segment_frames": length + 1}).localize(_index_frames()).segments == []
+  assert (
+    len(
+      _localizer(rule, **{"detector.min_segment_frames": length}).localize(_index_frames()).segments
+    )
+    == 1
+  )
+  assert (
+    _localizer(rule, **{"detector.min_segment_frames": length + 1})
+    .localize(_index_frames())
+    .segments
+    == []
+  )
 
 
 def _seg(k, s, e, score):
@@ -184,20 +210,24 @@ def test_segments_apply_nms_when_enabled(monkeypatch):
   monkeypatch.setattr(localizer_lib.temporal, "extract_segments", lambda *a, **k: list(runs))
   labels, alpha = np.zeros(T, np.int32), np.zeros((T, len(CLASSES)), np.float32)
   for nms_iou, count in ((0.0, 2), (0.5, 1)):
-    loc = localizer_lib.Localizer(_config(**{"detector.class_assignment": "frame", "detector.nms_iou": nms_iou}),
-                                  None, CLASSES)
+    loc = localizer_lib.Localizer(
+      _config(**{"detector.class_assignment": "frame", "detector.nms_iou": nms_iou}), None, CLASSES
+    )
     out = loc._segments(labels, alpha, alpha.max(-1), 25.0)  # pylint: disable=protected-access
     assert len(out) == count and out[0].start_frame == 10 and out[0].score == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("key, value, match", [
+@pytest.mark.parametrize(
+  "key, value, match",
+  [
     ("class_assignment", "clip", "class_assignment must be one of"),
     ("gamma", 1.0, r"gamma must be in \[0, 1\)"),
     ("min_segment_frames", 0, "min_segment_frames"),
     ("max_iterations", 0, "max_iterations"),
     ("nms_iou", 1.5, "nms_iou"),
     ("converged_mask_iou", 0.0, "converged_mask_iou"),
-])
+  ],
+)
 def test_check_detector_config_names_the_key(key, value, match):
   with pytest.raises(ConfigError, match=match):
     localizer_lib.check_detector_config(_config(**{f"detector.{key}": value}))
@@ -220,7 +250,9 @@ def test_window_clips_shapes_and_centre_crop():
   assert out.shape == (3, 16, 16, 16, 3) and out.dtype == np.uint8
   resized = video_lib.resize_frames(frames, (18, 18))
   for clip, s, e in zip(out, starts, ends):
-    np.testing.assert_array_equal(clip, resized[clips_lib.clip_frame_indices(s, e - s, 16), 1:17, 1:17])
+    np.testing.assert_array_equal(
+      clip, resized[clips_lib.clip_frame_indices(s, e - s, 16), 1:17, 1:17]
+    )
 
 
 def test_window_clips_saliency_changes_only_background_pixels():
@@ -245,8 +277,11 @@ def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, ma
   source = chunk_pipeline.open_chunk_source(data_dir, name, "testing")
   ds = dataset_lib.load_dataset(tiny_synthetic)
   video_id = sorted(source.videos)[0]
-  sequences = [s for s in input_pipeline.build_sequences(source, config.clips, balance_seed=None)
-               if s.video_id == video_id]
+  sequences = [
+    s
+    for s in input_pipeline.build_sequences(source, config.clips, balance_seed=None)
+    if s.video_id == video_id
+  ]
   cache = None
   frames = localizer_lib.prepare_frames(ds.open_frames(video_id).read(0, None), config)
   masks = None
@@ -254,12 +289,18 @@ def test_window_clips_equal_the_eval_input_pipeline(tiny_synthetic, tmp_path, ma
     cache = saliency_cache.SaliencyCache(saliency_cache.cache_dir(config, data_dir, name))
     original = ds.open_frames(video_id).read(0, None)  # What the detector computes:
     masks = saliency_cache.video_b_o_array(original, frames.shape[1:3], config.segmentation)
-    np.testing.assert_array_equal(masks, cache.read(video_id, 0, len(frames)))  # What training read.
-  load = input_pipeline.LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False, saliency=cache)
+    np.testing.assert_array_equal(
+      masks, cache.read(video_id, 0, len(frames))
+    )  # What training read.
+  load = input_pipeline.LoadClips(
+    source, config.clips, tuple(config.model.clip_shape), train=False, saliency=cache
+  )
   checked = 0
   for seq in sequences[::3]:
     expected = load(seq)["clips"][seq.valid]
-    got = localizer_lib.window_clips(frames, masks, seq.starts[seq.valid], seq.ends[seq.valid], config)
+    got = localizer_lib.window_clips(
+      frames, masks, seq.starts[seq.valid], seq.ends[seq.valid], config
+    )
     np.testing.assert_array_equal(got, expected)
     checked += len(got)
   assert checked >= 8
@@ -305,13 +346,19 @@ def _paper_reference(starts, ends, pro, cla, gamma, min_len, num_frames=_T3):
   l_fla = pro[:, 1] > pro[:, 0]  # Eq. (1).
   l_spe, v_spe = probs.argmax(-1), probs.max(-1)  # Eq. (2).
   # k': the action label with the highest mean v_spe over the (flagged) windows given that label.
-  means = {k: v_spe[l_fla & (l_spe == k)].mean() for k in range(1, cla.shape[1]) if (l_fla & (l_spe == k)).any()}
+  means = {
+    k: v_spe[l_fla & (l_spe == k)].mean()
+    for k in range(1, cla.shape[1])
+    if (l_fla & (l_spe == k)).any()
+  }
   k_prime = max(means, key=lambda k: (means[k], -k)) if means else 0
   alpha = np.zeros(num_frames)
   for t in range(num_frames):
     containing = [j for j in range(len(starts)) if starts[j] <= t < ends[j]]
     if containing and k_prime:  # Eq. (3): windows labelled k' over all windows containing f_t.
-      alpha[t] = sum(v_spe[j] for j in containing if l_fla[j] and l_spe[j] == k_prime) / len(containing)
+      alpha[t] = sum(v_spe[j] for j in containing if l_fla[j] and l_spe[j] == k_prime) / len(
+        containing
+      )
   labels = np.where(alpha > gamma, k_prime, 0)  # Eq. (4).
   runs, t = [], 0
   while t < num_frames:
@@ -328,17 +375,26 @@ def _paper_reference(starts, ends, pro, cla, gamma, min_len, num_frames=_T3):
 
 
 def _paper_localizer(**overrides):
-  return localizer_lib.Localizer(_config(**{"detector.class_assignment": "paper", **overrides}), None, _K3)
+  return localizer_lib.Localizer(
+    _config(**{"detector.class_assignment": "paper", **overrides}), None, _K3
+  )
 
 
-@pytest.mark.parametrize("class3_logit, gamma, k_prime", [
-    (1.0, 0.6, 2), (1.0, 0.3, 2), (1.0, 0.9, 2),
+@pytest.mark.parametrize(
+  "class3_logit, gamma, k_prime",
+  [
+    (1.0, 0.6, 2),
+    (1.0, 0.3, 2),
+    (1.0, 0.9, 2),
     (8.0, 0.3, 3),  # Class 3's few windows have the highest mean (not sum) v_spe: k' = 3.
-])
+  ],
+)
 def test_paper_rule_matches_a_numpy_reference(class3_logit, gamma, k_prime):
   starts, ends, pro, cla = _paper_windows(class3_logit)
   loc = _paper_localizer(**{"detector.gamma": gamma})
-  want_k, want_alpha, want_runs = _paper_reference(starts, ends, pro, cla, gamma, loc.config.detector.min_segment_frames)
+  want_k, want_alpha, want_runs = _paper_reference(
+    starts, ends, pro, cla, gamma, loc.config.detector.min_segment_frames
+  )
   assert want_k == k_prime
   assert np.abs(want_alpha - gamma).min() > 1e-4  # No frame sits on the threshold.
   # The data hold every case: frames covered by flagged windows of two classes, unflagged windows
@@ -349,7 +405,9 @@ def test_paper_rule_matches_a_numpy_reference(class3_logit, gamma, k_prime):
   assert ((pro[:, 1] <= pro[:, 0]) & (cla.argmax(-1) > 0)).any()
   assert ((pro[:, 1] > pro[:, 0]) & (cla.argmax(-1) == 0)).any()
   if k_prime == 2:  # Counting the unflagged windows too would make class 1 k'.
-    assert _paper_reference(starts, ends, np.tile([-1.0, 1.0], (len(starts), 1)), cla, gamma, 1)[0] == 1
+    assert (
+      _paper_reference(starts, ends, np.tile([-1.0, 1.0], (len(starts), 1)), cla, gamma, 1)[0] == 1
+    )
 
   result = loc.localize_windows(starts, ends, pro, cla, _T3, 25.0)
   assert result.video_class == want_k
@@ -357,8 +415,11 @@ def test_paper_rule_matches_a_numpy_reference(class3_logit, gamma, k_prime):
   np.testing.assert_allclose(result.alpha[:, want_k - 1], want_alpha, atol=2e-6)
   assert want_runs
   assert [(s.class_index + 1, s.label, s.start_frame, s.end_frame) for s in result.segments] == [
-      (k, _K3[k - 1], s, e) for k, s, e, _ in want_runs]
-  np.testing.assert_allclose([s.score for s in result.segments], [r[3] for r in want_runs], rtol=1e-5)
+    (k, _K3[k - 1], s, e) for k, s, e, _ in want_runs
+  ]
+  np.testing.assert_allclose(
+    [s.score for s in result.segments], [r[3] for r in want_runs], rtol=1e-5
+  )
 
 
 def test_paper_rule_frames_of_another_class_are_not_k_prime_detections():
@@ -380,7 +441,9 @@ def test_paper_rule_frames_of_another_class_are_not_k_prime_detections():
 
 def test_paper_rule_without_action_labels_gives_no_segment():
   starts, ends, pro, cla = _paper_windows()
-  cla[pro[:, 1] > pro[:, 0]] = np.float32([6.0, 0.0, 0.0, 0.0])  # Every flagged window is background.
+  cla[pro[:, 1] > pro[:, 0]] = np.float32(
+    [6.0, 0.0, 0.0, 0.0]
+  )  # Every flagged window is background.
   for gamma in (0.6, 0.0):
     result = _paper_localizer().localize_windows(starts, ends, pro, cla, _T3, 25.0, gamma=gamma)
     assert result.video_class == 0 and result.segments == [] and not result.frame_score.any()
@@ -392,7 +455,9 @@ def test_paper_rule_gamma_argument_equals_a_config_with_that_gamma():
   loc = _paper_localizer(**{"detector.gamma": 0.5})
   runs = {}
   for gamma in (0.3, 0.6, 0.9):
-    expected = _paper_localizer(**{"detector.gamma": gamma}).localize_windows(starts, ends, pro, cla, _T3, 25.0)
+    expected = _paper_localizer(**{"detector.gamma": gamma}).localize_windows(
+      starts, ends, pro, cla, _T3, 25.0
+    )
     got = loc.localize_windows(starts, ends, pro, cla, _T3, 25.0, gamma=gamma)
     np.testing.assert_array_equal(got.frame_score, expected.frame_score)
     assert got.segments == expected.segments and got.video_class == expected.video_class == 2
@@ -413,4 +478,5 @@ def test_paper_rule_replaces_video_which_is_rejected():
 
 def test_paper_rule_default_stays_segment():
   from segtube_jax import defaults  # pylint: disable=import-outside-toplevel
+
   assert defaults.base_config().detector.class_assignment == "segment"

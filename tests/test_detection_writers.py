@@ -6,9 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from segtube_jax.evaluation import detection_files
-from segtube_jax.evaluation import detection_writers
-from segtube_jax.evaluation import temporal_map
+from segtube_jax.evaluation import detection_files, detection_writers, temporal_map
 from segtube_jax.types import DetectedSegment
 
 CLASSES = ["Diving", "HighJump", "PoleVault"]
@@ -21,11 +19,10 @@ def _seg(label, start, end, score, fps=25.0):
 @pytest.fixture
 def results():
   return {
-      "video_test_0000004": [_seg("PoleVault", 10, 57, 0.91),
-                             _seg("Diving", 0, 3, 0.1234567891234)],
-      "video_test_0000007": [_seg("HighJump", 301, 302, 0.5, fps=29.97)],
-      "no_dets": [],
-      "v3": [_seg("Diving", 7, 1000, -2.5, fps=30000 / 1001)],
+    "video_test_0000004": [_seg("PoleVault", 10, 57, 0.91), _seg("Diving", 0, 3, 0.1234567891234)],
+    "video_test_0000007": [_seg("HighJump", 301, 302, 0.5, fps=29.97)],
+    "no_dets": [],
+    "v3": [_seg("Diving", 7, 1000, -2.5, fps=30000 / 1001)],
   }
 
 
@@ -48,8 +45,16 @@ def test_detected_segment_times():
   assert (d.t0, d.t1, d.num_frames) == (1.0, 3.0, 50)
 
 
-@pytest.mark.parametrize("kwargs", [dict(start_frame=5, end_frame=5), dict(start_frame=-1),
-                                    dict(fps=0.0), dict(score=float("nan")), dict(class_index=-1)])
+@pytest.mark.parametrize(
+  "kwargs",
+  [
+    dict(start_frame=5, end_frame=5),
+    dict(start_frame=-1),
+    dict(fps=0.0),
+    dict(score=float("nan")),
+    dict(class_index=-1),
+  ],
+)
 def test_detected_segment_rejects_bad_values(kwargs):
   base = dict(label="Diving", class_index=0, start_frame=0, end_frame=10, score=1.0, fps=25.0)
   base.update(kwargs)
@@ -64,8 +69,11 @@ def test_activitynet_round_trip(tmp_path, results):
   assert data["version"] == "segtube-jax"
   assert data["external_data"] == {}
   assert data["results"]["no_dets"] == []
-  assert data["results"]["video_test_0000004"][0] == {"label": "PoleVault", "score": 0.91,
-                                                      "segment": [0.4, 2.28]}
+  assert data["results"]["video_test_0000004"][0] == {
+    "label": "PoleVault",
+    "score": 0.91,
+    "segment": [0.4, 2.28],
+  }
   _assert_round_trip(detection_files.read_activitynet_detections(path, CLASSES), results)
   _assert_round_trip(detection_files.read_detections(path, CLASSES), results)
   assert [p.name for p in path.parent.iterdir()] == ["dets.json"]  # no temp file left
@@ -93,14 +101,17 @@ def test_as_detections_equals_file(tmp_path, results):
 
 
 def test_written_files_score_identically(tmp_path, results):
-  gt = temporal_map.GroundTruth(CLASSES, ["video_test_0000004", "v3"], [2, 0],
-                                [[0.4, 2.0], [0.3, 30.0]], [], [])
+  gt = temporal_map.GroundTruth(
+    CLASSES, ["video_test_0000004", "v3"], [2, 0], [[0.4, 2.0], [0.3, 30.0]], [], []
+  )
   detection_writers.write_thumos14_txt(results, tmp_path / "a.txt", CLASSES)
   detection_writers.write_activitynet_json(results, tmp_path / "a.json")
   ap_txt = temporal_map.activitynet_average_precision(
-      gt, detection_files.read_detections(tmp_path / "a.txt", CLASSES), [0.5])
+    gt, detection_files.read_detections(tmp_path / "a.txt", CLASSES), [0.5]
+  )
   ap_json = temporal_map.activitynet_average_precision(
-      gt, detection_files.read_detections(tmp_path / "a.json", CLASSES), [0.5])
+    gt, detection_files.read_detections(tmp_path / "a.json", CLASSES), [0.5]
+  )
   np.testing.assert_array_equal(ap_txt, ap_json)
   assert ap_txt[0, 2] == 1.0 and np.isnan(ap_txt[0, 1])
 

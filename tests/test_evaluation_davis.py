@@ -16,8 +16,8 @@ from scipy import ndimage
 
 from segtube_jax.data import contact_sheet
 from segtube_jax.evaluation import davis
-from segtube_jax.segment import apply_overrides
 from segtube_jax.spatial import default_config
+from segtube_jax.spatial.config import apply_overrides
 from segtube_jax.spatial.testing import moving_actor_clip
 from tests.conftest import PROJECT_ROOT
 
@@ -56,8 +56,18 @@ def cli_run(tmp_path_factory):
   """The dataset, the output folder and the printed table of one CLI run (workers=1)."""
   root = _make_root(tmp_path_factory.mktemp("davis") / "data")
   out = root.parent / "eval"
-  status, stdout, stderr = _cli("--root", root, "--out", out, "--workers", 1, "--save_masks",
-                                "--worst", WORST, *[f"--set={s}" for s in SET])
+  status, stdout, stderr = _cli(
+    "--root",
+    root,
+    "--out",
+    out,
+    "--workers",
+    1,
+    "--save_masks",
+    "--worst",
+    WORST,
+    *[f"--set={s}" for s in SET],
+  )
   assert status == 0, stderr
   return root, out, stdout
 
@@ -75,8 +85,8 @@ def _bmap(seg):
 
 def _boundary_f(pred, gt):
   r = math.ceil(0.008 * math.hypot(*gt.shape))
-  y, x = np.mgrid[-r:r + 1, -r:r + 1]
-  disk = x ** 2 + y ** 2 <= r ** 2
+  y, x = np.mgrid[-r : r + 1, -r : r + 1]
+  disk = x**2 + y**2 <= r**2
   pb, gb = _bmap(pred), _bmap(gt)
   n_p, n_g = pb.sum(), gb.sum()
   if n_p == 0 or n_g == 0:
@@ -132,7 +142,10 @@ def test_cli_scores_match_a_numpy_reference(cli_run):
   s = report["summary"]
   assert s["j_mean"] == pytest.approx(np.mean(j_means), abs=1e-12)
   assert s["f_mean"] == pytest.approx(np.mean(f_means), abs=1e-12)
-  assert s["j_min"] == pytest.approx(min(j_means)) and s["j_min_sequence"] == SEQUENCES[int(np.argmin(j_means))]
+  assert (
+    s["j_min"] == pytest.approx(min(j_means))
+    and s["j_min_sequence"] == SEQUENCES[int(np.argmin(j_means))]
+  )
   assert s["frames"] == 15 and s["fps"] == pytest.approx(15 / s["wall_seconds"])
   assert rows["all"] == (15, round(s["j_mean"], 3), round(s["f_mean"], 3), round(s["fps"], 2))
   assert f"min J {s['j_min']:.3f} ({s['j_min_sequence']})" in stdout
@@ -156,10 +169,14 @@ def test_workers_1_and_2_give_identical_scores(cli_run, tmp_path):
   root, out, _ = cli_run
   before = json.loads((out / davis.RESULTS_FILE).read_text())
   config = apply_overrides(default_config(), SET)
-  report = davis.evaluate_folder(root, tmp_path / "eval2", config=config, workers=2, worst=0, progress=False)
+  report = davis.evaluate_folder(
+    root, tmp_path / "eval2", config=config, workers=2, worst=0, progress=False
+  )
   assert report["summary"]["workers"] == 2
   assert not (tmp_path / "eval2" / "sheets").exists()
-  assert json.loads((tmp_path / "eval2" / davis.RESULTS_FILE).read_text()) == json.loads(json.dumps(report))
+  assert json.loads((tmp_path / "eval2" / davis.RESULTS_FILE).read_text()) == json.loads(
+    json.dumps(report)
+  )
   for name in SEQUENCES:
     for key in ("j", "f", "j_mean", "f_mean", "scored_frames"):
       assert report["sequences"][name][key] == before["sequences"][name][key], (name, key)
@@ -185,15 +202,22 @@ def _corrupt_a_frame(root):
   (root / "actor-b" / "frames" / "00003.jpg").write_bytes(b"not a jpeg")
 
 
-@pytest.mark.parametrize("damage, args, expected", [
+@pytest.mark.parametrize(
+  "damage, args, expected",
+  [
     (_drop_masks, (), r"actor-b.*masks/ folder"),
     (_drop_one_mask, (), r"actor-b.*8 frames but 7 masks"),
     (_resize_a_mask, (), r"actor-b.*00002\.png is 48x32, expected the frame size 96x64"),
-    (_rename_a_mask, (), r"actor-b.*no mask for frames \['00005\.jpg'\], no frame for masks \['00055\.png'\]"),
+    (
+      _rename_a_mask,
+      (),
+      r"actor-b.*no mask for frames \['00005\.jpg'\], no frame for masks \['00055\.png'\]",
+    ),
     (_corrupt_a_frame, (), r"actor-b/frames/00003\.jpg: expected a readable image"),
     (None, ("--sequences", "actor-a,nope"), r"no sequence 'nope'"),
     (None, ("--set", "no.such_key=1"), r"no config key 'no.such_key'"),
-])
+  ],
+)
 def test_bad_input_exits_2_before_any_work(tmp_path, damage, args, expected):
   root = _make_root(tmp_path / "data")
   if damage is not None:
@@ -210,7 +234,7 @@ def test_truncated_frame_found_while_segmenting_exits_2(tmp_path, workers):
   root = _make_root(tmp_path / "data")
   path = root / "actor-b" / "frames" / "00006.jpg"
   data = path.read_bytes()
-  path.write_bytes(data[:len(data) // 2])  # The header is whole: it passes the layout check.
+  path.write_bytes(data[: len(data) // 2])  # The header is whole: it passes the layout check.
   status, _, stderr = _cli("--root", root, "--out", tmp_path / "eval", "--workers", workers)
   last = stderr.splitlines()[-1]  # After the progress bar.
   assert status == 2 and last.startswith("error: ") and "Traceback" not in stderr
@@ -219,9 +243,21 @@ def test_truncated_frame_found_while_segmenting_exits_2(tmp_path, workers):
 
 
 def test_missing_root_as_a_program(tmp_path):
-  done = subprocess.run([sys.executable, "-m", "segtube_jax.evaluation.davis", "--root", str(tmp_path / "none"),
-                         "--out", str(tmp_path / "eval")], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                        timeout=120)
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "segtube_jax.evaluation.davis",
+      "--root",
+      str(tmp_path / "none"),
+      "--out",
+      str(tmp_path / "eval"),
+    ],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert done.returncode == 2
   assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
   assert str(tmp_path / "none") in done.stderr
@@ -238,9 +274,14 @@ def test_two_real_davis_sequences(shared_data, tmp_path):
       (tmp_path / "data" / name / sub).mkdir(parents=True)
       for t in range(12):
         shutil.copy(source / name / sub / f"{t:05d}.{suffix}", tmp_path / "data" / name / sub)
-  status, stdout, stderr = _cli("--root", tmp_path / "data", "--out", tmp_path / "eval", "--workers", 2)
+  status, stdout, stderr = _cli(
+    "--root", tmp_path / "data", "--out", tmp_path / "eval", "--workers", 2
+  )
   assert status == 0, stderr
-  rows = {k: v for k, v in ((line.split()[0], line.split()) for line in stdout.splitlines() if line.strip())}
+  rows = {
+    k: v
+    for k, v in ((line.split()[0], line.split()) for line in stdout.splitlines() if line.strip())
+  }
   for name in names:
     assert rows[name][1] == "12" and 0.0 <= float(rows[name][2]) <= 1.0, stdout
     assert (tmp_path / "eval" / "sheets" / f"{name}.png").is_file()

@@ -25,15 +25,26 @@ import pytest
 from segtube_jax import io_utils
 from segtube_jax.errors import OutputError, SegtubeError
 from segtube_jax.evaluation import detection_writers, detector_eval, report, score_detections
-from segtube_jax.training import NonFiniteLossError, checkpointing, input_pipeline, train_and_evaluate
+from segtube_jax.training import (
+  NonFiniteLossError,
+  checkpointing,
+  input_pipeline,
+  train_and_evaluate,
+)
 from tests import detector_testing
 from tests.conftest import PROJECT_ROOT, tiny_training_config
 
 # ---------------------------------------------------------------------------------------------
 # SIGKILL
 
-_KILL_CONFIG = {"train.num_steps": 12, "train.checkpoint_every": 1, "train.log_every": 1,
-                "train.async_checkpoints": True, "train.keep_checkpoints": 3, "model.shared_trunk": True}
+_KILL_CONFIG = {
+  "train.num_steps": 12,
+  "train.checkpoint_every": 1,
+  "train.log_every": 1,
+  "train.async_checkpoints": True,
+  "train.keep_checkpoints": 3,
+  "model.shared_trunk": True,
+}
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
 _TIMEOUT = 240.0  # Seconds for any one wait; a run takes a few.
 
@@ -42,11 +53,21 @@ class _Server:
   """``fault_worker.py serve``: forks training runs on request; their pids are ours to kill."""
 
   def __init__(self):
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-               OPENBLAS_NUM_THREADS="1")
-    self.proc = subprocess.Popen([sys.executable, "tests/fault_worker.py", "serve"], cwd=PROJECT_ROOT, env=env,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = dict(
+      os.environ,
+      JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir),
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+      OPENBLAS_NUM_THREADS="1",
+    )
+    self.proc = subprocess.Popen(
+      [sys.executable, "tests/fault_worker.py", "serve"],
+      cwd=PROJECT_ROOT,
+      env=env,
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+    )
     self.replies: queue.Queue = queue.Queue()
     self.cpu_seconds: list[float] = []  # Of each finished run, for the record.
     self.running: int | None = None
@@ -65,8 +86,13 @@ class _Server:
     return reply
 
   def start(self, workdir, root, log, finalize_delay=0.0) -> int:
-    request = {"root": str(root), "workdir": str(workdir), "overrides": _KILL_CONFIG, "log": str(log),
-               "finalize_delay": finalize_delay}
+    request = {
+      "root": str(root),
+      "workdir": str(workdir),
+      "overrides": _KILL_CONFIG,
+      "log": str(log),
+      "finalize_delay": finalize_delay,
+    }
     self.proc.stdin.write(json.dumps(request) + "\n")
     self.proc.stdin.flush()
     self.running = self._reply()["pid"]
@@ -106,16 +132,22 @@ def _complete_steps(workdir: pathlib.Path) -> list[int]:
   return sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) if ck.is_dir() else []
 
 
-def _wait_for(log: pathlib.Path, pattern: str, server: _Server, pid: int, count: int = 1) -> re.Match:
+def _wait_for(
+  log: pathlib.Path, pattern: str, server: _Server, pid: int, count: int = 1
+) -> re.Match:
   """The ``count``-th match of ``pattern`` in the run's log; fails if the run ends first."""
   deadline = time.monotonic() + _TIMEOUT
   while time.monotonic() < deadline:
-    matches = list(re.finditer(pattern, log.read_text(errors="replace"), re.M)) if log.exists() else []
+    matches = (
+      list(re.finditer(pattern, log.read_text(errors="replace"), re.M)) if log.exists() else []
+    )
     if len(matches) >= count:
       return matches[count - 1]
     if not server.replies.empty():
-      pytest.fail(f"run {pid} ended (exit {server.exit_code(pid)}) before /{pattern}/ x{count}:\n"
-                  + log.read_text(errors="replace")[-3000:])
+      pytest.fail(
+        f"run {pid} ended (exit {server.exit_code(pid)}) before /{pattern}/ x{count}:\n"
+        + log.read_text(errors="replace")[-3000:]
+      )
     time.sleep(0.02)
   pytest.fail(f"timed out waiting for /{pattern}/ in {log}")
 
@@ -183,8 +215,10 @@ def _kill_and_resume(server, root, workdir: pathlib.Path, kills: int, seed: int)
       assert code == -signal.SIGKILL, f"run {i} was not killed (exit {code}):\n{text[-3000:]}"
       if in_save:
         # Killed between the end of the write and the rename: only the temporary folder exists.
-        event["mid_save"] = pathlib.Path(event["tmp"]).is_dir() and not (workdir / "checkpoints" /
-                                                                         str(event["saving"])).exists()
+        event["mid_save"] = (
+          pathlib.Path(event["tmp"]).is_dir()
+          and not (workdir / "checkpoints" / str(event["saving"])).exists()
+        )
     event["resumed_from"] = _resumed_from(text)
     event["cpu_s"] = server.cpu_seconds[-1]
     events.append(event)
@@ -194,16 +228,22 @@ def _kill_and_resume(server, root, workdir: pathlib.Path, kills: int, seed: int)
 
 @pytest.mark.slow  # ~70 s on 2 cores; `make test` runs it (ten kills in a row, as issue 6 asks).
 @pytest.mark.parametrize("kills", [10])
-def test_sigkill_at_random_moments_resumes_bit_exact(server, uninterrupted, tiny_synthetic, tmp_path, kills):
+def test_sigkill_at_random_moments_resumes_bit_exact(
+  server, uninterrupted, tiny_synthetic, tmp_path, kills
+):
   events = _kill_and_resume(server, tiny_synthetic, tmp_path / "w", kills, seed=kills)
   print("\n".join(map(str, events)))
-  assert sum(e.get("mid_save", False) for e in events) >= 1, events  # Some kill hit a half-written checkpoint.
+  assert sum(e.get("mid_save", False) for e in events) >= 1, (
+    events
+  )  # Some kill hit a half-written checkpoint.
   assert events[-1]["resumed_from"] is not None, events
   step, params = checkpointing.latest_params(tmp_path / "w")
   ref_step, ref_params = uninterrupted
   assert step == ref_step == _KILL_CONFIG["train.num_steps"]
   jax.tree.map(np.testing.assert_array_equal, ref_params, params)
-  assert not list((tmp_path / "w" / "checkpoints").glob(f"*{_TMP_SUFFIX}*"))  # Leftovers were cleaned up.
+  assert not list(
+    (tmp_path / "w" / "checkpoints").glob(f"*{_TMP_SUFFIX}*")
+  )  # Leftovers were cleaned up.
   # Steps logged by a killed run after its last checkpoint are dropped on resume: one row each.
   rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
   train_steps = [r["step"] for r in rows if r["split"] == "train"]
@@ -226,7 +266,6 @@ class _NaNClips:
 
 
 class _NaNIterator:
-
   def __init__(self, it, index):
     self.it, self.index, self.count = it, index, 0
 
@@ -246,8 +285,9 @@ class _NaNIterator:
     self.it.set_state(state)
 
 
-def test_nan_in_input_clips_stops_naming_the_step_and_keeps_last_good_checkpoint(tiny_synthetic, tmp_path,
-                                                                                  monkeypatch):
+def test_nan_in_input_clips_stops_naming_the_step_and_keeps_last_good_checkpoint(
+  tiny_synthetic, tmp_path, monkeypatch
+):
   # The SIGKILL tests' config: the resumed run reuses their compiled programs.
   config = tiny_training_config(tiny_synthetic, **_KILL_CONFIG)
   real = input_pipeline.train_dataset
@@ -258,13 +298,18 @@ def test_nan_in_input_clips_stops_naming_the_step_and_keeps_last_good_checkpoint
 
   monkeypatch.setattr(input_pipeline, "train_dataset", with_nan)
   workdir = tmp_path / "w"
-  with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3; .*last good checkpoint \(step 2\) in "
-                                               + re.escape(str((workdir / "checkpoints").absolute()))):
+  with pytest.raises(
+    NonFiniteLossError,
+    match=r"loss is nan at step 3; .*last good checkpoint \(step 2\) in "
+    + re.escape(str((workdir / "checkpoints").absolute())),
+  ):
     train_and_evaluate(config, workdir)
   assert _complete_steps(workdir) == [1, 2]  # The NaN step was never saved.
   step, params = checkpointing.latest_params(workdir)
   assert step == 2 and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
-  monkeypatch.setattr(input_pipeline, "train_dataset", real)  # Clean data: the same command resumes.
+  monkeypatch.setattr(
+    input_pipeline, "train_dataset", real
+  )  # Clean data: the same command resumes.
   train_and_evaluate(config, workdir)
   step, resumed = checkpointing.latest_params(workdir)
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -341,17 +386,22 @@ def blocked(request, tmp_path, monkeypatch):
 
 def test_unwritable_training_workdir(tiny_synthetic, blocked):
   workdir, cause = blocked
-  with pytest.raises(OutputError, match=rf"^training workdir {re.escape(str(workdir))} is not writable: {cause}$"):
+  with pytest.raises(
+    OutputError, match=rf"^training workdir {re.escape(str(workdir))} is not writable: {cause}$"
+  ):
     train_and_evaluate(tiny_training_config(tiny_synthetic), workdir)
 
 
 @pytest.mark.parametrize("how", ["read-only workdir", "file in the way"])
-def test_unwritable_evaluation_folder_fails_before_detecting(tiny_synthetic, tmp_path_factory, tmp_path, how):
+def test_unwritable_evaluation_folder_fails_before_detecting(
+  tiny_synthetic, tmp_path_factory, tmp_path, how
+):
   if how == "read-only workdir" and _AS_ROOT:
     pytest.skip("root ignores folder permissions")
   config = tiny_training_config(tiny_synthetic, **detector_testing.fast_overrides())
-  workdir = detector_testing.copy_workdir(detector_testing.trained_workdir(tiny_synthetic, tmp_path_factory),
-                                          tmp_path / "w")
+  workdir = detector_testing.copy_workdir(
+    detector_testing.trained_workdir(tiny_synthetic, tmp_path_factory), tmp_path / "w"
+  )
   if how == "read-only workdir":
     workdir.chmod(0o500)
     message = r"is not writable: Permission denied \(EACCES\)$"
@@ -362,7 +412,10 @@ def test_unwritable_evaluation_folder_fails_before_detecting(tiny_synthetic, tmp
   try:
     with pytest.MonkeyPatch.context() as mp:
       mp.setattr(detector_eval.alternating, "run_alternating", lambda *a, **k: calls.append(a))
-      with pytest.raises(OutputError, match=rf"^evaluation output folder {re.escape(str(workdir / 'eval'))} {message}"):
+      with pytest.raises(
+        OutputError,
+        match=rf"^evaluation output folder {re.escape(str(workdir / 'eval'))} {message}",
+      ):
         detector_eval.evaluate(config, workdir)
   finally:
     workdir.chmod(0o700)
@@ -372,11 +425,17 @@ def test_unwritable_evaluation_folder_fails_before_detecting(tiny_synthetic, tmp
 def test_unwritable_scoring_out(blocked, tmp_path):
   folder, cause = blocked
   # The folder is checked before the (here missing) inputs are read.
-  with pytest.raises(OutputError, match=rf"^folder of --out {re.escape(str(folder))} is not writable: {cause}$"):
-    score_detections.run_scoring(tmp_path / "missing.txt", tmp_path / "missing", out=folder / "metrics.json")
+  with pytest.raises(
+    OutputError, match=rf"^folder of --out {re.escape(str(folder))} is not writable: {cause}$"
+  ):
+    score_detections.run_scoring(
+      tmp_path / "missing.txt", tmp_path / "missing", out=folder / "metrics.json"
+    )
   (tmp_path / "taken").mkdir()
   with pytest.raises(OutputError, match=r"--out .*taken is a folder; expected a file name"):
-    score_detections.run_scoring(tmp_path / "missing.txt", tmp_path / "missing", out=tmp_path / "taken")
+    score_detections.run_scoring(
+      tmp_path / "missing.txt", tmp_path / "missing", out=tmp_path / "taken"
+    )
 
 
 class _FullDiskFile:
@@ -402,26 +461,45 @@ def _writers():
   seg = detection_writers.DetectedSegment("A", 0, 0, 10, 0.5, 25.0)
   masks = np.zeros((3, 8, 8), bool)
   return {
-      "metrics.json": lambda out: score_detections.write_metrics({"mAP": [0.5]}, out / "metrics.json"),
-      "detections.json": lambda out: detection_writers.write_activitynet_json({"v": [seg]}, out / "detections.json"),
-      "detections.txt": lambda out: detection_writers.write_thumos14_txt({"v": [seg]}, out / "detections.txt", ["A"]),
-      "figures/ap_per_class.png": lambda out: report.write_report(out, metrics={}, per_class_ap={"A": 0.5}),
-      "masks/000001.png": lambda out: detector_eval.write_masks(out / "masks", masks, np.array([False, True, True])),
-      "experiment.json": lambda out: io_utils.write_json_atomic(out / "experiment.json", {"classes": ["A"]}),
+    "metrics.json": lambda out: score_detections.write_metrics(
+      {"mAP": [0.5]}, out / "metrics.json"
+    ),
+    "detections.json": lambda out: detection_writers.write_activitynet_json(
+      {"v": [seg]}, out / "detections.json"
+    ),
+    "detections.txt": lambda out: detection_writers.write_thumos14_txt(
+      {"v": [seg]}, out / "detections.txt", ["A"]
+    ),
+    "figures/ap_per_class.png": lambda out: report.write_report(
+      out, metrics={}, per_class_ap={"A": 0.5}
+    ),
+    "masks/000001.png": lambda out: detector_eval.write_masks(
+      out / "masks", masks, np.array([False, True, True])
+    ),
+    "experiment.json": lambda out: io_utils.write_json_atomic(
+      out / "experiment.json", {"classes": ["A"]}
+    ),
   }
 
 
 @pytest.mark.parametrize("name", list(_writers()))
 def test_full_disk_leaves_no_partial_file_and_keeps_earlier_results(tmp_path, monkeypatch, name):
   out = tmp_path / "out"
-  earlier = {name: b"earlier result\n", "report.md": b"earlier report\n", "masks/000000.png": b"earlier mask\n"}
+  earlier = {
+    name: b"earlier result\n",
+    "report.md": b"earlier report\n",
+    "masks/000000.png": b"earlier mask\n",
+  }
   for rel, data in earlier.items():
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     (out / rel).write_bytes(data)
   fdopen = os.fdopen
   monkeypatch.setattr(os, "fdopen", lambda *a, **k: _FullDiskFile(fdopen(*a, **k)))
-  with pytest.raises(OutputError, match=rf"^{re.escape(str(out / name))}: cannot write .*: "
-                                        r"No space left on device \(ENOSPC\)$") as raised:
+  with pytest.raises(
+    OutputError,
+    match=rf"^{re.escape(str(out / name))}: cannot write .*: "
+    r"No space left on device \(ENOSPC\)$",
+  ) as raised:
     _writers()[name](out)
   assert isinstance(raised.value, SegtubeError) and raised.value.errno == errno.ENOSPC
   assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == earlier
@@ -431,8 +509,12 @@ def test_full_disk_during_a_metrics_append_leaves_no_torn_line(tmp_path, monkeyp
   path = tmp_path / "metrics.jsonl"
   io_utils.append_text(path, '{"step": 1}\n')
   write = os.write
-  monkeypatch.setattr(os, "write", lambda fd, data: write(fd, data[:len(data) // 2]))  # Short write: disk full.
-  with pytest.raises(OutputError, match=rf"^{re.escape(str(path))}: cannot write metrics log: .*ENOSPC"):
+  monkeypatch.setattr(
+    os, "write", lambda fd, data: write(fd, data[: len(data) // 2])
+  )  # Short write: disk full.
+  with pytest.raises(
+    OutputError, match=rf"^{re.escape(str(path))}: cannot write metrics log: .*ENOSPC"
+  ):
     io_utils.append_text(path, '{"step": 2, "loss": 0.5}\n', what="metrics log")
   monkeypatch.setattr(os, "write", write)
   io_utils.append_text(path, '{"step": 2}\n')
@@ -449,5 +531,7 @@ def test_output_error_is_an_oserror_and_ensure_writable_dir_leaves_nothing(tmp_p
 
 def test_checkpoint_folder_in_the_way(tmp_path):
   (tmp_path / "checkpoints").write_text("not a folder\n")
-  with pytest.raises(OutputError, match=rf"^checkpoint folder {re.escape(str(tmp_path / 'checkpoints'))} is a file"):
+  with pytest.raises(
+    OutputError, match=rf"^checkpoint folder {re.escape(str(tmp_path / 'checkpoints'))} is a file"
+  ):
     checkpointing.make_manager(tmp_path)

@@ -24,10 +24,10 @@ import pathlib
 import shutil
 import tempfile
 
-import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import numpy as np
+import pytest
 
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import thumos14
@@ -35,26 +35,64 @@ from segtube_jax.errors import AnnotationError, DatasetError, DetectionFileError
 from segtube_jax.evaluation import detection_files
 
 EXAMPLES = int(os.environ.get("SEGTUBE_FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.filter_too_much, HealthCheck.large_base_example])
+FUZZ = settings(
+  max_examples=EXAMPLES,
+  deadline=None,
+  derandomize=True,
+  database=None,
+  suppress_health_check=[
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+    HealthCheck.filter_too_much,
+    HealthCheck.large_base_example,
+  ],
+)
 
 # Cheap to draw (regex strategies cost more than the parsers under test); never "Ambiguous".
-CLASS_NAMES = st.sampled_from(["A", "Run", "LongJump", "Diving", "CliffDiving", "Golf", "Bb", "X1", "PoleVault",
-                               "Shotput", "Cricket", "TennisSwing", "Billiards", "BasketballDunk"])
+CLASS_NAMES = st.sampled_from(
+  [
+    "A",
+    "Run",
+    "LongJump",
+    "Diving",
+    "CliffDiving",
+    "Golf",
+    "Bb",
+    "X1",
+    "PoleVault",
+    "Shotput",
+    "Cricket",
+    "TennisSwing",
+    "Billiards",
+    "BasketballDunk",
+  ]
+)
 VIDEO_IDS = st.integers(0, 60).map(lambda i: f"video_{i:07d}" if i % 3 else f"v{i}")
 NAN, INF = float("nan"), float("inf")
 # Not numbers at all, or numbers no parser should accept as a time or rate.
 WRONG_TYPES = st.sampled_from(["1.5", None, True, False, [], {}, [1.0], {"a": 1}])
 NON_FINITE = st.sampled_from([NAN, INF, -INF])
-JUNK_BYTES = st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80", b"\xfe\xff"])  # Never UTF-8.
+JUNK_BYTES = st.sampled_from(
+  [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80", b"\xfe\xff"]
+)  # Never UTF-8.
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda kids: st.lists(kids, max_size=3) |
-                           st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=8)
+JSON_VALUES = st.recursive(
+  JSON_SCALARS,
+  lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+  max_leaves=8,
+)
 # JSON texts the standard library refuses beyond JSONDecodeError (RecursionError, ValueError) or
 # turns into numbers nothing downstream can hold.
-PATHOLOGICAL_JSON = st.sampled_from(["[" * 100_000, '{"a":' * 50_000, "9" * 5000, "1e999",
-                                     "\ufeff{}", '{"classes": ["A"], "database": {"v": ' + "[" * 30_000 + "}}"])
+PATHOLOGICAL_JSON = st.sampled_from(
+  [
+    "[" * 100_000,
+    '{"a":' * 50_000,
+    "9" * 5000,
+    "1e999",
+    "\ufeff{}",
+    '{"classes": ["A"], "database": {"v": ' + "[" * 30_000 + "}}",
+  ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,33 +136,64 @@ def dataset_docs(draw, min_videos: int = 0):
     fps = draw(st.none() | st.floats(0.5, 240.0))
     num_frames = draw(st.none() | st.integers(1, 10**6))
     duration = draw(st.none() | st.floats(0.5, 1e5))
-    filled = duration if duration is not None else (num_frames / fps if fps and num_frames else None)
+    filled = (
+      duration if duration is not None else (num_frames / fps if fps and num_frames else None)
+    )
     limit = filled if filled is not None else 1e5
     anns = draw(st.lists(st.tuples(st.sampled_from(classes), segments(0.0, limit)), max_size=3))
     amb = draw(st.lists(segments(0.0, limit), max_size=2))
-    rec = {"subset": subset, "fps": fps, "num_frames": num_frames, "duration": duration,
-           "annotations": [{"label": label, "segment": list(seg)} for label, seg in anns],
-           "ambiguous": [list(seg) for seg in amb]}
+    rec = {
+      "subset": subset,
+      "fps": fps,
+      "num_frames": num_frames,
+      "duration": duration,
+      "annotations": [{"label": label, "segment": list(seg)} for label, seg in anns],
+      "ambiguous": [list(seg) for seg in amb],
+    }
     for key in ("fps", "num_frames", "duration", "ambiguous"):  # Optional keys may be left out.
       if not rec[key] and draw(st.booleans()):
         del rec[key]
     database[vid] = rec
-    expected[vid] = dataset_lib.VideoInfo(vid, subset, fps, num_frames, filled,
-                                          tuple(dataset_lib.Instance(l, *s) for l, s in anns), tuple(amb))
-  doc = {"version": draw(st.sampled_from(["", "1.3", "THUMOS14", "v\u00e9", "x" * 40])), "classes": classes,
-         "database": database}
+    expected[vid] = dataset_lib.VideoInfo(
+      vid,
+      subset,
+      fps,
+      num_frames,
+      filled,
+      tuple(dataset_lib.Instance(l, *s) for l, s in anns),
+      tuple(amb),
+    )
+  doc = {
+    "version": draw(st.sampled_from(["", "1.3", "THUMOS14", "v\u00e9", "x" * 40])),
+    "classes": classes,
+    "database": database,
+  }
   return doc, expected
 
 
 def _bad_segment(draw, limit: float | None, negative: bool = True, empty: bool = True):
   """A segment no reader may accept; ``empty``: t_start == t_end counts as bad (not for detections)."""
-  options = [st.tuples(st.floats(0, 1e4), st.floats(0, 1e4)).filter(lambda p: empty or p[0] != p[1])
-             .map(lambda p: [max(p), min(p)]),  # reversed (or empty)
-             st.tuples(NON_FINITE, st.floats(0, 1e4)).map(list),
-             st.tuples(st.floats(0, 1e4), NON_FINITE).map(list),
-             st.sampled_from([[1.0], [0, 1, 2], "0-1", None, ["0", "1"], [True, 2], {"0": 1},
-                              [0, 10**400], [-(10**400), 1]]),
-             WRONG_TYPES]
+  options = [
+    st.tuples(st.floats(0, 1e4), st.floats(0, 1e4))
+    .filter(lambda p: empty or p[0] != p[1])
+    .map(lambda p: [max(p), min(p)]),  # reversed (or empty)
+    st.tuples(NON_FINITE, st.floats(0, 1e4)).map(list),
+    st.tuples(st.floats(0, 1e4), NON_FINITE).map(list),
+    st.sampled_from(
+      [
+        [1.0],
+        [0, 1, 2],
+        "0-1",
+        None,
+        ["0", "1"],
+        [True, 2],
+        {"0": 1},
+        [0, 10**400],
+        [-(10**400), 1],
+      ]
+    ),
+    WRONG_TYPES,
+  ]
   if empty:
     options.append(st.floats(0, 1e4).map(lambda t: [t, t]))
   if negative:
@@ -143,14 +212,30 @@ def _mutate_dataset(draw, doc: dict, strict: bool = True) -> str:
   vid = sorted(doc["database"])[0]
   rec = doc["database"][vid]
   where = repr(vid)
-  kinds = ["top", "classes", "database", "record", "subset", "annotations", "label", "segment", "ambiguous"]
-  kind = draw(st.sampled_from(kinds + (["fps", "num_frames", "duration", "video_id"] if strict else [])))
+  kinds = [
+    "top",
+    "classes",
+    "database",
+    "record",
+    "subset",
+    "annotations",
+    "label",
+    "segment",
+    "ambiguous",
+  ]
+  kind = draw(
+    st.sampled_from(kinds + (["fps", "num_frames", "duration", "video_id"] if strict else []))
+  )
   if kind == "top":
     doc.clear()
     doc["__replace__"] = draw(st.sampled_from([[], "x", 3, None, [{"classes": ["A"]}]]))
     return "top level" if strict else "expected a JSON object"
   if kind == "classes":
-    value = draw(st.sampled_from([None, "Run", [], [1], [["Run"]], "missing", "dup"] + ([[""]] if strict else [])))
+    value = draw(
+      st.sampled_from(
+        [None, "Run", [], [1], [["Run"]], "missing", "dup"] + ([[""]] if strict else [])
+      )
+    )
     if value == "missing":
       del doc["classes"]
     elif value == "dup":
@@ -169,10 +254,12 @@ def _mutate_dataset(draw, doc: dict, strict: bool = True) -> str:
     doc["database"][vid] = draw(st.sampled_from([None, [], "x", 3, [rec]]))
     return where
   if kind in ("subset", "fps", "num_frames", "duration"):
-    bad = {"subset": st.sampled_from(["train", "test", "", "Testing"]) | WRONG_TYPES,
-           "fps": st.sampled_from([0, -1, -0.5, 10**400]) | NON_FINITE | WRONG_TYPES,
-           "num_frames": st.sampled_from([0, -1, 2.5, 25.0, 10**400, 2**31]) | NON_FINITE | WRONG_TYPES,
-           "duration": st.sampled_from([0, -3.0, 10**400]) | NON_FINITE | WRONG_TYPES}[kind]
+    bad = {
+      "subset": st.sampled_from(["train", "test", "", "Testing"]) | WRONG_TYPES,
+      "fps": st.sampled_from([0, -1, -0.5, 10**400]) | NON_FINITE | WRONG_TYPES,
+      "num_frames": st.sampled_from([0, -1, 2.5, 25.0, 10**400, 2**31]) | NON_FINITE | WRONG_TYPES,
+      "duration": st.sampled_from([0, -3.0, 10**400]) | NON_FINITE | WRONG_TYPES,
+    }[kind]
     value = draw(bad.filter(lambda v: v is not None) if kind != "subset" else bad)
     rec[kind] = value
     return where
@@ -183,11 +270,15 @@ def _mutate_dataset(draw, doc: dict, strict: bool = True) -> str:
     segment = [0.0, 0.001]
     label = draw(st.sampled_from(["not_a_class", "", None, 3, ["Run"], {"a": 1}, "missing"]))
     ann = {"segment": segment} if label == "missing" else {"label": label, "segment": segment}
-    rec.setdefault("annotations", []).append(draw(st.sampled_from([ann, "x", None, [label, segment]])))
+    rec.setdefault("annotations", []).append(
+      draw(st.sampled_from([ann, "x", None, [label, segment]]))
+    )
     return where
   if kind == "segment":
     # The end is checked against the duration only where fps gives the one-frame tolerance.
-    limit = (rec.get("duration") or (rec.get("num_frames") or 0) / rec["fps"]) if rec.get("fps") else None
+    limit = (
+      (rec.get("duration") or (rec.get("num_frames") or 0) / rec["fps"]) if rec.get("fps") else None
+    )
     limit = limit or None
     segment = _bad_segment(draw, limit if strict else None, negative=strict)
     rec.setdefault("annotations", []).append({"label": doc["classes"][0], "segment": segment})
@@ -216,7 +307,7 @@ def _break_text(draw, doc: dict) -> tuple[bytes, str]:
   text = json.dumps(doc, indent=draw(st.sampled_from([None, 1])))
   kind = draw(st.sampled_from(["truncate", "bytes", "duplicate", "pathological"]))
   if kind == "truncate":
-    return text[:draw(st.integers(0, len(text) - 1))].encode(), "invalid JSON"
+    return text[: draw(st.integers(0, len(text) - 1))].encode(), "invalid JSON"
   if kind == "bytes":
     at = draw(st.integers(0, len(text)))
     return text.encode()[:at] + draw(JUNK_BYTES) + text.encode()[at:], "UTF-8"
@@ -224,7 +315,9 @@ def _break_text(draw, doc: dict) -> tuple[bytes, str]:
     vid = sorted(doc["database"])[0]
     entries = list(doc["database"].items()) + [(vid, doc["database"][vid])]
     database = "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in entries) + "}"
-    return f'{{"classes": {json.dumps(doc["classes"])}, "database": {database}}}'.encode(), repr(vid)
+    return f'{{"classes": {json.dumps(doc["classes"])}, "database": {database}}}'.encode(), repr(
+      vid
+    )
   return draw(PATHOLOGICAL_JSON).encode(), "annotations.json"
 
 
@@ -250,18 +343,28 @@ def test_dataset_documents(scratch, case, data):
     dataset_lib.load_dataset(root, check_media=False)
   assert "annotations.json" in str(info.value) and fragment in str(info.value)
   problems = dataset_lib.validate_dataset(root, check_media=False)  # What the validator CLI prints.
-  assert problems and all(isinstance(p, str) for p in problems) and any(fragment in p for p in problems)
+  assert (
+    problems and all(isinstance(p, str) for p in problems) and any(fragment in p for p in problems)
+  )
 
 
 @st.composite
 def dataset_shaped_json(draw):
   """Random JSON values in the places of a dataset's keys (types the schema does not expect)."""
   rec_keys = ["subset", "fps", "num_frames", "duration", "annotations", "ambiguous"]
-  ann = st.dictionaries(st.sampled_from(["label", "segment"]), JSON_VALUES | st.sampled_from(["A", [0, 1]]))
-  rec = st.dictionaries(st.sampled_from(rec_keys), JSON_VALUES | st.lists(ann, max_size=2) |
-                        st.sampled_from(["testing", 25.0, 10]))
-  top = {"classes": draw(JSON_VALUES | st.just(["A"])),
-         "database": draw(JSON_VALUES | st.dictionaries(st.text(max_size=4), rec | JSON_VALUES, max_size=3))}
+  ann = st.dictionaries(
+    st.sampled_from(["label", "segment"]), JSON_VALUES | st.sampled_from(["A", [0, 1]])
+  )
+  rec = st.dictionaries(
+    st.sampled_from(rec_keys),
+    JSON_VALUES | st.lists(ann, max_size=2) | st.sampled_from(["testing", 25.0, 10]),
+  )
+  top = {
+    "classes": draw(JSON_VALUES | st.just(["A"])),
+    "database": draw(
+      JSON_VALUES | st.dictionaries(st.text(max_size=4), rec | JSON_VALUES, max_size=3)
+    ),
+  }
   return draw(st.sampled_from([top, draw(JSON_VALUES)]))
 
 
@@ -344,20 +447,26 @@ def thumos_folders(draw):
   subset = draw(st.sampled_from(sorted(thumos14.SUBSET_SUFFIXES)))
   suffix = thumos14.SUBSET_SUFFIXES[subset]
   videos = draw(st.lists(VIDEO_IDS, min_size=1, max_size=4, unique=True))
-  rows = {CLASS_LIST: [[str(i + 1), classes[i]] for i in draw(st.permutations(range(len(classes))))]}
+  rows = {
+    CLASS_LIST: [[str(i + 1), classes[i]] for i in draw(st.permutations(range(len(classes))))]
+  }
   for name in classes + [thumos14.AMBIGUOUS_CLASS]:
     rows[f"{name}_{suffix}.txt"] = []
     for _ in range(draw(st.integers(0, 3))):
       t0 = draw(st.integers(0, 10**7 - 1))
       t1 = draw(st.integers(t0 + 1, 10**7))
-      rows[f"{name}_{suffix}.txt"].append([draw(st.sampled_from(videos)), _seconds(draw, t0), _seconds(draw, t1)])
+      rows[f"{name}_{suffix}.txt"].append(
+        [draw(st.sampled_from(videos)), _seconds(draw, t0), _seconds(draw, t1)]
+      )
   return classes, subset, {name: (r, *_layout(draw, r)) for name, r in rows.items()}
 
 
 def _write_files(root: pathlib.Path, files: dict) -> pathlib.Path:
   _fresh(root)
   for name, content in files.items():
-    (root / name).write_bytes(content if isinstance(content, bytes) else _text(*content[1:]).encode())
+    (root / name).write_bytes(
+      content if isinstance(content, bytes) else _text(*content[1:]).encode()
+    )
   return root
 
 
@@ -366,14 +475,26 @@ def _expected_thumos(classes, subset, files) -> dict:
   database = {}
   for name in classes + [thumos14.AMBIGUOUS_CLASS]:
     for video, t0, t1 in files[f"{name}_{suffix}.txt"][0]:
-      entry = database.setdefault(video, {"subset": subset, "fps": None, "num_frames": None, "duration": None,
-                                          "annotations": [], "ambiguous": []})
+      entry = database.setdefault(
+        video,
+        {
+          "subset": subset,
+          "fps": None,
+          "num_frames": None,
+          "duration": None,
+          "annotations": [],
+          "ambiguous": [],
+        },
+      )
       if name == thumos14.AMBIGUOUS_CLASS:
         entry["ambiguous"].append([float(t0), float(t1)])
       else:
         entry["annotations"].append({"label": name, "segment": [float(t0), float(t1)]})
-  return {"version": thumos14.DATASET_VERSION, "classes": classes,
-          "database": {v: database[v] for v in sorted(database)}}
+  return {
+    "version": thumos14.DATASET_VERSION,
+    "classes": classes,
+    "database": {v: database[v] for v in sorted(database)},
+  }
 
 
 def _check_thumos_round_trip(root: pathlib.Path, classes, subset, files) -> None:
@@ -390,13 +511,43 @@ def _check_thumos_round_trip(root: pathlib.Path, classes, subset, files) -> None
   assert gt.video.tolist() == [v for v, _ in anns]
   assert gt.label.tolist() == [classes.index(a["label"]) for _, a in anns]
   assert gt.segment.tolist() == [a["segment"] for _, a in anns]
-  assert gt.ambiguous_segment.tolist() == [s for e in expected["database"].values() for s in e["ambiguous"]]
+  assert gt.ambiguous_segment.tolist() == [
+    s for e in expected["database"].values() for s in e["ambiguous"]
+  ]
 
 
-BAD_INTERVAL_LINES = ["v", "v 1", "1 2", "v 1 2 3", "v abc 2", "v 1 2x", "v nan 2", "v 1 inf", "v -inf 2",
-                      "v 1 1e999", "v 5 2", "v 2 2", "v -1 2", "v 1,5 2", "v 0x1 2", "v 1 NaN", "v 1 2 # note"]
-BAD_CLASS_LINES = ["x Foo", "1", "1 Foo Bar", "1.0 Foo", "-1 Foo", "0 Foo", "{n} Ambiguous", "{n} {dup}", "1 Other",
-                   "{gap} Foo", "99999999999999999999 Foo"]
+BAD_INTERVAL_LINES = [
+  "v",
+  "v 1",
+  "1 2",
+  "v 1 2 3",
+  "v abc 2",
+  "v 1 2x",
+  "v nan 2",
+  "v 1 inf",
+  "v -inf 2",
+  "v 1 1e999",
+  "v 5 2",
+  "v 2 2",
+  "v -1 2",
+  "v 1,5 2",
+  "v 0x1 2",
+  "v 1 NaN",
+  "v 1 2 # note",
+]
+BAD_CLASS_LINES = [
+  "x Foo",
+  "1",
+  "1 Foo Bar",
+  "1.0 Foo",
+  "-1 Foo",
+  "0 Foo",
+  "{n} Ambiguous",
+  "{n} {dup}",
+  "1 Other",
+  "{gap} Foo",
+  "99999999999999999999 Foo",
+]
 
 
 @FUZZ
@@ -407,7 +558,9 @@ def test_thumos14_folders(scratch, case, data):
   _check_thumos_round_trip(_write_files(scratch / "th", files), classes, subset, files)
   files = dict(files)
   suffix = thumos14.SUBSET_SUFFIXES[subset]
-  kind = data.draw(st.sampled_from(["line", "class_line", "bytes", "unknown_file", "missing_file", "empty_list"]))
+  kind = data.draw(
+    st.sampled_from(["line", "class_line", "bytes", "unknown_file", "missing_file", "empty_list"])
+  )
   name = data.draw(st.sampled_from(sorted(n for n in files if n != CLASS_LIST)))
   rows, lines, eol = files[name]
   if kind in ("line", "class_line"):
@@ -449,15 +602,42 @@ def test_thumos14_folders(scratch, case, data):
 
 
 # Token soup: numbers in every spelling Python's float() takes or refuses, names, junk, odd whitespace.
-TOKENS = st.sampled_from(["video_a", "v.mp4", "x.mpeg", "1", "2.5", "-1", "0", "1e3", "nan", "inf", "-inf", "1e999",
-                          "abc", "1_0", "+3", "0x1", "\u00e9t\u00e9", "\u0663", "3", "10", ".5", "5.", "1e-3"])
+TOKENS = st.sampled_from(
+  [
+    "video_a",
+    "v.mp4",
+    "x.mpeg",
+    "1",
+    "2.5",
+    "-1",
+    "0",
+    "1e3",
+    "nan",
+    "inf",
+    "-inf",
+    "1e999",
+    "abc",
+    "1_0",
+    "+3",
+    "0x1",
+    "\u00e9t\u00e9",
+    "\u0663",
+    "3",
+    "10",
+    ".5",
+    "5.",
+    "1e-3",
+  ]
+)
 SEPARATORS = st.sampled_from([" ", "\t", "  ", "\u3000", "\x0b", "\xa0"])
 EOLS = st.sampled_from(["\n", "\r\n", "\r", "\x0c", "\x1e", "\x85", "\u2028"])
 
 
 @st.composite
 def token_texts(draw, width: int) -> str:
-  lines = draw(st.lists(st.lists(TOKENS, min_size=max(0, width - 1), max_size=width + 1), max_size=5))
+  lines = draw(
+    st.lists(st.lists(TOKENS, min_size=max(0, width - 1), max_size=width + 1), max_size=5)
+  )
   return "".join(draw(SEPARATORS).join(fields) + draw(EOLS) for fields in lines)
 
 
@@ -476,7 +656,11 @@ def _reference_intervals(text: str) -> list | None:
     fields = line.split()
     if not fields:
       continue
-    if len(fields) != 3 or None in (t := (_finite(fields[1]), _finite(fields[2]))) or not 0 <= t[0] < t[1]:
+    if (
+      len(fields) != 3
+      or None in (t := (_finite(fields[1]), _finite(fields[2])))
+      or not 0 <= t[0] < t[1]
+    ):
       return None
     rows.append((fields[0], *t))
   return rows
@@ -494,7 +678,11 @@ def _write_soup(path: pathlib.Path, content: str | bytes) -> str | None:
 
 
 @FUZZ
-@given(token_texts(3) | st.binary(max_size=120).map(lambda b: b.decode("latin-1")) | st.binary(max_size=60))
+@given(
+  token_texts(3)
+  | st.binary(max_size=120).map(lambda b: b.decode("latin-1"))
+  | st.binary(max_size=60)
+)
 def test_interval_file_matches_reference(scratch, content):
   path = _fresh(scratch / "th_soup") / "Run_test.txt"
   text = _write_soup(path, content)
@@ -536,9 +724,23 @@ def _check_detections(dets, rows):
   assert dets.score.tolist() == [r[5] for r in rows]
 
 
-BAD_DETECTION_LINES = ["v 1 2 1", "v 1 2 1 0.5 extra", "v", "v 1 x 1 0.5", "v 1 2 1 nan", "v inf 2 1 0.5",
-                       "v 1 2 1.0 0.5", "v 1 2 0 0.5", "v 1 2 {n} 0.5", "v 5 2 1 0.5", "v 1 2 -1 0.5",
-                       "v 1 2 99999999999999999999999 0.5", "v 1 1e999 1 0.5", "v 1 2 1 -inf", "v 1 2 one 0.5"]
+BAD_DETECTION_LINES = [
+  "v 1 2 1",
+  "v 1 2 1 0.5 extra",
+  "v",
+  "v 1 x 1 0.5",
+  "v 1 2 1 nan",
+  "v inf 2 1 0.5",
+  "v 1 2 1.0 0.5",
+  "v 1 2 0 0.5",
+  "v 1 2 {n} 0.5",
+  "v 5 2 1 0.5",
+  "v 1 2 -1 0.5",
+  "v 1 2 99999999999999999999999 0.5",
+  "v 1 1e999 1 0.5",
+  "v 1 2 1 -inf",
+  "v 1 2 one 0.5",
+]
 
 
 @FUZZ
@@ -546,8 +748,10 @@ BAD_DETECTION_LINES = ["v 1 2 1", "v 1 2 1 0.5 extra", "v", "v 1 x 1 0.5", "v 1 
 def test_thumos14_detection_files(scratch, classes, data):
   """Valid files read back exactly; a bad line or non-UTF-8 byte fails naming the file and line."""
   rows = data.draw(detection_rows(classes))
-  fields = [[w, _number(data.draw, t0), _number(data.draw, t1), str(c + 1), _number(data.draw, s)]
-            for w, _, c, t0, t1, s in rows]
+  fields = [
+    [w, _number(data.draw, t0), _number(data.draw, t1), str(c + 1), _number(data.draw, s)]
+    for w, _, c, t0, t1, s in rows
+  ]
   lines, eol = _layout(data.draw, fields)
   path = _fresh(scratch / "det_txt") / data.draw(st.sampled_from(["dets.txt", "dets"]))
   path.write_text(_text(lines, eol), encoding="utf-8")
@@ -588,7 +792,11 @@ def _reference_detections(text: str, num_classes: int) -> list | None:
 
 
 @FUZZ
-@given(token_texts(5) | st.binary(max_size=120).map(lambda b: b.decode("latin-1")) | st.binary(max_size=60))
+@given(
+  token_texts(5)
+  | st.binary(max_size=120).map(lambda b: b.decode("latin-1"))
+  | st.binary(max_size=60)
+)
 def test_thumos14_detections_match_reference(scratch, content):
   path = _fresh(scratch / "det_soup") / "dets.txt"
   text = _write_soup(path, content)
@@ -627,8 +835,11 @@ def _mutate_activitynet(draw, doc: dict, classes: list[str]) -> tuple[str, str]:
   results.setdefault(video, [])
   item = {"label": classes[0], "score": 0.5, "segment": [0.0, 1.0]}
   key = f"results[{video!r}]"
-  kind = draw(st.sampled_from(["top", "results", "items", "item", "missing", "label", "score", "segment",
-                               "duplicate"]))
+  kind = draw(
+    st.sampled_from(
+      ["top", "results", "items", "item", "missing", "label", "score", "segment", "duplicate"]
+    )
+  )
   if kind == "top":
     return json.dumps(draw(st.sampled_from([[], "x", 1, None, {"result": {}}, [doc]]))), "'results'"
   if kind == "results":
@@ -648,10 +859,15 @@ def _mutate_activitynet(draw, doc: dict, classes: list[str]) -> tuple[str, str]:
     dup = f"{json.dumps(video)}: {json.dumps([item])}, "
     return text.replace('"results": {', '"results": {' + dup, 1), repr(video)
   else:
-    item[kind] = draw({"label": st.sampled_from(["not_a_class", "", None, 1, ["A"], {"A": 1}]),
-                       "score": st.sampled_from([None, "0.5", True, [0.5], 10**400, -(10**400)]) | NON_FINITE,
-                       "segment": st.builds(_bad_segment, st.just(draw), st.none(), st.just(False),
-                                            st.just(False))}[kind])
+    item[kind] = draw(
+      {
+        "label": st.sampled_from(["not_a_class", "", None, 1, ["A"], {"A": 1}]),
+        "score": st.sampled_from([None, "0.5", True, [0.5], 10**400, -(10**400)]) | NON_FINITE,
+        "segment": st.builds(
+          _bad_segment, st.just(draw), st.none(), st.just(False), st.just(False)
+        ),
+      }[kind]
+    )
   results[video].append(item)
   return json.dumps(doc), f"{key}[{j}]"
 
@@ -661,7 +877,9 @@ def _mutate_activitynet(draw, doc: dict, classes: list[str]) -> tuple[str, str]:
 def test_activitynet_detections(scratch, case, data):
   classes, doc, rows = case
   folder = _fresh(scratch / "det_json")
-  path = folder / data.draw(st.sampled_from(["dets.json", "dets.txt"]))  # Text files starting with '{' are JSON.
+  path = folder / data.draw(
+    st.sampled_from(["dets.json", "dets.txt"])
+  )  # Text files starting with '{' are JSON.
   path.write_text(json.dumps(doc, indent=data.draw(st.sampled_from([None, 2]))), encoding="utf-8")
   _check_detections(detection_files.read_detections(path, classes), rows)
   kind = data.draw(st.sampled_from(["mutate", "mutate", "truncate", "bytes", "pathological"]))
@@ -670,10 +888,13 @@ def test_activitynet_detections(scratch, case, data):
     text, fragment = _mutate_activitynet(data.draw, copy.deepcopy(doc), classes)
     raw = text.encode()
   elif kind == "truncate":
-    raw, fragment = text[:data.draw(st.integers(1, len(text) - 1))].encode(), "invalid JSON"
+    raw, fragment = text[: data.draw(st.integers(1, len(text) - 1))].encode(), "invalid JSON"
   elif kind == "bytes":
     at = data.draw(st.integers(0, len(text)))
-    raw, fragment = text.encode()[:at] + data.draw(JUNK_BYTES) + text.encode()[at:], "expected a text file"
+    raw, fragment = (
+      text.encode()[:at] + data.draw(JUNK_BYTES) + text.encode()[at:],
+      "expected a text file",
+    )
   else:
     raw, fragment = data.draw(PATHOLOGICAL_JSON).encode(), "JSON"
   path = folder / "bad.json"
@@ -683,9 +904,19 @@ def test_activitynet_detections(scratch, case, data):
   assert str(info.value).startswith(f"{path}") and fragment in str(info.value)
 
 
-ACTIVITYNET_SHAPED = st.fixed_dictionaries({"results": JSON_VALUES | st.dictionaries(
-    st.text(max_size=4), JSON_VALUES | st.lists(st.dictionaries(
-        st.sampled_from(["label", "score", "segment"]), JSON_VALUES | st.just("A")), max_size=2))})
+ACTIVITYNET_SHAPED = st.fixed_dictionaries(
+  {
+    "results": JSON_VALUES
+    | st.dictionaries(
+      st.text(max_size=4),
+      JSON_VALUES
+      | st.lists(
+        st.dictionaries(st.sampled_from(["label", "score", "segment"]), JSON_VALUES | st.just("A")),
+        max_size=2,
+      ),
+    )
+  }
+)
 
 
 @FUZZ
@@ -707,25 +938,92 @@ def test_activitynet_random_json_never_crashes(scratch, value):
 # then segtube_jax.training.config_checks.check_training_config (which runs before anything is built).
 
 CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "synthetic.py"
-_CHOICES = {"clips.mask_source": ("none", "saliency", "dataset", "folder"),
-            "clips.saliency_mode": ("multiply", "blend_mean", "none"), "distributed": ("auto", "on", "off"),
-            "optimizer.name": ("sgd", "adam"), "optimizer.schedule": ("constant", "step", "cosine"),
-            "model.dtype": ("float32", "bfloat16"), "model.pool5_padding": ("torch", "caffe"),
-            "model.conv_norm": ("none", "group"), "model.conv_impl": None,
-            "dataset.encoding": ("png", "jpeg")}  # conv_impl: models.conv.CONV_IMPLS
+_CHOICES = {
+  "clips.mask_source": ("none", "saliency", "dataset", "folder"),
+  "clips.saliency_mode": ("multiply", "blend_mean", "none"),
+  "distributed": ("auto", "on", "off"),
+  "optimizer.name": ("sgd", "adam"),
+  "optimizer.schedule": ("constant", "step", "cosine"),
+  "model.dtype": ("float32", "bfloat16"),
+  "model.pool5_padding": ("torch", "caffe"),
+  "model.conv_norm": ("none", "group"),
+  "model.conv_impl": None,
+  "dataset.encoding": ("png", "jpeg"),
+}  # conv_impl: models.conv.CONV_IMPLS
 _STRINGS = ["", "magic", "SGD", " adam", "runs/x", "none"]
-_INTS = ["0", "1", "-1", "2", "3", "16", "17", "64", "100000", "4294967296", "-0", "0x10", "abc", "1.5", "", "1e3"]
-_FLOATS = ["0", "0.0", "0.5", "1", "1.0", "-0.1", "nan", "inf", "-inf", "1e309", "0.999", "1e-8", "2", "abc", ""]
+_INTS = [
+  "0",
+  "1",
+  "-1",
+  "2",
+  "3",
+  "16",
+  "17",
+  "64",
+  "100000",
+  "4294967296",
+  "-0",
+  "0x10",
+  "abc",
+  "1.5",
+  "",
+  "1e3",
+]
+_FLOATS = [
+  "0",
+  "0.0",
+  "0.5",
+  "1",
+  "1.0",
+  "-0.1",
+  "nan",
+  "inf",
+  "-inf",
+  "1e309",
+  "0.999",
+  "1e-8",
+  "2",
+  "abc",
+  "",
+]
 _BOOLS = ["true", "false", "True", "0", "1", "yes", "maybe"]
-_TUPLES = ["()", "(16, 32)", "(8,)", "(16,)", "('a',)", "(16.5, 32)", "(16, None)", "((1, 2),)", "(0, 0)", "(-1, 5)",
-           "(1e309,)", "(True, 32)", "(32, 16, 8)", "(36, 36)", "(16, 16)", "(112, 112)", "16", "(0.5, 0.8)",
-           "(0.5, 1.5)", "(nan,)", "[16, 32]", "(16, 112, 112)", "(16, 16, 16)", "(16, 36, 36)", "(16, 0, 36)",
-           "(16, 32, 32)", "(17, 32, 32)", "(16, 8, 8)", "(48, 64)"]
+_TUPLES = [
+  "()",
+  "(16, 32)",
+  "(8,)",
+  "(16,)",
+  "('a',)",
+  "(16.5, 32)",
+  "(16, None)",
+  "((1, 2),)",
+  "(0, 0)",
+  "(-1, 5)",
+  "(1e309,)",
+  "(True, 32)",
+  "(32, 16, 8)",
+  "(36, 36)",
+  "(16, 16)",
+  "(112, 112)",
+  "16",
+  "(0.5, 0.8)",
+  "(0.5, 1.5)",
+  "(nan,)",
+  "[16, 32]",
+  "(16, 112, 112)",
+  "(16, 16, 16)",
+  "(16, 36, 36)",
+  "(16, 0, 36)",
+  "(16, 32, 32)",
+  "(17, 32, 32)",
+  "(16, 8, 8)",
+  "(48, 64)",
+]
 _TRAINING_SECTIONS = ("dataset", "clips", "model", "optimizer", "train")
 
 
 def _training_keys() -> dict[str, object]:
   from configs import synthetic  # pylint: disable=import-outside-toplevel
+
   config, keys = synthetic.get_config(), {}
   for key, value in config.items():
     if key in _TRAINING_SECTIONS:
@@ -740,9 +1038,12 @@ def _override_values(keys: dict[str, object]):
   for key, default in sorted(keys.items()):
     if key in _CHOICES:
       from segtube_jax.models import conv  # pylint: disable=import-outside-toplevel
+
       values = list(_CHOICES[key] or conv.CONV_IMPLS) + _STRINGS
     else:
-      values = {bool: _BOOLS, int: _INTS, float: _FLOATS, str: _STRINGS, tuple: _TUPLES}[type(default)]
+      values = {bool: _BOOLS, int: _INTS, float: _FLOATS, str: _STRINGS, tuple: _TUPLES}[
+        type(default)
+      ]
     pairs.append(st.tuples(st.just(key), st.sampled_from(values)))
   return st.one_of(pairs)
 
@@ -761,48 +1062,69 @@ def _pair(v) -> bool:
 
 def _invalid_keys(c) -> set[str]:
   """The reference: keys whose value training cannot use (independent of config_checks)."""
-  from segtube_jax.models import c3d, conv  # pylint: disable=import-outside-toplevel
   from segtube_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from segtube_jax.models import c3d, conv  # pylint: disable=import-outside-toplevel
+
   m, cl, o, t = c.model, c.clips, c.optimizer, c.train
   rules = {
-      "seed": _int(c.seed, 0) and c.seed < 2**32, "dataset.root": bool(c.dataset.root),
-      "dataset.frame_size": not c.dataset.frame_size or _pair(c.dataset.frame_size),
-      "dataset.chunk_len": _int(c.dataset.chunk_len, 1),
-      "dataset.encoding": c.dataset.encoding in _CHOICES["dataset.encoding"],
-      "clips.window_lengths": bool(cl.window_lengths) and all(_int(x, 16) for x in cl.window_lengths),
-      "clips.overlap": _real(cl.overlap) and 0 <= cl.overlap < 1,
-      "clips.positive_coverage": _real(cl.positive_coverage) and 0 < cl.positive_coverage <= 1,
-      "clips.background_coverage": _real(cl.background_coverage) and 0 <= cl.background_coverage < 1,
-      "clips.seq_len": _int(cl.seq_len, 1), "clips.resize": not cl.resize or _pair(cl.resize),
-      "clips.mask_source": cl.mask_source in _CHOICES["clips.mask_source"],
-      "clips.mask_dir": cl.mask_source != "folder" or bool(cl.mask_dir),
-      "clips.saliency_workers": _int(cl.saliency_workers, 0),
-      "clips.saliency_mode": cl.saliency_mode in _CHOICES["clips.saliency_mode"],
-      "clips.background_weight": _real(cl.background_weight) and 0 <= cl.background_weight <= 1,
-      "model.width_multiplier": _real(m.width_multiplier) and m.width_multiplier > 0,
-      "model.dropout_rate": _real(m.dropout_rate) and 0 <= m.dropout_rate < 1,
-      "model.conv_impl": m.conv_impl in conv.CONV_IMPLS,
-      **{f"model.{k}": m[k] in _CHOICES[f"model.{k}"] for k in ("dtype", "pool5_padding", "conv_norm")},
-      **{f"model.{k}": _int(m[k], 1) for k in ("fc_dim", "lstm_features", "lstm_layers", "in_channels")},
-      "optimizer.name": o.name in _CHOICES["optimizer.name"],
-      "optimizer.schedule": o.schedule in _CHOICES["optimizer.schedule"],
-      "optimizer.learning_rate": _real(o.learning_rate) and o.learning_rate > 0,
-      "optimizer.momentum": _real(o.momentum) and 0 <= o.momentum < 1,
-      "optimizer.weight_decay": _real(o.weight_decay) and o.weight_decay >= 0,
-      "optimizer.step_boundaries": all(_real(f) and 0 <= f <= 1 for f in o.step_boundaries),
-      "optimizer.step_factor": _real(o.step_factor) and o.step_factor > 0,
-      "optimizer.warmup_steps": _int(o.warmup_steps, 0),
-      "optimizer.grad_clip_norm": _real(o.grad_clip_norm) and o.grad_clip_norm >= 0,
-      **{f"train.{k}": _int(t[k], 1) for k in ("num_steps", "global_batch_size", "log_every", "checkpoint_every",
-                                               "keep_checkpoints")},
-      "train.microbatch_size": _int(t.microbatch_size, 0),
-      "data_threads": _int(c.data_threads, 0), "data_prefetch": _int(c.data_prefetch, 0),
-      "distributed": c.get("distributed", "auto") in ("auto", "on", "off"),
+    "seed": _int(c.seed, 0) and c.seed < 2**32,
+    "dataset.root": bool(c.dataset.root),
+    "dataset.frame_size": not c.dataset.frame_size or _pair(c.dataset.frame_size),
+    "dataset.chunk_len": _int(c.dataset.chunk_len, 1),
+    "dataset.encoding": c.dataset.encoding in _CHOICES["dataset.encoding"],
+    "clips.window_lengths": bool(cl.window_lengths) and all(_int(x, 16) for x in cl.window_lengths),
+    "clips.overlap": _real(cl.overlap) and 0 <= cl.overlap < 1,
+    "clips.positive_coverage": _real(cl.positive_coverage) and 0 < cl.positive_coverage <= 1,
+    "clips.background_coverage": _real(cl.background_coverage) and 0 <= cl.background_coverage < 1,
+    "clips.seq_len": _int(cl.seq_len, 1),
+    "clips.resize": not cl.resize or _pair(cl.resize),
+    "clips.mask_source": cl.mask_source in _CHOICES["clips.mask_source"],
+    "clips.mask_dir": cl.mask_source != "folder" or bool(cl.mask_dir),
+    "clips.saliency_workers": _int(cl.saliency_workers, 0),
+    "clips.saliency_mode": cl.saliency_mode in _CHOICES["clips.saliency_mode"],
+    "clips.background_weight": _real(cl.background_weight) and 0 <= cl.background_weight <= 1,
+    "model.width_multiplier": _real(m.width_multiplier) and m.width_multiplier > 0,
+    "model.dropout_rate": _real(m.dropout_rate) and 0 <= m.dropout_rate < 1,
+    "model.conv_impl": m.conv_impl in conv.CONV_IMPLS,
+    **{
+      f"model.{k}": m[k] in _CHOICES[f"model.{k}"] for k in ("dtype", "pool5_padding", "conv_norm")
+    },
+    **{
+      f"model.{k}": _int(m[k], 1) for k in ("fc_dim", "lstm_features", "lstm_layers", "in_channels")
+    },
+    "optimizer.name": o.name in _CHOICES["optimizer.name"],
+    "optimizer.schedule": o.schedule in _CHOICES["optimizer.schedule"],
+    "optimizer.learning_rate": _real(o.learning_rate) and o.learning_rate > 0,
+    "optimizer.momentum": _real(o.momentum) and 0 <= o.momentum < 1,
+    "optimizer.weight_decay": _real(o.weight_decay) and o.weight_decay >= 0,
+    "optimizer.step_boundaries": all(_real(f) and 0 <= f <= 1 for f in o.step_boundaries),
+    "optimizer.step_factor": _real(o.step_factor) and o.step_factor > 0,
+    "optimizer.warmup_steps": _int(o.warmup_steps, 0),
+    "optimizer.grad_clip_norm": _real(o.grad_clip_norm) and o.grad_clip_norm >= 0,
+    **{
+      f"train.{k}": _int(t[k], 1)
+      for k in (
+        "num_steps",
+        "global_batch_size",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+      )
+    },
+    "train.microbatch_size": _int(t.microbatch_size, 0),
+    "data_threads": _int(c.data_threads, 0),
+    "data_prefetch": _int(c.data_prefetch, 0),
+    "distributed": c.get("distributed", "auto") in ("auto", "on", "off"),
   }
   shape = m.clip_shape
   try:
-    shape_ok = (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(_int(x, 1) for x in shape)
-                and shape[0] == 16 and c3d.c3d_pool5_shape(shape, m.pool5_padding) is not None)
+    shape_ok = (
+      isinstance(shape, (tuple, list))
+      and len(shape) == 3
+      and all(_int(x, 1) for x in shape)
+      and shape[0] == 16
+      and c3d.c3d_pool5_shape(shape, m.pool5_padding) is not None
+    )
   except ConfigError:
     shape_ok = False
   rules["model.clip_shape"] = shape_ok
@@ -811,10 +1133,16 @@ def _invalid_keys(c) -> set[str]:
     bad.add("clips.background_coverage")
   if not bad and cl.resize and (cl.resize[0] < shape[1] or cl.resize[1] < shape[2]):
     bad.add("clips.resize")
-  if not bad and cl.mask_source == "saliency" and not c.dataset.frame_size:  # B_o is stored at that size.
+  if (
+    not bad and cl.mask_source == "saliency" and not c.dataset.frame_size
+  ):  # B_o is stored at that size.
     bad.add("clips.mask_source")
   # Microbatches split the batch into equal parts (a microbatch of the whole batch or more: no split).
-  if not bad and 0 < t.microbatch_size < t.global_batch_size and t.global_batch_size % t.microbatch_size:
+  if (
+    not bad
+    and 0 < t.microbatch_size < t.global_batch_size
+    and t.global_batch_size % t.microbatch_size
+  ):
     bad.add("train.microbatch_size")
   return bad
 
@@ -822,21 +1150,32 @@ def _invalid_keys(c) -> set[str]:
 def _parse_overrides(overrides: list[tuple[str, str]]):
   from absl import flags  # pylint: disable=import-outside-toplevel
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+
   argv = ["train.py", f"--config={CONFIG_FILE}", *(f"--config.{k}={v}" for k, v in overrides)]
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file(
+    "config", None, flag_values=flag_values, lock_config=True, sys_argv=argv
+  )
   flag_values(argv)
   return flag_values.config
 
 
 @FUZZ
-@given(st.lists(st.deferred(lambda: _override_values(_training_keys())), min_size=1, max_size=3,
-                unique_by=lambda kv: kv[0]))
+@given(
+  st.lists(
+    st.deferred(lambda: _override_values(_training_keys())),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda kv: kv[0],
+  )
+)
 def test_config_overrides(overrides):
   """Type-invalid values fail in the flag parser, impossible ones in check_training_config, naming the key."""
   from absl import flags  # pylint: disable=import-outside-toplevel
+
   from segtube_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   from segtube_jax.training import config_checks  # pylint: disable=import-outside-toplevel
+
   try:
     config = _parse_overrides(overrides)
   except flags.Error as e:  # absl's own message: "flag --config.key=value: ..."

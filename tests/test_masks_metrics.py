@@ -26,7 +26,7 @@ def _davis_boundary_f(pred, gt, bound_th=0.008):
 
 
 def _blob(shape, cy, cx, r):
-  ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+  ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
   return (ys - cy) ** 2 + (xs - cx) ** 2 <= r * r
 
 

@@ -3,12 +3,11 @@
 import grain
 import numpy as np
 import pytest
+import tiny_datasets
 
 from segtube_jax.data import dataset as dataset_lib
-from segtube_jax.data import pipeline
-from segtube_jax.data import tfds_builder
+from segtube_jax.data import pipeline, tfds_builder
 from segtube_jax.errors import DatasetError
-import tiny_datasets
 
 FRAME_SIZE = (24, 20)
 CHUNK = 16
@@ -30,7 +29,14 @@ def test_chunks_in_order_with_decoded_fields(built):
   _, data_dir = built
   ds = pipeline.chunk_dataset(data_dir, "tiny", "training")
   assert isinstance(ds, grain.MapDataset) and len(ds) == 6
-  assert _keys(ds) == [("vid_a", 0), ("vid_a", 16), ("vid_a", 32), ("vid_b", 0), ("vid_b", 16), ("vid_b", 32)]
+  assert _keys(ds) == [
+    ("vid_a", 0),
+    ("vid_a", 16),
+    ("vid_a", 32),
+    ("vid_b", 0),
+    ("vid_b", 16),
+    ("vid_b", 32),
+  ]
   r = ds[5]
   assert r["frames"].dtype == np.uint8 and r["frames"].shape == (CHUNK, 24, 20, 3)
   assert r["masks"].dtype == bool and r["masks"].shape == (CHUNK, 24, 20)
@@ -40,8 +46,9 @@ def test_chunks_in_order_with_decoded_fields(built):
 
 def test_shuffle_is_deterministic_per_seed_and_epoch(built):
   _, data_dir = built
-  make = lambda seed: pipeline.chunk_dataset(data_dir, "tiny", "training", seed=seed, shuffle=True, num_epochs=2,
-                                             decode=False)
+  make = lambda seed: pipeline.chunk_dataset(
+    data_dir, "tiny", "training", seed=seed, shuffle=True, num_epochs=2, decode=False
+  )
   first, again, other = [[(r["video_id"], int(r["start"])) for r in make(s)] for s in (3, 3, 4)]
   assert first == again and first != other
   ordered = sorted(_keys(pipeline.chunk_dataset(data_dir, "tiny", "training")))
@@ -64,16 +71,26 @@ def test_iterator_state_restores_the_position(built):
     np.testing.assert_array_equal(want["frames"], got["frames"])
   plain = iter(ds.to_iter_dataset())  # grain's own iterator takes the same state.
   plain.set_state(state)
-  assert (next(plain)["video_id"], next(plain)["start"]) == (expected[0]["video_id"], expected[1]["start"])
+  assert (next(plain)["video_id"], next(plain)["start"]) == (
+    expected[0]["video_id"],
+    expected[1]["start"],
+  )
 
 
 def test_shards_partition_the_split(built):
   _, data_dir = built
-  shards = [_keys(pipeline.chunk_dataset(data_dir, "tiny", "training", shard_index=i, shard_count=2, decode=False))
-            for i in range(2)]
+  shards = [
+    _keys(
+      pipeline.chunk_dataset(
+        data_dir, "tiny", "training", shard_index=i, shard_count=2, decode=False
+      )
+    )
+    for i in range(2)
+  ]
   assert len(shards[0]) == len(shards[1]) == 3
-  assert sorted(shards[0] + shards[1]) == sorted(_keys(pipeline.chunk_dataset(data_dir, "tiny", "training",
-                                                                              decode=False)))
+  assert sorted(shards[0] + shards[1]) == sorted(
+    _keys(pipeline.chunk_dataset(data_dir, "tiny", "training", decode=False))
+  )
 
 
 def test_read_video_clip_touches_only_needed_chunks(built, monkeypatch):
@@ -82,10 +99,22 @@ def test_read_video_clip_touches_only_needed_chunks(built, monkeypatch):
   source = pipeline.open_chunk_source(data_dir, "tiny", "testing")
   touched = []
   get = source._source.__getitem__  # pylint: disable=protected-access
-  monkeypatch.setattr(source, "_source", type("Counting", (), {
-      "__getitem__": lambda self, i: touched.append(i) or get(i), "__len__": lambda self: 5})())
+  monkeypatch.setattr(
+    source,
+    "_source",
+    type(
+      "Counting",
+      (),
+      {"__getitem__": lambda self, i: touched.append(i) or get(i), "__len__": lambda self: 5},
+    )(),
+  )
   reader, masks = ds.open_frames("vid_c"), ds.masks("vid_c")
-  for start, stop, chunks in [(30, 36, [1, 2]), (0, 70, [0, 1, 2, 3, 4]), (64, 70, [4]), (5, 6, [0])]:
+  for start, stop, chunks in [
+    (30, 36, [1, 2]),
+    (0, 70, [0, 1, 2, 3, 4]),
+    (64, 70, [4]),
+    (5, 6, [0]),
+  ]:
     touched.clear()
     clip = pipeline.read_video_clip(source, "vid_c", start, stop)
     assert touched == chunks
@@ -95,15 +124,18 @@ def test_read_video_clip_touches_only_needed_chunks(built, monkeypatch):
     np.testing.assert_array_equal(clip["masks"], tfds_builder.resize_masks(m, FRAME_SIZE))
     fs, fe = ds.videos["vid_c"].annotations[0].frame_span(25.0)
     np.testing.assert_array_equal(clip["labels"], [int(fs <= f < fe) for f in range(start, stop)])
-  np.testing.assert_array_equal(pipeline.read_video_frames(source, "vid_c", 10, 20), reader.read(10, 20, FRAME_SIZE))
+  np.testing.assert_array_equal(
+    pipeline.read_video_frames(source, "vid_c", 10, 20), reader.read(10, 20, FRAME_SIZE)
+  )
 
 
 def test_grain_dataloader_with_index_sampler(built):
   _, data_dir = built
   source = pipeline.open_chunk_source(data_dir, "tiny", "training")
   sampler = grain.samplers.IndexSampler(num_records=len(source), shuffle=True, num_epochs=1, seed=0)
-  loader = grain.DataLoader(data_source=source, sampler=sampler, operations=[pipeline.DecodeChunk()],
-                            worker_count=0)
+  loader = grain.DataLoader(
+    data_source=source, sampler=sampler, operations=[pipeline.DecodeChunk()], worker_count=0
+  )
   got = sorted((r["video_id"], r["start"]) for r in loader)
   assert got == sorted(_keys(pipeline.chunk_dataset(data_dir, "tiny", "training")))
 
@@ -114,7 +146,9 @@ def test_clear_errors(built, tmp_path):
     pipeline.chunk_dataset(data_dir, "other", "training")
   with pytest.raises(DatasetError, match="no built dataset"):
     pipeline.open_chunk_source(tmp_path / "missing", "tiny", "training")
-  with pytest.raises(DatasetError, match=r"no split 'validation'; the built splits are \['testing', 'training'\]"):
+  with pytest.raises(
+    DatasetError, match=r"no split 'validation'; the built splits are \['testing', 'training'\]"
+  ):
     pipeline.chunk_dataset(data_dir, "tiny", "validation")
   source = pipeline.open_chunk_source(data_dir, "tiny", "training")
   with pytest.raises(DatasetError, match="no video 'vid_c' in split 'training'"):

@@ -4,14 +4,17 @@ import os
 import re
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from segtube_jax.evaluation import detection_writers
-from segtube_jax.evaluation import report
-from segtube_jax.evaluation import score_detections
-from segtube_jax.evaluation import spatiotemporal
-from segtube_jax.evaluation import temporal_map
+from segtube_jax.evaluation import (
+  detection_writers,
+  report,
+  report_figures,
+  score_detections,
+  spatiotemporal,
+  temporal_map,
+)
 from segtube_jax.types import DetectedSegment
 
 CLASSES = ["Diving", "High|Jump", "PoleVault"]  # a pipe must not break the tables
@@ -25,43 +28,89 @@ def _det(label, start, end, score):
 @pytest.fixture(scope="module")
 def inputs():
   rng = np.random.default_rng(0)
-  gt_frames = {"v1": [("Diving", 10, 40), ("PoleVault", 60, 90)], "v2": [("High|Jump", 5, 50)],
-               "v3": [("Diving", 0, 30)]}
-  results = {"v1": [_det("Diving", 12, 40, 0.9), _det("PoleVault", 0, 20, 0.8),
-                    _det("PoleVault", 58, 88, 0.3)],
-             "v2": [_det("High|Jump", 5, 45, 0.7), _det("Diving", 5, 45, 0.2)],
-             "v3": [_det("Diving", 40, 60, 0.95)]}
+  gt_frames = {
+    "v1": [("Diving", 10, 40), ("PoleVault", 60, 90)],
+    "v2": [("High|Jump", 5, 50)],
+    "v3": [("Diving", 0, 30)],
+  }
+  results = {
+    "v1": [
+      _det("Diving", 12, 40, 0.9),
+      _det("PoleVault", 0, 20, 0.8),
+      _det("PoleVault", 58, 88, 0.3),
+    ],
+    "v2": [_det("High|Jump", 5, 45, 0.7), _det("Diving", 5, 45, 0.2)],
+    "v3": [_det("Diving", 40, 60, 0.95)],
+  }
   gt = temporal_map.GroundTruth(
-      CLASSES, [v for v, insts in gt_frames.items() for _ in insts],
-      [CLASSES.index(i[0]) for insts in gt_frames.values() for i in insts],
-      [[i[1] / FPS, i[2] / FPS] for insts in gt_frames.values() for i in insts], [], [])
+    CLASSES,
+    [v for v, insts in gt_frames.items() for _ in insts],
+    [CLASSES.index(i[0]) for insts in gt_frames.values() for i in insts],
+    [[i[1] / FPS, i[2] / FPS] for insts in gt_frames.values() for i in insts],
+    [],
+    [],
+  )
   dets = detection_writers.as_detections(results, CLASSES)
   temporal = score_detections.score_detection_file(dets, gt, "activitynet", (0.3, 0.5))
   frame_iou = {v: {f: 0.8 for f in range(100)} for v in gt_frames}
   st = spatiotemporal.video_map(results, gt_frames, frame_iou, classes=CLASSES)
-  seg = {"per_video": {}, "mean": {"iou": 0.61, "J": 0.6, "F": 0.55, "videos": 3, "classes": 3},
-         "per_class": {c: {"iou": 0.6, "J": 0.6, "F": 0.5, "videos": 1} for c in CLASSES}}
+  seg = {
+    "per_video": {},
+    "mean": {"iou": 0.61, "J": 0.6, "F": 0.55, "videos": 3, "classes": 3},
+    "per_class": {c: {"iou": 0.6, "J": 0.6, "F": 0.5, "videos": 1} for c in CLASSES},
+  }
   alpha = rng.random((100, 3)) * 0.5
   alpha[10:40, 0] = 0.9
   frames = rng.integers(0, 255, (5, 40, 48, 3), dtype=np.uint8)
   masks = np.zeros((5, 40, 48), bool)
   masks[:, 10:30, 12:30] = True
   return dict(
-      metrics={"temporal": temporal, "segmentation": seg, "spatiotemporal": st,
-               "timings": {"temporal": 12.5, "spatial": 30.25}, "run_name": "unit-test"},
-      per_class_ap=temporal["AP_per_class"]["0.5"],
-      pr_curves=report.pr_curves(gt, dets, 0.5),
-      alpha_examples=[dict(video_id="v1", alpha=alpha, classes=CLASSES, gamma=0.6,
-                           gt_segments=gt_frames["v1"], detections=results["v1"])],
-      overlay_examples=[dict(video_id="v1", frames=frames, masks=masks,
-                             gt_masks=np.roll(masks, 3, 2), frame_ids=[10, 15, 20, 25, 30],
-                             label="Diving"),
-                        dict(video_id="v/2 odd", frames=frames[:1], masks=masks[:1], gt_masks=None,
-                             frame_ids=[7], label="High|Jump")],
-      iterations=[dict(iteration=0, num_segments=6, mask_change=None, seconds=10.0, map_at_05=0.5,
-                       mask_iou=0.4),
-                  dict(iteration=1, num_segments=5, mask_change=0.9, seconds=9.0, map_at_05=None,
-                       mask_iou=0.45)])
+    metrics={
+      "temporal": temporal,
+      "segmentation": seg,
+      "spatiotemporal": st,
+      "timings": {"temporal": 12.5, "spatial": 30.25},
+      "run_name": "unit-test",
+    },
+    per_class_ap=temporal["AP_per_class"]["0.5"],
+    pr_curves=report.pr_curves(gt, dets, 0.5),
+    alpha_examples=[
+      dict(
+        video_id="v1",
+        alpha=alpha,
+        classes=CLASSES,
+        gamma=0.6,
+        gt_segments=gt_frames["v1"],
+        detections=results["v1"],
+      )
+    ],
+    overlay_examples=[
+      dict(
+        video_id="v1",
+        frames=frames,
+        masks=masks,
+        gt_masks=np.roll(masks, 3, 2),
+        frame_ids=[10, 15, 20, 25, 30],
+        label="Diving",
+      ),
+      dict(
+        video_id="v/2 odd",
+        frames=frames[:1],
+        masks=masks[:1],
+        gt_masks=None,
+        frame_ids=[7],
+        label="High|Jump",
+      ),
+    ],
+    iterations=[
+      dict(
+        iteration=0, num_segments=6, mask_change=None, seconds=10.0, map_at_05=0.5, mask_iou=0.4
+      ),
+      dict(
+        iteration=1, num_segments=5, mask_change=0.9, seconds=9.0, map_at_05=None, mask_iou=0.45
+      ),
+    ],
+  )
 
 
 def _figures(md):
@@ -110,17 +159,20 @@ def test_figures_are_deterministic(tmp_path, inputs):
   assert files
   for name in files:
     assert (tmp_path / "a" / "figures" / name).read_bytes() == (
-        tmp_path / "b" / "figures" / name).read_bytes(), name
+      tmp_path / "b" / "figures" / name
+    ).read_bytes(), name
   assert (tmp_path / "a" / "report.md").read_text() == (tmp_path / "b" / "report.md").read_text()
 
 
 def test_optional_inputs_missing(tmp_path, inputs):
   md = report.write_report(tmp_path / "min", metrics={}).read_text()
   assert "No scores given." in md and not _figures(md)
-  md = report.write_report(tmp_path / "ap", metrics={},
-                           per_class_ap={"A": 0.5, "B": None, "C": float("nan")},
-                           pr_curves={"A": (np.array([1.0, 0.5]), np.array([0.5, 0.5])),
-                                      "B": (np.zeros(0), np.zeros(0))}).read_text()
+  md = report.write_report(
+    tmp_path / "ap",
+    metrics={},
+    per_class_ap={"A": 0.5, "B": None, "C": float("nan")},
+    pr_curves={"A": (np.array([1.0, 0.5]), np.array([0.5, 0.5])), "B": (np.zeros(0), np.zeros(0))},
+  ).read_text()
   assert "| mAP @ tIoU 0.5 | 50.00 |" in md
   for name in "ABC":
     assert f"| {name} |" in md
@@ -173,9 +225,12 @@ def test_precision_recall_matches_activitynet_ap():
   gt = temporal_map.GroundTruth(CLASSES, gt_v, gt_l, gt_s, [], [])
   n = 60
   starts = rng.integers(0, 100, n).astype(float)
-  dets = temporal_map.Detections(rng.choice(videos, n), rng.integers(3, size=n),
-                                 np.stack([starts, starts + rng.integers(2, 12, n)], 1),
-                                 rng.random(n).round(1))  # rounded: ties in score
+  dets = temporal_map.Detections(
+    rng.choice(videos, n),
+    rng.integers(3, size=n),
+    np.stack([starts, starts + rng.integers(2, 12, n)], 1),
+    rng.random(n).round(1),
+  )  # rounded: ties in score
   for tiou in (0.3, 0.5, 0.7):
     ap = temporal_map.activitynet_average_precision(gt, dets, [tiou])[0]
     for c in range(3):
@@ -187,8 +242,9 @@ def test_precision_recall_matches_activitynet_ap():
 
 def test_precision_recall_hand_case():
   gt = temporal_map.GroundTruth(["A"], ["v", "v"], [0, 0], [[0, 10], [20, 30]], [], [])
-  dets = temporal_map.Detections(["v", "v", "v"], [0, 0, 0], [[0, 10], [0, 10], [20, 29]],
-                                 [0.9, 0.8, 0.7])
+  dets = temporal_map.Detections(
+    ["v", "v", "v"], [0, 0, 0], [[0, 10], [0, 10], [20, 29]], [0.9, 0.8, 0.7]
+  )
   precision, recall = report.precision_recall(gt, dets, 0, 0.5)
   np.testing.assert_allclose(precision, [1, 0.5, 2 / 3])
   np.testing.assert_allclose(recall, [0.5, 0.5, 1])
@@ -198,7 +254,9 @@ def test_overlay_contours():
   frame = np.zeros((20, 20, 3), np.uint8)
   mask = np.zeros((20, 20), bool)
   mask[5:15, 5:15] = True
-  out = report.overlay_contours(frame, mask, gt_mask=np.roll(mask, 5, axis=1))  # columns 10..19
+  out = report_figures.overlay_contours(
+    frame, mask, gt_mask=np.roll(mask, 5, axis=1)
+  )  # columns 10..19
   red = np.all(out == (255, 0, 0), axis=-1)
   green = np.all(out == (0, 255, 0), axis=-1)
   assert red[5, 5:15].all() and red[5:15, 5].all() and not red[10, 10]

@@ -11,6 +11,7 @@ import pytest
 from segtube_jax import segment as cli
 from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation.masks import region_similarity
+from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import default_config, testing
 
 
@@ -30,8 +31,9 @@ def _masks(folder: pathlib.Path) -> tuple[list[str], np.ndarray]:
 
 def test_frames_folder_with_span(frame_folder, tmp_path, capsys):
   folder, masks = frame_folder
-  assert cli.main(["--frames", str(folder), "--out", str(tmp_path), "--start", "1",
-                   "--end", "4"]) == 0
+  assert (
+    cli.main(["--frames", str(folder), "--out", str(tmp_path), "--start", "1", "--end", "4"]) == 0
+  )
   assert "wrote 6 masks" in capsys.readouterr().out
   names, out = _masks(tmp_path)
   assert names == [f"{i:05d}.png" for i in range(10, 16)]  # Stems of the frames.
@@ -47,20 +49,36 @@ def test_video_file_masks_are_numbered(tmp_path):
     video.write_video(tmp_path / "clip.mp4", frames, fps=25)
   except Exception as e:  # pylint: disable=broad-except
     pytest.skip(f"no video encoder: {e}")
-  assert cli.main(["--video", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "m"),
-                   "--set", "refine.enabled=False", "--start", "2"]) == 0
+  assert (
+    cli.main(
+      [
+        "--video",
+        str(tmp_path / "clip.mp4"),
+        "--out",
+        str(tmp_path / "m"),
+        "--set",
+        "refine.enabled=False",
+        "--start",
+        "2",
+      ]
+    )
+    == 0
+  )
   names, out = _masks(tmp_path / "m")
   assert names == [f"{i:05d}.png" for i in range(6)]
   assert not out[:2].any()
   assert region_similarity(out[2:] > 0, masks[2:]).mean() > 0.7
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--start", "4", "--end", "2"], "empty"),
     (["--end", "99"], "frames"),
     (["--set", "beta=2.0"], "beta"),
     (["--set", "nope=1"], "no config key"),
-])
+  ],
+)
 def test_bad_arguments_exit_2(frame_folder, tmp_path, capsys, args, message):
   assert cli.main(["--frames", str(frame_folder[0]), "--out", str(tmp_path)] + args) == 2
   assert message in capsys.readouterr().err
@@ -73,19 +91,31 @@ def test_missing_input_exits_2(tmp_path, capsys):
 
 
 def test_overrides():
-  c = cli.apply_overrides(default_config(), ["flow.preset=medium", "lambda_spatial=2.0",
-                                             "refine.enabled=False"])
+  c = config_lib.apply_overrides(
+    default_config(), ["flow.preset=medium", "lambda_spatial=2.0", "refine.enabled=False"]
+  )
   assert c.flow.preset == "medium" and c.lambda_spatial == 2.0 and not c.refine.enabled
   with pytest.raises(ConfigError, match="key=value"):
-    cli.apply_overrides(default_config(), ["beta"])
+    config_lib.apply_overrides(default_config(), ["beta"])
   with pytest.raises(ConfigError, match="type"):
-    cli.apply_overrides(default_config(), ["work_height='tall'"])
+    config_lib.apply_overrides(default_config(), ["work_height='tall'"])
 
 
 def test_module_entry_point(frame_folder, tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "segtube_jax.segment", "--frames",
-                         str(frame_folder[0]), "--out", str(tmp_path)],
-                        capture_output=True, text=True, check=False,
-                        cwd=pathlib.Path(__file__).resolve().parents[1])
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "segtube_jax.segment",
+      "--frames",
+      str(frame_folder[0]),
+      "--out",
+      str(tmp_path),
+    ],
+    capture_output=True,
+    text=True,
+    check=False,
+    cwd=pathlib.Path(__file__).resolve().parents[1],
+  )
   assert proc.returncode == 0, proc.stderr
   assert len(list(tmp_path.glob("*.png"))) == 6

@@ -1,8 +1,8 @@
 """Tests of segtube_jax.evaluation.segmentation_metrics on hand-made mask folders."""
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from segtube_jax.errors import DatasetError, SegmentationError
 from segtube_jax.evaluation import masks as masks_lib

@@ -39,8 +39,10 @@ def test_write_masks_and_empty_masks(tmp_path):
 def test_pool_of_two_workers(tmp_path):
   (tmp_path / "in").mkdir()
   sources = [_frame_folder(tmp_path / "in", s) for s in range(2)]
-  jobs = [SegmentJob(str(sources[0][0]), str(tmp_path / "out0"), span=(1, 4)),
-          SegmentJob(str(sources[1][0]), None)]
+  jobs = [
+    SegmentJob(str(sources[0][0]), str(tmp_path / "out0"), span=(1, 4)),
+    SegmentJob(str(sources[1][0]), None),
+  ]
   results = segment_videos(jobs, workers=2, progress=False)
   assert [r.job for r in results] == jobs
   assert all(r.error is None and r.num_frames == 6 for r in results)

@@ -16,10 +16,12 @@ FST_MEAN_J = 0.715
 
 
 def _load(folder):
-  frames = np.stack([np.asarray(Image.open(p).convert("RGB"))
-                     for p in sorted((folder / "frames").glob("*.jpg"))])
-  gt = np.stack([np.asarray(Image.open(p).convert("L")) > 127
-                 for p in sorted((folder / "masks").glob("*.png"))])
+  frames = np.stack(
+    [np.asarray(Image.open(p).convert("RGB")) for p in sorted((folder / "frames").glob("*.jpg"))]
+  )
+  gt = np.stack(
+    [np.asarray(Image.open(p).convert("L")) > 127 for p in sorted((folder / "masks").glob("*.png"))]
+  )
   return frames, gt
 
 

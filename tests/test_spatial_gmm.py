@@ -58,11 +58,13 @@ def test_warm_start_from_previous_model():
   fg, bg = _two_clusters()
   s = gmm.GmmSettings(components=2, reg_covar=1.0)
   first = gmm.fit_label_models(np.r_[fg, bg], np.r_[np.ones(200, bool), np.zeros(200, bool)], s)
-  again = gmm.fit_label_models(np.r_[fg, bg], np.r_[np.ones(200, bool), np.zeros(200, bool)], s,
-                               first)
+  again = gmm.fit_label_models(
+    np.r_[fg, bg], np.r_[np.ones(200, bool), np.zeros(200, bool)], s, first
+  )
   assert again[0].n_components == 2
-  np.testing.assert_allclose(np.sort(again[0].means_[:, 0]), np.sort(first[0].means_[:, 0]),
-                             atol=1.0)
+  np.testing.assert_allclose(
+    np.sort(again[0].means_[:, 0]), np.sort(first[0].means_[:, 0]), atol=1.0
+  )
 
 
 def test_log_density_matches_sklearn():
@@ -70,8 +72,9 @@ def test_log_density_matches_sklearn():
   samples = np.concatenate([rng.normal(0, 5, (300, 3)), rng.normal(40, 10, (300, 3))])
   model = gmm.fit_gmm(samples, gmm.GmmSettings(components=4))
   points = rng.normal(20, 30, (1000, 3))
-  np.testing.assert_allclose(gmm.log_density(model, points), model.score_samples(points),
-                             rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+    gmm.log_density(model, points), model.score_samples(points), rtol=1e-5, atol=1e-4
+  )
 
 
 def test_sklearn_is_imported_in_the_background_on_request():

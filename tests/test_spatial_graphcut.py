@@ -20,12 +20,15 @@ def test_min_cut_is_the_exact_minimum(seed):
   rng = np.random.default_rng(seed)
   n = 7
   d_fg, d_bg = rng.uniform(0, 3, n), rng.uniform(0, 3, n)
-  edges = np.array([(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5]
-                   ).reshape(-1, 2)
+  edges = np.array(
+    [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5]
+  ).reshape(-1, 2)
   weights = rng.uniform(0, 2, len(edges))
   labels = graphcut.min_cut(d_fg, d_bg, edges, weights)
-  best = min(_energy(np.array(b, bool), d_fg, d_bg, edges, weights)
-             for b in itertools.product([False, True], repeat=n))
+  best = min(
+    _energy(np.array(b, bool), d_fg, d_bg, edges, weights)
+    for b in itertools.product([False, True], repeat=n)
+  )
   assert _energy(labels, d_fg, d_bg, edges, weights) == pytest.approx(best)
 
 
@@ -58,17 +61,22 @@ def test_data_term_eq6():
 def _toy_graph():
   color = np.array([[50, 0, 0], [50, 0, 0], [80, 10, 0], [50, 0, 0]], np.float32)
   return SuperpixelGraph(
-      labels=np.zeros((2, 2, 2), np.int32), frame=np.array([0, 0, 0, 1], np.int32),
-      offsets=np.array([0, 3, 4]), color=color, centroid=np.zeros((4, 2), np.float32),
-      area=np.ones(4), border=np.ones(4, bool),
-      spatial_edges=np.array([[0, 1], [1, 2]]), temporal_edges=np.array([[0, 3]]),
-      temporal_overlap=np.array([0.5]))
+    labels=np.zeros((2, 2, 2), np.int32),
+    frame=np.array([0, 0, 0, 1], np.int32),
+    offsets=np.array([0, 3, 4]),
+    color=color,
+    centroid=np.zeros((4, 2), np.float32),
+    area=np.ones(4),
+    border=np.ones(4, bool),
+    spatial_edges=np.array([[0, 1], [1, 2]]),
+    temporal_edges=np.array([[0, 3]]),
+    temporal_overlap=np.array([0.5]),
+  )
 
 
 def test_smoothness_edges_eq7():
   g = _toy_graph()
-  edges, w = graphcut.smoothness_edges(g, lambda_spatial=2.0, lambda_temporal=3.0,
-                                       sigma_scale=2.0)
+  edges, w = graphcut.smoothness_edges(g, lambda_spatial=2.0, lambda_temporal=3.0, sigma_scale=2.0)
   d2 = np.array([0.0, 30.0**2 + 10.0**2, 0.0])
   sigma2 = 2.0 * d2.mean()
   np.testing.assert_array_equal(edges, [[0, 1], [1, 2], [0, 3]])

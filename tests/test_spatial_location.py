@@ -16,7 +16,7 @@ def _pixel_graph(t, h, w):
 def _square(t, h, w, y, x, side, frames=None):
   fg = np.zeros((t, h, w), bool)
   for i in range(t) if frames is None else frames:
-    fg[i, y:y + side, x:x + side] = True
+    fg[i, y : y + side, x : x + side] = True
   return fg.reshape(-1)
 
 

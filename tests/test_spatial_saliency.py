@@ -51,7 +51,7 @@ def test_actor_is_salient_under_camera_jitter():
 
 def test_pure_camera_pan_is_not_motion():
   big = testing.moving_actor_clip(1, (64, 160), seed=2)[0][0]
-  frames = np.stack([big[:, 3 * t:3 * t + 96] for t in range(5)])  # Static scene, camera pans.
+  frames = np.stack([big[:, 3 * t : 3 * t + 96] for t in range(5)])  # Static scene, camera pans.
   g, fwd, bwd = _graph(frames)
   _, usable = saliency.motion_saliency(g, fwd, bwd, 0.15, 0.3)
   assert not usable
@@ -91,11 +91,17 @@ def _two_regions():
   """One frame of 6 superpixels in a row; regions {0, 1} and {4, 5} labelled foreground."""
   n = 6
   return superpixels.SuperpixelGraph(
-      labels=np.arange(n, dtype=np.int32).reshape(1, 1, n), frame=np.zeros(n, np.int32),
-      offsets=np.array([0, n]), color=np.zeros((n, 3), np.float32),
-      centroid=np.zeros((n, 2), np.float32), area=np.ones(n), border=np.zeros(n, bool),
-      spatial_edges=np.stack([np.arange(n - 1), np.arange(1, n)], axis=1),
-      temporal_edges=np.zeros((0, 2), np.int64), temporal_overlap=np.zeros(0))
+    labels=np.arange(n, dtype=np.int32).reshape(1, 1, n),
+    frame=np.zeros(n, np.int32),
+    offsets=np.array([0, n]),
+    color=np.zeros((n, 3), np.float32),
+    centroid=np.zeros((n, 2), np.float32),
+    area=np.ones(n),
+    border=np.zeros(n, bool),
+    spatial_edges=np.stack([np.arange(n - 1), np.arange(1, n)], axis=1),
+    temporal_edges=np.zeros((0, 2), np.int64),
+    temporal_overlap=np.zeros(0),
+  )
 
 
 def test_hysteresis_keeps_regions_with_a_seed():
@@ -110,8 +116,9 @@ def test_weak_regions_are_dropped_after_the_cut():
   g = _two_regions()
   labels = np.array([1, 1, 0, 0, 1, 1], bool)
   sal = np.array([0.9, 0.5, 0.0, 0.0, 0.3, 0.1])  # Masses 1.4 and 0.4.
-  np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.5),
-                                [1, 1, 0, 0, 0, 0])
+  np.testing.assert_array_equal(
+    saliency.keep_salient_regions(g, labels, sal, 0.5), [1, 1, 0, 0, 0, 0]
+  )
   np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.25), labels)
   np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.0), labels)
   # A frame whose regions have no saliency keeps them all.

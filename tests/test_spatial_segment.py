@@ -65,8 +65,9 @@ def test_previous_masks_replace_the_saliency_init(clip):
   pred = segment_video(frames, None, masks)
   assert region_similarity(pred, masks).mean() > 0.9
   # Empty previous masks carry no information: the saliency init is used.
-  np.testing.assert_array_equal(segment_video(frames, None, np.zeros_like(masks)),
-                                segment_video(frames))
+  np.testing.assert_array_equal(
+    segment_video(frames, None, np.zeros_like(masks)), segment_video(frames)
+  )
 
 
 def test_list_of_frames_and_config_without_refinement(clip):
@@ -107,13 +108,16 @@ def test_too_few_gmm_samples_still_segments(clip):
   assert region_similarity(pred, masks).mean() > 0.6
 
 
-@pytest.mark.parametrize("span, message", [
+@pytest.mark.parametrize(
+  "span, message",
+  [
     ((5, 4), "empty"),
     ((-1, 3), "0 <= f_s"),
     ((0, 10), "10 frames"),
     ((12, 20), "10 frames"),
     ((1, 2, 3), "two frame indices"),
-])
+  ],
+)
 def test_bad_spans(clip, span, message):
   with pytest.raises(SegmentationError, match=message):
     segment_video(clip[0], span)
@@ -149,10 +153,12 @@ def test_bad_previous_masks_and_config(clip):
   config.beta = 1.5
   with pytest.raises(ConfigError, match="beta"):
     segment_video(frames, None, None, config)
-  for key, value, message in (("saliency.threshold_method", "median", "threshold_method"),
-                              ("saliency.region_fraction", 1.5, "region_fraction"),
-                              ("refine.color_weight", -0.1, "color_weight"),
-                              ("refine.chroma_sigma", -1.0, "chroma_sigma")):
+  for key, value, message in (
+    ("saliency.threshold_method", "median", "threshold_method"),
+    ("saliency.region_fraction", 1.5, "region_fraction"),
+    ("refine.color_weight", -0.1, "color_weight"),
+    ("refine.chroma_sigma", -1.0, "chroma_sigma"),
+  ):
     config = default_config()
     section, name = key.split(".")
     config[section][name] = value

@@ -79,13 +79,15 @@ def test_build_graph_features_and_neighbours():
   np.testing.assert_allclose(g.area, 4)
   assert g.border.all()
   # 4-connected adjacency only: no diagonal pair (0, 3) or (1, 2).
-  np.testing.assert_array_equal(g.spatial_edges, [[0, 1], [0, 2], [1, 3], [2, 3],
-                                                 [4, 5], [4, 6], [5, 7], [6, 7]])
+  np.testing.assert_array_equal(
+    g.spatial_edges, [[0, 1], [0, 2], [1, 3], [2, 3], [4, 5], [4, 6], [5, 7], [6, 7]]
+  )
   # Left superpixels land on the right ones; right ones leave the frame (no edge).
   np.testing.assert_array_equal(g.temporal_edges, [[0, 5], [2, 7]])
   np.testing.assert_allclose(g.temporal_overlap, [1.0, 1.0])
-  np.testing.assert_allclose(g.frame_mean(np.broadcast_to(labels, labels.shape) * 1.0)[:4],
-                             [0, 1, 2, 3])
+  np.testing.assert_allclose(
+    g.frame_mean(np.broadcast_to(labels, labels.shape) * 1.0)[:4], [0, 1, 2, 3]
+  )
 
 
 def test_min_temporal_overlap_filters_slivers():

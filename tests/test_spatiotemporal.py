@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 
 from segtube_jax.errors import ConfigError
-from segtube_jax.evaluation import detection_writers
-from segtube_jax.evaluation import spatiotemporal
-from segtube_jax.evaluation import temporal_map
+from segtube_jax.evaluation import detection_writers, spatiotemporal, temporal_map
 from segtube_jax.types import DetectedSegment
 
 CLASSES = ["Jump", "Run"]
@@ -36,7 +34,8 @@ def test_st_iou_cases():
   # Only the intersection [10, 20) counts; frames 10..14 perfect, 15..19 missing (IoU 0).
   partial = {f: (1.0 if f < 15 else 0.0) for f in range(0, 20)}
   assert spatiotemporal.st_iou(_det("Jump", 10, 30), (0, 20), partial) == pytest.approx(
-      (10 / 30) * 0.5)
+    (10 / 30) * 0.5
+  )
   # Frames without a ground-truth mask are skipped, not zeroed.
   sparse = {10: 1.0, 18: 0.5}
   assert spatiotemporal.st_iou(_det("Jump", 10, 20), (10, 20), sparse) == 0.75
@@ -86,8 +85,9 @@ def test_duplicates_are_false_positives():
   out = spatiotemporal.video_map(dets, gt, {"v": _perfect(0, 60)}, thresholds=(0.5,))
   # tp = [1, 0, 1]: precision [1, 1/2, 2/3] at recall [1/2, 1/2, 1]; envelope -> 1/2 + 1/2 * 2/3.
   assert out["mAP"][0] == pytest.approx(0.5 + 0.5 * 2 / 3)
-  tp = spatiotemporal.match_detections([("v", d) for d in dets["v"]], gt, {"v": _perfect(0, 60)},
-                                       0.5)
+  tp = spatiotemporal.match_detections(
+    [("v", d) for d in dets["v"]], gt, {"v": _perfect(0, 60)}, 0.5
+  )
   assert tp.tolist() == [True, False, True]
 
 
@@ -102,8 +102,11 @@ def test_greedy_matching_takes_best_unmatched_instance():
 
 def test_other_videos_and_labels_are_ignored():
   gt = {"v": [("Jump", 0, 20)], "empty": []}
-  dets = {"v": [_det("Jump", 0, 20, 0.5)], "not_evaluated": [_det("Jump", 0, 20, 0.9)],
-          "empty": [_det("Jump", 0, 5, 0.95)]}
+  dets = {
+    "v": [_det("Jump", 0, 20, 0.5)],
+    "not_evaluated": [_det("Jump", 0, 20, 0.9)],
+    "empty": [_det("Jump", 0, 5, 0.95)],
+  }
   out = spatiotemporal.video_map(dets, gt, {"v": _perfect(0, 20)}, classes=["Jump"])
   assert out["num_detections_ignored"] == 1
   # The detection on "empty" (evaluated, no instance) is a false positive ranked first.
@@ -137,10 +140,16 @@ def test_perfect_masks_reduce_to_activitynet_map():
   out = spatiotemporal.video_map(dets, gt, frame_iou, thresholds, classes=CLASSES)
   videos = [v for v, insts in gt.items() for _ in insts]
   gt_arrays = temporal_map.GroundTruth(
-      CLASSES, videos, [CLASSES.index(i[0]) for insts in gt.values() for i in insts],
-      [[i[1], i[2]] for insts in gt.values() for i in insts], [], [])
+    CLASSES,
+    videos,
+    [CLASSES.index(i[0]) for insts in gt.values() for i in insts],
+    [[i[1], i[2]] for insts in gt.values() for i in insts],
+    [],
+    [],
+  )
   ap = temporal_map.activitynet_average_precision(
-      gt_arrays, detection_writers.as_detections(dets, CLASSES), thresholds)
+    gt_arrays, detection_writers.as_detections(dets, CLASSES), thresholds
+  )
   for t, thr in enumerate(thresholds):
     for c, name in enumerate(CLASSES):
       assert out["AP_per_class"][f"{thr:g}"][name] == pytest.approx(ap[t, c]), (thr, name)

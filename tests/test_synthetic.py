@@ -17,8 +17,11 @@ SMALL = dict(size=64, min_frames=150, max_frames=180, workers=1)
 
 
 def _hashes(root: pathlib.Path) -> dict[str, str]:
-  return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-          for p in sorted(root.rglob("*")) if p.is_file()}
+  return {
+    str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in sorted(root.rglob("*"))
+    if p.is_file()
+  }
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,9 @@ def test_same_arguments_give_the_same_bytes_whatever_the_workers(small, tmp_path
   again = tmp_path / "b"
   synthetic.generate_dataset(again, 6, seed=1, **dict(SMALL, workers=2))
   first, second = _hashes(root), _hashes(again)
-  assert any(name.endswith(".mp4") for name in first) and any(name.startswith("masks") for name in first)
+  assert any(name.endswith(".mp4") for name in first) and any(
+    name.startswith("masks") for name in first
+  )
   assert first == second
 
 
@@ -42,7 +47,9 @@ def test_another_seed_gives_other_videos(small, tmp_path):
   synthetic.generate_dataset(other, 6, seed=2, **SMALL)
   first, second = _hashes(root), _hashes(other)
   assert first["annotations.json"] != second["annotations.json"]
-  assert all(first[f"videos/synth_0000{i}.mp4"] != second[f"videos/synth_0000{i}.mp4"] for i in range(6))
+  assert all(
+    first[f"videos/synth_0000{i}.mp4"] != second[f"videos/synth_0000{i}.mp4"] for i in range(6)
+  )
 
 
 def test_dataset_loads_and_has_the_promised_structure(small):
@@ -121,7 +128,7 @@ def test_appearance_is_independent_of_the_class():
   # ... while the action frames differ between every pair of classes.
   for i in range(7):
     for j in range(i + 1, 7):
-      assert (renders[i][1][fs:fs + 24] != renders[j][1][fs:fs + 24]).any()
+      assert (renders[i][1][fs : fs + 24] != renders[j][1][fs : fs + 24]).any()
 
 
 def test_class_motions_are_strong_and_idling_is_calm():
@@ -139,7 +146,9 @@ def test_class_motions_are_strong_and_idling_is_calm():
     assert iou[pairs].mean() < 0.9 < iou[idle].mean(), synthetic.MOTIONS[c]
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(num_videos=0), "num_videos"),
     (dict(size=16), "size"),
     (dict(size=63), "size"),
@@ -153,7 +162,8 @@ def test_class_motions_are_strong_and_idling_is_calm():
     (dict(actor_size=(0.01, 0.1)), "actor_size must be a range"),
     (dict(actor_size=(0.1, 0.3)), "actor_size must be a range"),
     (dict(colour="red"), "unknown"),
-])
+  ],
+)
 def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, message):
   num_videos = kwargs.pop("num_videos", 2)
   with pytest.raises(ConfigError, match=message):
@@ -164,16 +174,37 @@ def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, message):
 def test_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
   (tmp_path / "keep.txt").write_text("x")
   with pytest.raises(DatasetError, match="not empty"):
-    synthetic.generate_dataset(tmp_path, 1, 0, min_frames=40, max_frames=40, min_instance=24, max_instance=24)
-  summary = synthetic.generate_dataset(tmp_path, 1, 0, overwrite=True, min_frames=40, max_frames=40,
-                                       min_instance=24, max_instance=24)
+    synthetic.generate_dataset(
+      tmp_path, 1, 0, min_frames=40, max_frames=40, min_instance=24, max_instance=24
+    )
+  summary = synthetic.generate_dataset(
+    tmp_path, 1, 0, overwrite=True, min_frames=40, max_frames=40, min_instance=24, max_instance=24
+  )
   assert summary["num_videos"] == 1 and (tmp_path / "keep.txt").exists()
 
 
 def test_frame_folders_and_cli(tmp_path, capsys):
   out = tmp_path / "frames_ds"
-  rc = synthetic.main(["--out", str(out), "--num_videos", "3", "--seed", "0", "--size", "32", "--min_frames",
-                       "60", "--max_frames", "60", "--frame_format", "png", "--workers", "1"])
+  rc = synthetic.main(
+    [
+      "--out",
+      str(out),
+      "--num_videos",
+      "3",
+      "--seed",
+      "0",
+      "--size",
+      "32",
+      "--min_frames",
+      "60",
+      "--max_frames",
+      "60",
+      "--frame_format",
+      "png",
+      "--workers",
+      "1",
+    ]
+  )
   assert rc == 0
   printed = capsys.readouterr().out
   assert "3 videos" in printed and "training 1, validation 1, testing 1" in printed
@@ -201,6 +232,12 @@ def test_actor_size_sets_the_actor_scale(tmp_path, capsys):
   for key, value in short.items():
     args += [f"--{key}", str(value)]
   assert synthetic.main(args) == 0
-  assert json.loads((out / "annotations.json").read_text())["generator"]["actor_size"] == [0.2, 0.22]
-  assert synthetic.main(["--out", str(tmp_path / "bad"), "--num_videos", "1", "--actor_size=0.3,0.2"]) == 2
+  assert json.loads((out / "annotations.json").read_text())["generator"]["actor_size"] == [
+    0.2,
+    0.22,
+  ]
+  assert (
+    synthetic.main(["--out", str(tmp_path / "bad"), "--num_videos", "1", "--actor_size=0.3,0.2"])
+    == 2
+  )
   assert "actor_size must be a range" in capsys.readouterr().err

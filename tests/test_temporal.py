@@ -47,7 +47,7 @@ def test_aggregate_matches_literal_equation():
 
 
 def test_aggregate_jit_padding_and_uncovered_frames():
-  starts = np.array([0, 4, 20]); ends = np.array([8, 12, 24])
+  starts, ends = np.array([0, 4, 20]), np.array([8, 12, 24])
   scores = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 0.9]])
   ps, pe, valid = temporal.pad_windows(starts, ends, bucket=8)
   pscores = np.concatenate([scores, np.full((5, 2), 0.7)])  # Padding scores must not count.
@@ -58,7 +58,9 @@ def test_aggregate_jit_padding_and_uncovered_frames():
   np.testing.assert_allclose(alpha[5], [0.75, 0.0])
 
 
-@pytest.mark.parametrize("num_frames,num_classes", [(1, 1), (7, 3), (16, 1), (203, 5), (256, 1), (1001, 21)])
+@pytest.mark.parametrize(
+  "num_frames,num_classes", [(1, 1), (7, 3), (16, 1), (203, 5), (256, 1), (1001, 21)]
+)
 def test_aggregate_matches_numpy_reference(num_frames, num_classes):
   # Random windows (T is below, at and off a multiple of the 16-frame block), plus windows touching
   # frame 0 and frame T, one running past T (clipped), and padding windows (start == end) at 0,
@@ -81,7 +83,9 @@ def test_aggregate_matches_numpy_reference(num_frames, num_classes):
     alpha = np.asarray(fn(padded_starts, padded_ends, padded_scores, num_frames))
     assert alpha.shape == (num_frames, num_classes) and alpha.dtype == np.float32
     np.testing.assert_allclose(alpha, want, rtol=0, atol=ALPHA_ATOL)
-  np.testing.assert_array_equal(alpha[want == 0], 0.0)  # Uncovered frames and zero scores stay exactly 0.
+  np.testing.assert_array_equal(
+    alpha[want == 0], 0.0
+  )  # Uncovered frames and zero scores stay exactly 0.
 
 
 def test_aggregate_long_video_does_not_drift():
@@ -90,13 +94,19 @@ def test_aggregate_long_video_does_not_drift():
   num_frames, num_classes = 108_000, 20
   w = clips.enumerate_windows(num_frames)
   rng = np.random.default_rng(7)
-  scores = (rng.random((len(w), num_classes)) * (rng.random((len(w), num_classes)) < 0.3)).astype(np.float32)
+  scores = (rng.random((len(w), num_classes)) * (rng.random((len(w), num_classes)) < 0.3)).astype(
+    np.float32
+  )
   fn = jax.jit(temporal.aggregate_frame_scores, static_argnums=3)
   alpha = np.asarray(fn(w.starts, w.ends, scores, num_frames))
-  np.testing.assert_allclose(alpha, _numpy_alpha(w.starts, w.ends, scores, num_frames), rtol=0, atol=ALPHA_ATOL)
+  np.testing.assert_allclose(
+    alpha, _numpy_alpha(w.starts, w.ends, scores, num_frames), rtol=0, atol=ALPHA_ATOL
+  )
   on_grid = np.round(scores * 2.0**20) / 2.0**20
   alpha = np.asarray(fn(w.starts, w.ends, on_grid, num_frames))
-  np.testing.assert_allclose(alpha, _numpy_alpha(w.starts, w.ends, on_grid, num_frames), rtol=2.0**-22, atol=0)
+  np.testing.assert_allclose(
+    alpha, _numpy_alpha(w.starts, w.ends, on_grid, num_frames), rtol=2.0**-22, atol=0
+  )
 
 
 def test_aggregate_many_overlapping_windows():
@@ -106,10 +116,14 @@ def test_aggregate_many_overlapping_windows():
   rng = np.random.default_rng(3)
   long_starts, short_starts = rng.integers(0, 100, 1500), rng.integers(0, 4000, 20000)
   starts = np.concatenate([long_starts, short_starts])
-  ends = np.concatenate([long_starts + rng.integers(3900, 4100, 1500), short_starts + rng.integers(1, 20, 20000)])
+  ends = np.concatenate(
+    [long_starts + rng.integers(3900, 4100, 1500), short_starts + rng.integers(1, 20, 20000)]
+  )
   scores = np.concatenate([rng.random((1500, 2)), 0.9 + 0.1 * rng.random((20000, 2))])
-  err = np.abs(np.asarray(temporal.aggregate_frame_scores(starts, ends, scores, 4000))
-               - _numpy_alpha(starts, ends, scores, 4000))
+  err = np.abs(
+    np.asarray(temporal.aggregate_frame_scores(starts, ends, scores, 4000))
+    - _numpy_alpha(starts, ends, scores, 4000)
+  )
   assert err.max() < 2 * ALPHA_ATOL
   assert err[-500:].max() <= err[:500].max() + ALPHA_ATOL
 
@@ -120,9 +134,9 @@ def test_window_scores_eqs_1_and_2():
   s = np.asarray(temporal.window_scores(proposal, classes))
   p = np.asarray(jax.nn.softmax(classes, -1))
   assert s.shape == (4, 2)
-  np.testing.assert_allclose(s[0], [p[0, 1], 0])   # Flagged, class 1.
-  np.testing.assert_allclose(s[1], [0, 0])         # Not flagged (Eq. 1).
-  np.testing.assert_allclose(s[2], [0, 0])         # Flagged but background (class 0).
+  np.testing.assert_allclose(s[0], [p[0, 1], 0])  # Flagged, class 1.
+  np.testing.assert_allclose(s[1], [0, 0])  # Not flagged (Eq. 1).
+  np.testing.assert_allclose(s[2], [0, 0])  # Flagged but background (class 0).
   np.testing.assert_allclose(s[3], [0, p[3, 2]])
   assert int(temporal.video_class(s)) == 1 if p[0, 1] > p[3, 2] else 2
 
@@ -130,15 +144,22 @@ def test_window_scores_eqs_1_and_2():
 def test_frame_labels_and_segments():
   alpha = np.zeros((20, 2))
   alpha[2:6, 0] = 0.8
-  alpha[6:9, 0] = 0.6   # Not > gamma: the run stops at 6.
+  alpha[6:9, 0] = 0.6  # Not > gamma: the run stops at 6.
   alpha[10:15, 1] = 0.9
-  alpha[12, 0] = 0.95   # Class 1 wins frame 12 when several classes are allowed.
+  alpha[12, 0] = 0.95  # Class 1 wins frame 12 when several classes are allowed.
   labels = np.asarray(temporal.frame_labels(alpha, 0.6))
   segs = temporal.extract_segments(labels, alpha)
-  assert [(s.label, s.start, s.end) for s in segs] == [(1, 2, 6), (2, 10, 12), (1, 12, 13), (2, 13, 15)]
+  assert [(s.label, s.start, s.end) for s in segs] == [
+    (1, 2, 6),
+    (2, 10, 12),
+    (1, 12, 13),
+    (2, 13, 15),
+  ]
   np.testing.assert_allclose(segs[0].score, 0.8)
   single = np.asarray(temporal.frame_labels(alpha, 0.6, video_class=2))
-  assert [(s.label, s.start, s.end) for s in temporal.extract_segments(single, alpha)] == [(2, 10, 15)]
+  assert [(s.label, s.start, s.end) for s in temporal.extract_segments(single, alpha)] == [
+    (2, 10, 15)
+  ]
 
 
 def test_frame_labels_match_argmax():
@@ -169,7 +190,9 @@ def test_long_video_aggregation_is_exact_at_scale():
   num_frames = 108_000
   w = clips.enumerate_windows(num_frames)
   scores = np.full((len(w), 1), 0.6, np.float32)
-  alpha = np.asarray(jax.jit(temporal.aggregate_frame_scores, static_argnums=3)(w.starts, w.ends, scores, num_frames))
+  alpha = np.asarray(
+    jax.jit(temporal.aggregate_frame_scores, static_argnums=3)(w.starts, w.ends, scores, num_frames)
+  )
   assert 40_000 < len(w) < 41_000
   assert np.abs(alpha - 0.6).max() < 1e-6
 
@@ -193,16 +216,20 @@ def test_paper_rule_frame_labels_with_a_traced_video_class_and_gamma():
   for k in range(4):
     for gamma in (0.0, 0.5, 0.9):
       got = np.asarray(labels_fn(alpha, np.float32(gamma), np.int32(k)))
-      want = np.where(alpha[:, k - 1] > gamma, k, 0) if k else np.zeros(64, int)  # k' = 0: no class.
+      want = (
+        np.where(alpha[:, k - 1] > gamma, k, 0) if k else np.zeros(64, int)
+      )  # k' = 0: no class.
       np.testing.assert_array_equal(got, want)
-      np.testing.assert_array_equal(np.asarray(temporal.frame_labels(alpha, gamma, video_class=k)), want)
+      np.testing.assert_array_equal(
+        np.asarray(temporal.frame_labels(alpha, gamma, video_class=k)), want
+      )
 
 
 def test_flag_labels_eq1():
   logits = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [-2.0, -1.0]])
   np.testing.assert_array_equal(temporal.flag_labels(logits), [1, 0, 0, 1])
   assert temporal.flag_labels(jnp.zeros((2, 3, 2))).shape == (2, 3)
-  with pytest.raises(ConfigError, match='2 columns'):
+  with pytest.raises(ConfigError, match="2 columns"):
     temporal.flag_labels(jnp.zeros((4, 3)))
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from segtube_jax.data import thumos14
 from segtube_jax.errors import AnnotationError, ConfigError, DatasetError, DetectionFileError
-from segtube_jax.evaluation import score_detections
-from segtube_jax.evaluation import temporal_map
+from segtube_jax.evaluation import score_detections, temporal_map
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIOUS = ("0.1", "0.2", "0.3", "0.4", "0.5")
@@ -50,8 +49,9 @@ def _assert_matches_expected(metrics, expected, tiou):
   assert set(metrics["AP_per_class"][tiou]) == set(want)
   for name, ap in want.items():
     assert metrics["AP_per_class"][tiou][name] == pytest.approx(ap, abs=1e-4), name
-  assert metrics["mAP"][i] == pytest.approx(expected["mAP"][expected["tiou"].index(float(tiou))],
-                                            abs=1e-4)
+  assert metrics["mAP"][i] == pytest.approx(
+    expected["mAP"][expected["tiou"].index(float(tiou))], abs=1e-4
+  )
 
 
 # --------------------------------------------------------------------------------------
@@ -61,7 +61,8 @@ def _assert_matches_expected(metrics, expected, tiou):
 @pytest.mark.parametrize("tiou", TIOUS)
 def test_thumos14_reproduces_th14evaldet_on_scnn(scnn_dir, expected, annotation_dir, tiou):
   metrics = score_detections.score_detection_file(
-      _scnn_file(scnn_dir, expected, tiou), annotation_dir, "thumos14", [float(tiou)])
+    _scnn_file(scnn_dir, expected, tiou), annotation_dir, "thumos14", [float(tiou)]
+  )
   _assert_matches_expected(metrics, expected, tiou)
   assert metrics["num_classes_averaged"] == 20
 
@@ -74,14 +75,31 @@ def test_expected_map_is_the_mean_over_all_20_classes(expected):
 
 
 @pytest.mark.parametrize("tiou", TIOUS)
-def test_evaluate_cli_reproduces_th14evaldet_on_scnn(scnn_dir, expected, annotation_dir, tiou,
-                                                      tmp_path):
+def test_evaluate_cli_reproduces_th14evaldet_on_scnn(
+  scnn_dir, expected, annotation_dir, tiou, tmp_path
+):
   out = tmp_path / "metrics.json"
   result = subprocess.run(
-      [sys.executable, "evaluate.py", "--detections", str(_scnn_file(scnn_dir, expected, tiou)),
-       "--ground_truth", str(annotation_dir), "--protocol", "thumos14", "--tiou", tiou,
-       "--out", str(out)],
-      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "evaluate.py",
+      "--detections",
+      str(_scnn_file(scnn_dir, expected, tiou)),
+      "--ground_truth",
+      str(annotation_dir),
+      "--protocol",
+      "thumos14",
+      "--tiou",
+      tiou,
+      "--out",
+      str(out),
+    ],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr
   metrics = json.loads(out.read_text())
   _assert_matches_expected(metrics, expected, tiou)
@@ -94,30 +112,34 @@ def test_evaluate_cli_reproduces_th14evaldet_on_scnn(scnn_dir, expected, annotat
 def test_activitynet_protocol_on_scnn_is_close_to_quoted_values(scnn_dir, expected, thumos_gt):
   for tiou, quoted in ACTIVITYNET_QUOTED.items():
     metrics = score_detections.score_detection_file(
-        _scnn_file(scnn_dir, expected, tiou), thumos_gt, "activitynet", [float(tiou)])
+      _scnn_file(scnn_dir, expected, tiou), thumos_gt, "activitynet", [float(tiou)]
+    )
     # "About": eval_detection.py orders tied scores arbitrarily (unstable sort), and the
     # SCNN files are full of ties; the tie order moves mAP by a few tenths of a point.
     assert metrics["mAP"][0] == pytest.approx(quoted, abs=0.005), tiou
 
 
-def test_annotations_json_gives_the_same_ground_truth(scnn_dir, expected, annotation_dir,
-                                                      tmp_path):
+def test_annotations_json_gives_the_same_ground_truth(scnn_dir, expected, annotation_dir, tmp_path):
   path = tmp_path / "annotations.json"
   thumos14.write_dataset_json(thumos14.load_thumos14_annotations(annotation_dir), path)
   metrics = score_detections.score_detection_file(
-      _scnn_file(scnn_dir, expected, "0.5"), path, "thumos14", [0.5])
+    _scnn_file(scnn_dir, expected, "0.5"), path, "thumos14", [0.5]
+  )
   _assert_matches_expected(metrics, expected, "0.5")
   assert metrics["ground_truth"] == str(path)
 
 
-def test_activitynet_json_detections_score_like_the_text_file(scnn_dir, expected, thumos_gt,
-                                                              tmp_path):
-  dets = temporal_map.read_thumos14_detections(_scnn_file(scnn_dir, expected, "0.3"),
-                                               thumos_gt.classes)
+def test_activitynet_json_detections_score_like_the_text_file(
+  scnn_dir, expected, thumos_gt, tmp_path
+):
+  dets = temporal_map.read_thumos14_detections(
+    _scnn_file(scnn_dir, expected, "0.3"), thumos_gt.classes
+  )
   results = {}
   for video, label, segment, score in zip(dets.video, dets.label, dets.segment, dets.score):
     results.setdefault(str(video), []).append(
-        {"label": thumos_gt.classes[label], "score": float(score), "segment": segment.tolist()})
+      {"label": thumos_gt.classes[label], "score": float(score), "segment": segment.tolist()}
+    )
   path = tmp_path / "dets.json"
   path.write_text(json.dumps({"version": "x", "results": results}))
   # Regrouping by video changes the file order of tied scores, which the THUMOS14 protocol
@@ -139,8 +161,11 @@ def _reference_thumos14(gt, dets, thr):
     confs, flags = [], []
     for v in videos:
       g = [gt.segment[i] for i in range(len(gt.video)) if gt.video[i] == v and gt.label[i] == c]
-      amb = [gt.ambiguous_segment[i] for i in range(len(gt.ambiguous_video))
-             if gt.ambiguous_video[i] == v]
+      amb = [
+        gt.ambiguous_segment[i]
+        for i in range(len(gt.ambiguous_video))
+        if gt.ambiguous_video[i] == v
+      ]
       d = [i for i in range(len(dets)) if dets.video[i] == v and dets.label[i] == c]
       d = sorted(d, key=lambda i: -dets.score[i])  # stable
       if not d:
@@ -226,14 +251,20 @@ def _random_case(seed):
   videos = np.array([f"v{i}" for i in range(6)])
   start = rng.integers(0, 50, n_gt) / 2.0
   gt = temporal_map.GroundTruth(
-      classes, rng.choice(videos, n_gt), rng.integers(0, 3, n_gt),
-      np.stack([start, start + rng.integers(1, 12, n_gt) / 2.0], 1),
-      rng.choice(videos, n_amb), np.stack([s := rng.integers(0, 50, n_amb) / 2.0, s + 2.0], 1))
+    classes,
+    rng.choice(videos, n_gt),
+    rng.integers(0, 3, n_gt),
+    np.stack([start, start + rng.integers(1, 12, n_gt) / 2.0], 1),
+    rng.choice(videos, n_amb),
+    np.stack([s := rng.integers(0, 50, n_amb) / 2.0, s + 2.0], 1),
+  )
   start = rng.integers(0, 50, n_det) / 2.0
   dets = temporal_map.Detections(
-      rng.choice(np.append(videos, "v_no_gt"), n_det), rng.integers(0, 4, n_det),
-      np.stack([start, start + rng.integers(1, 12, n_det) / 2.0], 1),
-      rng.integers(0, 10, n_det) / 10.0)  # coarse scores: many ties
+    rng.choice(np.append(videos, "v_no_gt"), n_det),
+    rng.integers(0, 4, n_det),
+    np.stack([start, start + rng.integers(1, 12, n_det) / 2.0], 1),
+    rng.integers(0, 10, n_det) / 10.0,
+  )  # coarse scores: many ties
   return gt, dets
 
 
@@ -255,18 +286,29 @@ def test_vectorised_protocols_match_literal_ports(seed):
 
 def _gt(instances, ambiguous=(), classes=("A", "B")):
   return temporal_map.GroundTruth(
-      classes, [v for v, _, _ in instances], [classes.index(c) for _, c, _ in instances],
-      [s for _, _, s in instances], [v for v, _ in ambiguous], [s for _, s in ambiguous])
+    classes,
+    [v for v, _, _ in instances],
+    [classes.index(c) for _, c, _ in instances],
+    [s for _, _, s in instances],
+    [v for v, _ in ambiguous],
+    [s for _, s in ambiguous],
+  )
 
 
 def _dets(rows, classes=("A", "B")):
-  return temporal_map.Detections([r[0] for r in rows], [classes.index(r[1]) for r in rows],
-                                 [r[2] for r in rows], [r[3] for r in rows])
+  return temporal_map.Detections(
+    [r[0] for r in rows],
+    [classes.index(r[1]) for r in rows],
+    [r[2] for r in rows],
+    [r[3] for r in rows],
+  )
 
 
 def _ap(gt, dets, tiou, c=0):
-  return (temporal_map.thumos14_average_precision(gt, dets, [tiou])[0, c],
-          temporal_map.activitynet_average_precision(gt, dets, [tiou])[0, c])
+  return (
+    temporal_map.thumos14_average_precision(gt, dets, [tiou])[0, c],
+    temporal_map.activitynet_average_precision(gt, dets, [tiou])[0, c],
+  )
 
 
 def test_unmatched_detection_on_ambiguous_interval_is_ignored_only_by_thumos14():
@@ -351,16 +393,21 @@ def test_bad_protocol_and_thresholds_are_config_errors():
 CLASSES = ("A", "B")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("v 1 2 1 0.5\nv 1 2 1\n",
-     r":2: expected 'video_name t_start t_end class_id score' \(5 fields\), got 4 fields"),
+@pytest.mark.parametrize(
+  "text, expected",
+  [
+    (
+      "v 1 2 1 0.5\nv 1 2 1\n",
+      r":2: expected 'video_name t_start t_end class_id score' \(5 fields\), got 4 fields",
+    ),
     ("\n\nv 1 x 1 0.5\n", r":3: expected t_end to be a finite number, got 'x'"),
     ("v 1 2 1 0.5\nv 1 2 1 nan\n", r":2: expected score to be a finite number, got 'nan'"),
     ("v 1 2 1.5 0.5\n", r":1: expected class_id to be an integer, got '1.5'"),
     ("v 1 2 3 0.5\n", r":1: expected class_id in 1..2 \(detclasslist\), got 3"),
     ("v 1 2 1 0.5\nv 1 2 0 0.5\n", r":2: expected class_id in 1..2 \(detclasslist\), got 0"),
     ("v 1 2 1 0.5\nv 5 2 1 0.5\n", r":2: expected t_start <= t_end, got 5 > 2"),
-])
+  ],
+)
 def test_malformed_text_detections(tmp_path, text, expected):
   path = tmp_path / "dets.txt"
   path.write_text(text)
@@ -382,26 +429,41 @@ def test_text_detections_parse(tmp_path):
   assert len(temporal_map.read_detections(tmp_path / "empty.txt", CLASSES)) == 0
 
 
-@pytest.mark.parametrize("content, expected", [
+@pytest.mark.parametrize(
+  "content, expected",
+  [
     ('{"results": {"v": [}', r":1: invalid JSON"),
     ('{"version": 1}', r": expected a JSON object with key 'results'"),
-    ('[1, 2]', r": expected a JSON object with key 'results'"),
+    ("[1, 2]", r": expected a JSON object with key 'results'"),
     ('{"results": {"v": {}}}', r": results\['v'\]: expected a list of detections, got dict"),
     ('{"results": {"v": [3]}}', r": results\['v'\]\[0\]: expected an object"),
-    ('{"results": {"v": [{"label": "A", "segment": [0, 1]}]}}',
-     r": results\['v'\]\[0\]: missing key 'score'"),
-    ('{"results": {"v": [{"label": "A", "score": 1, "segment": [0, 1]},'
-     ' {"label": "Z", "score": 1, "segment": [0, 1]}]}}',
-     r": results\['v'\]\[1\]\['label'\]: expected one of the ground-truth classes, got 'Z'"),
-    ('{"results": {"v": [{"label": "A", "score": "high", "segment": [0, 1]}]}}',
-     r": results\['v'\]\[0\]\['score'\]: expected a finite number, got 'high'"),
-    ('{"results": {"v": [{"label": "A", "score": true, "segment": [0, 1]}]}}',
-     r"\['score'\]: expected a finite number, got True"),
-    ('{"results": {"v": [{"label": "A", "score": 1, "segment": [3, 1]}]}}',
-     r": results\['v'\]\[0\]\['segment'\]: expected \[t_start, t_end\] .*got \[3, 1\]"),
-    ('{"results": {"v": [{"label": "A", "score": 1, "segment": [0]}]}}',
-     r"\['segment'\]: expected \[t_start, t_end\]"),
-])
+    (
+      '{"results": {"v": [{"label": "A", "segment": [0, 1]}]}}',
+      r": results\['v'\]\[0\]: missing key 'score'",
+    ),
+    (
+      '{"results": {"v": [{"label": "A", "score": 1, "segment": [0, 1]},'
+      ' {"label": "Z", "score": 1, "segment": [0, 1]}]}}',
+      r": results\['v'\]\[1\]\['label'\]: expected one of the ground-truth classes, got 'Z'",
+    ),
+    (
+      '{"results": {"v": [{"label": "A", "score": "high", "segment": [0, 1]}]}}',
+      r": results\['v'\]\[0\]\['score'\]: expected a finite number, got 'high'",
+    ),
+    (
+      '{"results": {"v": [{"label": "A", "score": true, "segment": [0, 1]}]}}',
+      r"\['score'\]: expected a finite number, got True",
+    ),
+    (
+      '{"results": {"v": [{"label": "A", "score": 1, "segment": [3, 1]}]}}',
+      r": results\['v'\]\[0\]\['segment'\]: expected \[t_start, t_end\] .*got \[3, 1\]",
+    ),
+    (
+      '{"results": {"v": [{"label": "A", "score": 1, "segment": [0]}]}}',
+      r"\['segment'\]: expected \[t_start, t_end\]",
+    ),
+  ],
+)
 def test_malformed_json_detections(tmp_path, content, expected):
   path = tmp_path / "dets.json"
   path.write_text(content)
@@ -421,18 +483,30 @@ def _dataset(**video):
   return {"version": "x", "classes": ["A", "B"], "database": {"v1": entry}}
 
 
-@pytest.mark.parametrize("dataset, error, expected", [
+@pytest.mark.parametrize(
+  "dataset, error, expected",
+  [
     ({"classes": ["A"]}, DatasetError, r"'database': expected an object"),
     ({"classes": [], "database": {}}, DatasetError, r"'classes': expected a non-empty list"),
     (_dataset(subset="test"), DatasetError, r"database\['v1'\]\['subset'\]: expected one of"),
     (_dataset(subset="training"), DatasetError, r"no video has subset 'testing'"),
-    (_dataset(annotations=[{"label": "Z", "segment": [0, 1]}]), AnnotationError,
-     r"database\['v1'\]\['annotations'\]\[0\]\['label'\]: expected one of 'classes', got 'Z'"),
-    (_dataset(annotations=[{"label": "A", "segment": [2, 1]}]), AnnotationError,
-     r"database\['v1'\]\['annotations'\]\[0\]\['segment'\]: expected \[t_start, t_end\]"),
-    (_dataset(ambiguous=[[0, 1], [1]]), AnnotationError,
-     r"database\['v1'\]\['ambiguous'\]\[1\]: expected \[t_start, t_end\]"),
-])
+    (
+      _dataset(annotations=[{"label": "Z", "segment": [0, 1]}]),
+      AnnotationError,
+      r"database\['v1'\]\['annotations'\]\[0\]\['label'\]: expected one of 'classes', got 'Z'",
+    ),
+    (
+      _dataset(annotations=[{"label": "A", "segment": [2, 1]}]),
+      AnnotationError,
+      r"database\['v1'\]\['annotations'\]\[0\]\['segment'\]: expected \[t_start, t_end\]",
+    ),
+    (
+      _dataset(ambiguous=[[0, 1], [1]]),
+      AnnotationError,
+      r"database\['v1'\]\['ambiguous'\]\[1\]: expected \[t_start, t_end\]",
+    ),
+  ],
+)
 def test_malformed_annotations_json(tmp_path, dataset, error, expected):
   path = tmp_path / "annotations.json"
   path.write_text(json.dumps(dataset))
@@ -450,11 +524,21 @@ def test_ground_truth_path_errors(tmp_path):
 
 
 def test_ground_truth_keeps_subset_and_list_order(tmp_path):
-  dataset = {"classes": ["A", "B"], "database": {
-      "v2": {"subset": "testing", "annotations": [
-          {"label": "B", "segment": [5, 6]}, {"label": "A", "segment": [3, 4]},
-          {"label": "A", "segment": [1, 2]}], "ambiguous": [[7, 8]]},
-      "v1": {"subset": "validation", "annotations": [{"label": "A", "segment": [0, 1]}]}}}
+  dataset = {
+    "classes": ["A", "B"],
+    "database": {
+      "v2": {
+        "subset": "testing",
+        "annotations": [
+          {"label": "B", "segment": [5, 6]},
+          {"label": "A", "segment": [3, 4]},
+          {"label": "A", "segment": [1, 2]},
+        ],
+        "ambiguous": [[7, 8]],
+      },
+      "v1": {"subset": "validation", "annotations": [{"label": "A", "segment": [0, 1]}]},
+    },
+  }
   gt = temporal_map.ground_truth_from_dataset(dataset, "testing")
   assert gt.video.tolist() == ["v2"] * 3
   assert gt.label.tolist() == [1, 0, 0]
@@ -469,8 +553,14 @@ def test_ground_truth_keeps_subset_and_list_order(tmp_path):
 
 
 def test_evaluate_without_detections_is_a_usage_error():
-  result = subprocess.run([sys.executable, "evaluate.py"], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+  result = subprocess.run(
+    [sys.executable, "evaluate.py"],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode != 0
   assert "--detections" in result.stderr
 
@@ -479,9 +569,22 @@ def test_evaluate_reports_bad_input_in_one_line(tmp_path, annotation_dir):
   path = tmp_path / "dets.txt"
   path.write_text("video_test_0000004 1 2 1\n")
   result = subprocess.run(
-      [sys.executable, "evaluate.py", "--detections", str(path), "--ground_truth",
-       str(annotation_dir), "--out", str(tmp_path / "m.json")],
-      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "evaluate.py",
+      "--detections",
+      str(path),
+      "--ground_truth",
+      str(annotation_dir),
+      "--out",
+      str(tmp_path / "m.json"),
+    ],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode != 0
   assert f"error: {path}:1: expected 'video_name t_start t_end class_id score'" in result.stderr
   assert "Traceback" not in result.stderr

@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+import tiny_datasets
 
 from segtube_jax.data import dataset as dataset_lib
-from segtube_jax.data import pipeline
-from segtube_jax.data import tfds_builder
+from segtube_jax.data import pipeline, tfds_builder
 from segtube_jax.errors import ConfigError, DatasetError
-import tiny_datasets
 
 FRAME_SIZE = (24, 20)  # Not square, so a swapped height/width shows.
 CHUNK = 16
@@ -23,7 +22,9 @@ CHUNK = 16
 def built(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("tfds")
   root = tiny_datasets.standard_tiny_dataset(tmp / "tiny")
-  builder = tfds_builder.build_tfds(root, tmp / "data", "tiny", frame_size=FRAME_SIZE, chunk_len=CHUNK)
+  builder = tfds_builder.build_tfds(
+    root, tmp / "data", "tiny", frame_size=FRAME_SIZE, chunk_len=CHUNK
+  )
   return root, tmp / "data", builder
 
 
@@ -63,7 +64,7 @@ def test_round_trip_equals_the_folder(built):
       assert [int(r["start"]) for r in mine] == list(range(0, info.num_frames, CHUNK))
       chunks = [pipeline.decode_chunk(r) for r in mine]
       n = info.num_frames
-      cat = lambda key: np.concatenate([c[key][:c["num_valid"]] for c in chunks])  # pylint: disable=cell-var-from-loop
+      cat = lambda key: np.concatenate([c[key][: c["num_valid"]] for c in chunks])  # pylint: disable=cell-var-from-loop
       reader = ds.open_frames(info.video_id)
       np.testing.assert_array_equal(cat("frames"), reader.read(0, n, FRAME_SIZE))
       labels, ambiguous = _expected_labels(ds, info)
@@ -104,19 +105,37 @@ def test_rebuild_reuses_and_rejects_other_settings(built, tmp_path):
     tfds_builder.build_tfds(root, data_dir, "tiny", frame_size=(16, 16), chunk_len=CHUNK)
   # Overwriting rebuilds (in a private data_dir: the module's build stays as it is).
   tfds_builder.build_tfds(root, tmp_path, "tiny", frame_size=FRAME_SIZE, chunk_len=CHUNK)
-  rebuilt = tfds_builder.build_tfds(root, tmp_path, "tiny", frame_size=(16, 16), chunk_len=CHUNK, overwrite=True)
+  rebuilt = tfds_builder.build_tfds(
+    root, tmp_path, "tiny", frame_size=(16, 16), chunk_len=CHUNK, overwrite=True
+  )
   assert rebuilt.info.metadata["frame_size"] == [16, 16]
-  assert pipeline.decode_chunk(rebuilt.as_data_source("training")[0])["frames"].shape[1:3] == (16, 16)
+  assert pipeline.decode_chunk(rebuilt.as_data_source("training")[0])["frames"].shape[1:3] == (
+    16,
+    16,
+  )
 
 
 def test_jpeg_native_size_and_null_metadata(tmp_path):
-  root = tiny_datasets.write_tiny_dataset(tmp_path / "src", {
-      "clip": {"n": 20, "subset": "validation", "null_meta": True, "annotations": [["Swim", 0.1, 0.3]]},
-  }, ["Swim"])
-  builder = tfds_builder.build_tfds(root, tmp_path / "data", frame_size=None, chunk_len=8, encoding="jpeg")
-  assert builder.builder_config.name == "src_native_jpeg"  # Its own name: never mixed with PNG chunks.
+  root = tiny_datasets.write_tiny_dataset(
+    tmp_path / "src",
+    {
+      "clip": {
+        "n": 20,
+        "subset": "validation",
+        "null_meta": True,
+        "annotations": [["Swim", 0.1, 0.3]],
+      },
+    },
+    ["Swim"],
+  )
+  builder = tfds_builder.build_tfds(
+    root, tmp_path / "data", frame_size=None, chunk_len=8, encoding="jpeg"
+  )
+  assert (
+    builder.builder_config.name == "src_native_jpeg"
+  )  # Its own name: never mixed with PNG chunks.
   chunks = [pipeline.decode_chunk(r) for r in _records(builder, "validation")]
-  frames = np.concatenate([c["frames"][:c["num_valid"]] for c in chunks])
+  frames = np.concatenate([c["frames"][: c["num_valid"]] for c in chunks])
   reference = dataset_lib.load_dataset(root).open_frames("clip").read()
   assert frames.shape == reference.shape == (20, 32, 32, 3)
   assert np.abs(frames.astype(int) - reference).mean() < 8  # JPEG is lossy.
@@ -124,7 +143,9 @@ def test_jpeg_native_size_and_null_metadata(tmp_path):
 
 
 def test_invalid_folder_fails_before_writing(tmp_path):
-  root = tiny_datasets.write_tiny_dataset(tmp_path / "src", {"v": {"n": 10, "subset": "training"}}, ["A"])
+  root = tiny_datasets.write_tiny_dataset(
+    tmp_path / "src", {"v": {"n": 10, "subset": "training"}}, ["A"]
+  )
   data = json.loads((root / "annotations.json").read_text())
   data["database"]["v"]["subset"] = "train"
   data["database"]["v"]["annotations"] = [{"label": "B", "segment": [0, 0.1]}]
@@ -136,10 +157,15 @@ def test_invalid_folder_fails_before_writing(tmp_path):
   assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"chunk_len": 0}, "chunk_len"), ({"frame_size": (0, 8)}, "frame_size"),
-    ({"encoding": "gif"}, "encoding"), ({"name": "a/b"}, "dataset name"),
-])
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
+    ({"chunk_len": 0}, "chunk_len"),
+    ({"frame_size": (0, 8)}, "frame_size"),
+    ({"encoding": "gif"}, "encoding"),
+    ({"name": "a/b"}, "dataset name"),
+  ],
+)
 def test_impossible_settings(tmp_path, kwargs, match):
   with pytest.raises(ConfigError, match=match):
     tfds_builder.build_tfds(tmp_path, tmp_path / "data", **kwargs)
@@ -148,7 +174,9 @@ def test_impossible_settings(tmp_path, kwargs, match):
 def test_default_name_and_frame_size_flag():
   assert tfds_builder.default_name("/x/My Data-set", (128, 171)) == "My_Data-set_128x171"
   # JPEG chunks get their own name, so a PNG build is never reused for a JPEG config or back.
-  assert tfds_builder.default_name("/x/My Data-set", (128, 171), "jpeg") == "My_Data-set_128x171_jpeg"
+  assert (
+    tfds_builder.default_name("/x/My Data-set", (128, 171), "jpeg") == "My_Data-set_128x171_jpeg"
+  )
   assert tfds_builder._parse_frame_size("64,48") == (64, 48)  # pylint: disable=protected-access
   assert tfds_builder._parse_frame_size("native") is None  # pylint: disable=protected-access
   with pytest.raises(ConfigError, match="HEIGHT,WIDTH"):
@@ -157,15 +185,32 @@ def test_default_name_and_frame_size_flag():
 
 def test_command_line(built, tmp_path):
   root, _, _ = built
-  cmd = [sys.executable, "-m", "segtube_jax.data.tfds_builder", f"--source={root}", f"--data_dir={tmp_path}",
-         "--frame_size=16,16", "--chunk_len=32"]
-  run = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                       cwd=pathlib.Path(__file__).resolve().parents[1])
+  cmd = [
+    sys.executable,
+    "-m",
+    "segtube_jax.data.tfds_builder",
+    f"--source={root}",
+    f"--data_dir={tmp_path}",
+    "--frame_size=16,16",
+    "--chunk_len=32",
+  ]
+  run = subprocess.run(
+    cmd,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=pathlib.Path(__file__).resolve().parents[1],
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert "training: 4 chunks" in run.stdout and "testing: 3 chunks" in run.stdout
   assert (tmp_path / "segtube_chunks" / "tiny_16x16" / "1.0.0" / "metadata.json").is_file()
-  bad = subprocess.run(cmd[:3] + [f"--source={tmp_path / 'nowhere'}", f"--data_dir={tmp_path}"],
-                       capture_output=True, text=True, timeout=120, cwd=pathlib.Path(__file__).resolve().parents[1])
+  bad = subprocess.run(
+    cmd[:3] + [f"--source={tmp_path / 'nowhere'}", f"--data_dir={tmp_path}"],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=pathlib.Path(__file__).resolve().parents[1],
+  )
   assert bad.returncode == 1 and "dataset folder not found" in bad.stdout
 
 

@@ -36,10 +36,10 @@ def _write_folder(root, files):
 
 def _small_folder(root, **overrides):
   files = {
-      "detclasslist.txt": "1 Jump\n2 Run\n",
-      "Jump_test.txt": "video_b 1.0 2.0\nvideo_a 3.0 4.5\nvideo_b 0.5 0.9\n",
-      "Run_test.txt": "video_a 10 20\n",
-      "Ambiguous_test.txt": "video_c  0.0 1.4\n",
+    "detclasslist.txt": "1 Jump\n2 Run\n",
+    "Jump_test.txt": "video_b 1.0 2.0\nvideo_a 3.0 4.5\nvideo_b 0.5 0.9\n",
+    "Run_test.txt": "video_a 10 20\n",
+    "Ambiguous_test.txt": "video_c  0.0 1.4\n",
   }
   files.update(overrides)
   return _write_folder(root, {k: v for k, v in files.items() if v is not None})
@@ -111,8 +111,9 @@ def test_validation_folder_needs_a_class_list(shared_data, test_dir):
   val_dir = shared_data / "thumos14" / "annotation_val"
   with pytest.raises(AnnotationError, match="detclasslist.txt.*class_list"):
     thumos14.load_thumos14_annotations(val_dir, "validation")
-  dataset = thumos14.load_thumos14_annotations(val_dir, "validation",
-                                               class_list=test_dir / "detclasslist.txt")
+  dataset = thumos14.load_thumos14_annotations(
+    val_dir, "validation", class_list=test_dir / "detclasslist.txt"
+  )
   assert dataset["classes"] == thumos14.read_class_list(test_dir / "detclasslist.txt")
   assert {info["subset"] for info in dataset["database"].values()} == {"validation"}
   assert sum(len(info["annotations"]) for info in dataset["database"].values()) > 0
@@ -121,9 +122,23 @@ def test_validation_folder_needs_a_class_list(shared_data, test_dir):
 def test_cli_end_to_end(test_dir, test_dataset, tmp_path):
   out = tmp_path / "nested" / "annotations.json"
   result = subprocess.run(
-      [sys.executable, "-m", "segtube_jax.data.thumos14", "--annotations", str(test_dir),
-       "--subset", "testing", "--out", str(out)],
-      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "segtube_jax.data.thumos14",
+      "--annotations",
+      str(test_dir),
+      "--subset",
+      "testing",
+      "--out",
+      str(out),
+    ],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr
   assert "213 videos" in result.stdout and "3358 instances" in result.stdout
   assert json.loads(out.read_text()) == test_dataset
@@ -133,9 +148,21 @@ def test_cli_end_to_end(test_dir, test_dataset, tmp_path):
 def test_cli_reports_bad_input_without_traceback(tmp_path):
   folder = _small_folder(tmp_path / "ann", **{"Run_test.txt": "video_a 10\n"})
   result = subprocess.run(
-      [sys.executable, "-m", "segtube_jax.data.thumos14", "--annotations", str(folder),
-       "--out", str(tmp_path / "a.json")],
-      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "segtube_jax.data.thumos14",
+      "--annotations",
+      str(folder),
+      "--out",
+      str(tmp_path / "a.json"),
+    ],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode != 0
   assert "Run_test.txt:1: expected 'video_name t_start t_end'" in result.stderr
   assert "Traceback" not in result.stderr
@@ -151,13 +178,22 @@ def test_small_folder_layout(tmp_path):
   assert dataset["classes"] == ["Jump", "Run"]
   assert list(dataset["database"]) == ["video_a", "video_b", "video_c"]
   assert dataset["database"]["video_a"]["annotations"] == [
-      {"label": "Jump", "segment": [3.0, 4.5]}, {"label": "Run", "segment": [10.0, 20.0]}]
+    {"label": "Jump", "segment": [3.0, 4.5]},
+    {"label": "Run", "segment": [10.0, 20.0]},
+  ]
   # File order, not time order.
   assert [a["segment"] for a in dataset["database"]["video_b"]["annotations"]] == [
-      [1.0, 2.0], [0.5, 0.9]]
+    [1.0, 2.0],
+    [0.5, 0.9],
+  ]
   assert dataset["database"]["video_c"] == {
-      "subset": "testing", "fps": None, "num_frames": None, "duration": None,
-      "annotations": [], "ambiguous": [[0.0, 1.4]]}
+    "subset": "testing",
+    "fps": None,
+    "num_frames": None,
+    "duration": None,
+    "annotations": [],
+    "ambiguous": [[0.0, 1.4]],
+  }
 
 
 def test_class_list_ids_order_classes(tmp_path):
@@ -165,28 +201,52 @@ def test_class_list_ids_order_classes(tmp_path):
   assert thumos14.load_thumos14_annotations(folder)["classes"] == ["Jump", "Run"]
 
 
-@pytest.mark.parametrize("file_name, text, expected", [
-    ("Jump_test.txt", "video_a 1.0 2.0\nvideo_a 3.0\n",
-     r"Jump_test.txt:2: expected 'video_name t_start t_end' \(3 fields\), got 2 fields"),
-    ("Jump_test.txt", "video_a 1.0 2.0 extra\n",
-     r"Jump_test.txt:1: expected 'video_name t_start t_end' \(3 fields\), got 4 fields"),
-    ("Run_test.txt", "\nvideo_a 1.0 abc\n",
-     r"Run_test.txt:2: expected numeric t_start and t_end in seconds, got '1.0' 'abc'"),
+@pytest.mark.parametrize(
+  "file_name, text, expected",
+  [
+    (
+      "Jump_test.txt",
+      "video_a 1.0 2.0\nvideo_a 3.0\n",
+      r"Jump_test.txt:2: expected 'video_name t_start t_end' \(3 fields\), got 2 fields",
+    ),
+    (
+      "Jump_test.txt",
+      "video_a 1.0 2.0 extra\n",
+      r"Jump_test.txt:1: expected 'video_name t_start t_end' \(3 fields\), got 4 fields",
+    ),
+    (
+      "Run_test.txt",
+      "\nvideo_a 1.0 abc\n",
+      r"Run_test.txt:2: expected numeric t_start and t_end in seconds, got '1.0' 'abc'",
+    ),
     ("Run_test.txt", "video_a 5.0 5.0\n", r"Run_test.txt:1: expected t_start < t_end, got 5 >= 5"),
-    ("Ambiguous_test.txt", "video_a 9 2\n",
-     r"Ambiguous_test.txt:1: expected t_start < t_end, got 9 >= 2"),
+    (
+      "Ambiguous_test.txt",
+      "video_a 9 2\n",
+      r"Ambiguous_test.txt:1: expected t_start < t_end, got 9 >= 2",
+    ),
     ("Jump_test.txt", "video_a nan 2\n", r"Jump_test.txt:1: expected finite times"),
-    ("detclasslist.txt", "1 Jump\nRun 2\n",
-     r"detclasslist.txt:2: expected an integer class_id, got 'Run'"),
-    ("detclasslist.txt", "1 Jump\n2\n",
-     r"detclasslist.txt:2: expected 'class_id ClassName' \(2 fields\), got 1 fields"),
+    (
+      "detclasslist.txt",
+      "1 Jump\nRun 2\n",
+      r"detclasslist.txt:2: expected an integer class_id, got 'Run'",
+    ),
+    (
+      "detclasslist.txt",
+      "1 Jump\n2\n",
+      r"detclasslist.txt:2: expected 'class_id ClassName' \(2 fields\), got 1 fields",
+    ),
     ("detclasslist.txt", "1 Jump\n3 Run\n", r"detclasslist.txt: expected class ids 1..2"),
     ("detclasslist.txt", "1 Jump\n1 Run\n", r"detclasslist.txt:2: class_id 1 is listed twice"),
-    ("Swim_test.txt", "video_a 1 2\n",
-     r"Swim_test.txt: class 'Swim' is not listed in .*detclasslist.txt"),
+    (
+      "Swim_test.txt",
+      "video_a 1 2\n",
+      r"Swim_test.txt: class 'Swim' is not listed in .*detclasslist.txt",
+    ),
     ("Run_test.txt", None, r"Run_test.txt: annotation file for class 'Run' not found"),
     ("Ambiguous_test.txt", None, r"Ambiguous_test.txt: annotation file for class 'Ambiguous'"),
-])
+  ],
+)
 def test_malformed_files_name_file_line_and_expectation(tmp_path, file_name, text, expected):
   folder = _small_folder(tmp_path, **{file_name: text})
   if text is None:
@@ -212,7 +272,6 @@ def fake_video_module(monkeypatch):
   opened = []
 
   class Reader:
-
     def __init__(self, path):
       self.path = path
       self.fps = 25.0
@@ -232,16 +291,25 @@ def fake_video_module(monkeypatch):
 
 def test_videos_fill_fps_frames_and_duration(tmp_path, fake_video_module):
   folder = _small_folder(tmp_path / "ann")
-  videos = _write_folder(tmp_path / "videos",
-                         {"video_a.mp4": "", "video_b.mp4": "", "video_c.avi": ""})
+  videos = _write_folder(
+    tmp_path / "videos", {"video_a.mp4": "", "video_b.mp4": "", "video_c.avi": ""}
+  )
   dataset = thumos14.load_thumos14_annotations(folder, video_dir=videos)
   assert dataset["database"]["video_a"] | {"annotations": None, "ambiguous": None} == {
-      "subset": "testing", "fps": 25.0, "num_frames": 100, "duration": 4.0,
-      "annotations": None, "ambiguous": None}
+    "subset": "testing",
+    "fps": 25.0,
+    "num_frames": 100,
+    "duration": 4.0,
+    "annotations": None,
+    "ambiguous": None,
+  }
   assert dataset["database"]["video_c"]["duration"] == 2.0
   assert all(reader.closed for reader in fake_video_module)
   assert {pathlib.Path(r.path).name for r in fake_video_module} == {
-      "video_a.mp4", "video_b.mp4", "video_c.avi"}
+    "video_a.mp4",
+    "video_b.mp4",
+    "video_c.avi",
+  }
 
 
 def test_missing_video_file_is_a_dataset_error(tmp_path, fake_video_module):
@@ -255,14 +323,33 @@ def test_cli_reads_video_metadata_from_real_video(shared_data, tmp_path):
   clip = shared_data / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
   if not clip.is_file():
     pytest.skip(f"{clip} not found")
-  folder = _small_folder(tmp_path / "ann", **{
-      "Jump_test.txt": f"{clip.stem} 1.0 2.0\n", "Run_test.txt": f"{clip.stem} 3 4\n",
-      "Ambiguous_test.txt": ""})
+  folder = _small_folder(
+    tmp_path / "ann",
+    **{
+      "Jump_test.txt": f"{clip.stem} 1.0 2.0\n",
+      "Run_test.txt": f"{clip.stem} 3 4\n",
+      "Ambiguous_test.txt": "",
+    },
+  )
   out = tmp_path / "annotations.json"
   result = subprocess.run(
-      [sys.executable, "-m", "segtube_jax.data.thumos14", "--annotations", str(folder),
-       "--out", str(out), "--videos", str(clip.parent)],
-      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "segtube_jax.data.thumos14",
+      "--annotations",
+      str(folder),
+      "--out",
+      str(out),
+      "--videos",
+      str(clip.parent),
+    ],
+    cwd=PROJECT_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr
   info = json.loads(out.read_text())["database"][clip.stem]
   assert info["fps"] == pytest.approx(25.0)

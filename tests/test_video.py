@@ -1,8 +1,8 @@
 """Tests of segtube_jax.data.video: PyAV decoding, frame and mask folders, the writer."""
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from segtube_jax.data import video
 from segtube_jax.errors import VideoError
@@ -13,7 +13,7 @@ def _marked_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
   frames = np.full((n, h, w, 3), 40, np.uint8)
   for i in range(n):
     x = (i * 3) % (w - 8)
-    frames[i, 8:16, x:x + 8] = 230
+    frames[i, 8:16, x : x + 8] = 230
   return frames
 
 

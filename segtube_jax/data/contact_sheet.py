@@ -20,8 +20,8 @@ import os
 import pathlib
 import sys
 
-import numpy as np
 from absl import flags
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
@@ -36,7 +36,9 @@ BACKGROUND = (24, 24, 24)
 _INSTANCE_WEIGHT = 6.0  # Frame density inside (padded) instances relative to elsewhere.
 
 
-def select_frames(num_frames: int, spans: list[tuple[int, int]], count: int, spacing: str = "instances") -> list[int]:
+def select_frames(
+  num_frames: int, spans: list[tuple[int, int]], count: int, spacing: str = "instances"
+) -> list[int]:
   """Picks ``min(count, num_frames)`` distinct sorted frame indices.
 
   Args:
@@ -59,7 +61,7 @@ def select_frames(num_frames: int, spans: list[tuple[int, int]], count: int, spa
   if spacing == "instances":
     for fs, fe in spans:
       pad = max(2, (fe - fs) // 4)
-      density[max(0, fs - pad):min(num_frames, fe + pad)] = _INSTANCE_WEIGHT
+      density[max(0, fs - pad) : min(num_frames, fe + pad)] = _INSTANCE_WEIGHT
   cdf = np.concatenate([[0.0], np.cumsum(density)])
   quantiles = (np.arange(count) + 0.5) / count * cdf[-1]
   picks = np.searchsorted(cdf, quantiles, side="right") - 1
@@ -83,11 +85,16 @@ def render_tile(frame: np.ndarray, mask: np.ndarray | None, tile_h: int, tile_w:
   """Resizes one frame to the tile and draws the mask outline (inner boundary) in red."""
   h, w = frame.shape[:2]
   upscale = tile_h >= h and tile_w >= w
-  img = np.asarray(Image.fromarray(frame).resize((tile_w, tile_h), Image.NEAREST if upscale else Image.BILINEAR))
+  img = np.asarray(
+    Image.fromarray(frame).resize((tile_w, tile_h), Image.NEAREST if upscale else Image.BILINEAR)
+  )
   if mask is None:
     return img
   # The boundary is computed at tile resolution so that it stays a thin visible line.
-  big = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((tile_w, tile_h), Image.NEAREST)) > 0
+  big = (
+    np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((tile_w, tile_h), Image.NEAREST))
+    > 0
+  )
   img = img.copy()
   img[find_boundaries(big, mode="inner")] = MASK_COLOR
   return img
@@ -99,8 +106,9 @@ def tile_shape(height: int, width: int, tile_size: int) -> tuple[int, int]:
   return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def sheet_layout(num_tiles: int, tile_h: int, tile_w: int, columns: int | None = None,
-                 font_size: int = 11) -> tuple[tuple[int, int], list[tuple[int, int]], int]:
+def sheet_layout(
+  num_tiles: int, tile_h: int, tile_w: int, columns: int | None = None, font_size: int = 11
+) -> tuple[tuple[int, int], list[tuple[int, int]], int]:
   """Returns ((width, height), the top-left (x, y) of every tile, caption line height).
 
   A title line, then rows of ``columns`` tiles (default: up to 8), each tile followed by a
@@ -111,22 +119,32 @@ def sheet_layout(num_tiles: int, tile_h: int, tile_w: int, columns: int | None =
   line = load_font(font_size).getbbox("Ag#0")[3] + 2
   caption_h, title_h = 2 * line + 2, line + 4
   size = (columns * (tile_w + GAP) + GAP, title_h + rows * (tile_h + caption_h + GAP) + GAP)
-  boxes = [(GAP + (k % columns) * (tile_w + GAP), title_h + (k // columns) * (tile_h + caption_h + GAP))
-           for k in range(num_tiles)]
+  boxes = [
+    (GAP + (k % columns) * (tile_w + GAP), title_h + (k // columns) * (tile_h + caption_h + GAP))
+    for k in range(num_tiles)
+  ]
   return size, boxes, line
 
 
-def render_contact_sheet(dataset: dataset_lib.Dataset, video_id: str, num_frames: int = 16, *,
-                         tile_size: int = 128, columns: int | None = None,
-                         spacing: str = "instances") -> tuple[Image.Image, list[int]]:
+def render_contact_sheet(
+  dataset: dataset_lib.Dataset,
+  video_id: str,
+  num_frames: int = 16,
+  *,
+  tile_size: int = 128,
+  columns: int | None = None,
+  spacing: str = "instances",
+) -> tuple[Image.Image, list[int]]:
   """Draws the contact sheet of one video of a loaded dataset; returns (image, frame indices).
 
   See :func:`write_contact_sheet` for the arguments and :func:`sheet_layout` for the layout.
   """
   if video_id not in dataset.videos:
     known = sorted(dataset.videos)
-    raise DatasetError(f"{dataset.root}: no video {video_id!r} in annotations.json "
-                       f"(it has {len(known)} videos, e.g. {known[:3]})")
+    raise DatasetError(
+      f"{dataset.root}: no video {video_id!r} in annotations.json "
+      f"(it has {len(known)} videos, e.g. {known[:3]})"
+    )
   if tile_size < 16:
     raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
   info = dataset.videos[video_id]
@@ -141,21 +159,37 @@ def render_contact_sheet(dataset: dataset_lib.Dataset, video_id: str, num_frames
   sheet = Image.new("RGB", size, BACKGROUND)
   draw = ImageDraw.Draw(sheet)
   described = ", ".join(f"{label} [{fs}, {fe})" for label, fs, fe in spans) or "no instances"
-  draw.text((GAP, 2), f"{video_id} ({info.subset}, {reader.num_frames} frames): {described}", fill="white", font=font)
+  draw.text(
+    (GAP, 2),
+    f"{video_id} ({info.subset}, {reader.num_frames} frames): {described}",
+    fill="white",
+    font=font,
+  )
   for f, (x, y) in zip(frames, boxes):
     frame = reader.read(f, f + 1)[0]
     mask = masks.read_one(f) if masks is not None and masks.has(f) else None
     sheet.paste(Image.fromarray(render_tile(frame, mask, tile_h, tile_w)), (x, y))
     labels = [label for label, fs, fe in spans if fs <= f < fe]
     draw.text((x + 1, y + tile_h + 1), f"#{f}", fill="white", font=font)
-    draw.text((x + 1, y + tile_h + 1 + line), "+".join(labels) or "background",
-              fill=(255, 220, 60) if labels else (150, 150, 150), font=font)
+    draw.text(
+      (x + 1, y + tile_h + 1 + line),
+      "+".join(labels) or "background",
+      fill=(255, 220, 60) if labels else (150, 150, 150),
+      font=font,
+    )
   return sheet, frames
 
 
-def write_contact_sheet(root_or_dataset: str | os.PathLike | dataset_lib.Dataset, video_id: str,
-                        out_png: str | os.PathLike, num_frames: int = 16, *, tile_size: int = 128,
-                        columns: int | None = None, spacing: str = "instances") -> pathlib.Path:
+def write_contact_sheet(
+  root_or_dataset: str | os.PathLike | dataset_lib.Dataset,
+  video_id: str,
+  out_png: str | os.PathLike,
+  num_frames: int = 16,
+  *,
+  tile_size: int = 128,
+  columns: int | None = None,
+  spacing: str = "instances",
+) -> pathlib.Path:
   """Writes a PNG contact sheet of ``video_id`` and returns its path.
 
   Args:
@@ -178,7 +212,9 @@ def write_contact_sheet(root_or_dataset: str | os.PathLike | dataset_lib.Dataset
     ds = root_or_dataset
   else:
     ds = dataset_lib.load_dataset(root_or_dataset, check_media=False)
-  sheet, _ = render_contact_sheet(ds, video_id, num_frames, tile_size=tile_size, columns=columns, spacing=spacing)
+  sheet, _ = render_contact_sheet(
+    ds, video_id, num_frames, tile_size=tile_size, columns=columns, spacing=spacing
+  )
   out = pathlib.Path(out_png)
   out.parent.mkdir(parents=True, exist_ok=True)
   sheet.save(out)
@@ -189,28 +225,38 @@ def define_flags(fv: flags.FlagValues) -> None:
   """Defines the command's flags on ``fv``."""
   flags.DEFINE_string("root", None, "Dataset folder.", flag_values=fv)
   flags.DEFINE_multi_string("video_id", [], "Video to show (repeatable).", flag_values=fv)
-  flags.DEFINE_bool("all", False, "One sheet per video (sorted ids, up to --max_videos).", flag_values=fv)
+  flags.DEFINE_bool(
+    "all", False, "One sheet per video (sorted ids, up to --max_videos).", flag_values=fv
+  )
   flags.DEFINE_integer("max_videos", None, "With --all: only the first N videos.", flag_values=fv)
-  flags.DEFINE_string("out", None, "PNG file for one video, else a folder of <video_id>.png.", flag_values=fv)
+  flags.DEFINE_string(
+    "out", None, "PNG file for one video, else a folder of <video_id>.png.", flag_values=fv
+  )
   flags.DEFINE_integer("num_frames", 16, "Frames (tiles) per sheet.", flag_values=fv)
   flags.DEFINE_integer("tile_size", 128, "Tile size in pixels.", flag_values=fv)
   flags.DEFINE_integer("columns", None, "Tiles per row (default: up to 8).", flag_values=fv)
-  flags.DEFINE_enum("spacing", "instances", SPACINGS, "Frames around the instances, or evenly spread.",
-                    flag_values=fv)
+  flags.DEFINE_enum(
+    "spacing",
+    "instances",
+    SPACINGS,
+    "Frames around the instances, or evenly spread.",
+    flag_values=fv,
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=fv)
 
 
 def _write_sheets(fv: flags.FlagValues) -> int:
   try:
     ds = dataset_lib.load_dataset(fv.root, check_media=False)
-    ids = sorted(ds.videos)[:fv.max_videos] if fv.all else fv.video_id
+    ids = sorted(ds.videos)[: fv.max_videos] if fv.all else fv.video_id
     if not ids:
       raise ConfigError("give --video_id ID (repeatable) or --all")
     single = len(ids) == 1 and not fv.all and fv.out.lower().endswith(".png")
     for vid in ids:
       out = pathlib.Path(fv.out) if single else pathlib.Path(fv.out) / f"{vid}.png"
-      write_contact_sheet(ds, vid, out, fv.num_frames, tile_size=fv.tile_size, columns=fv.columns,
-                          spacing=fv.spacing)
+      write_contact_sheet(
+        ds, vid, out, fv.num_frames, tile_size=fv.tile_size, columns=fv.columns, spacing=fv.spacing
+      )
       print(out)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -220,7 +266,9 @@ def _write_sheets(fv: flags.FlagValues) -> int:
 
 def main(argv: list[str] | None = None) -> int:
   """Runs the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 ok, 2 bad input)."""
-  return cli.run_command(__doc__, define_flags, _write_sheets, argv, "python -m segtube_jax.data.contact_sheet")
+  return cli.run_command(
+    __doc__, define_flags, _write_sheets, argv, "python -m segtube_jax.data.contact_sheet"
+  )
 
 
 if __name__ == "__main__":

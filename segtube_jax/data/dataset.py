@@ -42,6 +42,7 @@ _MAX_FRAMES = 2**31 - 1
 @dataclasses.dataclass(frozen=True)
 class Instance:
   """One action instance: its class name and its [start, end] in seconds."""
+
   label: str
   start: float
   end: float
@@ -56,6 +57,7 @@ class Instance:
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
   """The annotation record of one video."""
+
   video_id: str
   subset: str
   fps: float | None
@@ -79,7 +81,9 @@ def _bad_video_id(vid: str) -> bool:
   return vid in ("", ".", "..") or "/" in vid or "\0" in vid
 
 
-def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str, list[str], dict[str, VideoInfo], list[str]]:
+def parse_annotations(
+  data: Any, source: str = "annotations.json"
+) -> tuple[str, list[str], dict[str, VideoInfo], list[str]]:
   """Parses the annotation structure; returns (version, classes, videos, problems).
 
   Every problem names the video and the field. Entries with problems are left out of ``videos``.
@@ -88,7 +92,11 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
   if not isinstance(data, dict):
     return "", [], {}, [f"{source}: top level must be a JSON object, got {type(data).__name__}"]
   classes = data.get("classes")
-  if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+  if (
+    not isinstance(classes, list)
+    or not classes
+    or not all(isinstance(c, str) and c for c in classes)
+  ):
     problems.append(f"{source}: 'classes' must be a non-empty list of class names")
     classes = []
   elif len(set(classes)) != len(classes):
@@ -113,10 +121,15 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
     fps, num_frames, duration = rec.get("fps"), rec.get("num_frames"), rec.get("duration")
     if fps is not None and not (_is_number(fps) and fps > 0):
       problems.append(f"{where}: 'fps' must be a positive number or null, got {fps!r}")
-    if num_frames is not None and not (isinstance(num_frames, int) and not isinstance(num_frames, bool)
-                                       and 0 < num_frames <= _MAX_FRAMES):
-      problems.append(f"{where}: 'num_frames' must be a positive integer (at most {_MAX_FRAMES}) or null, "
-                      f"got {num_frames!r}")
+    if num_frames is not None and not (
+      isinstance(num_frames, int)
+      and not isinstance(num_frames, bool)
+      and 0 < num_frames <= _MAX_FRAMES
+    ):
+      problems.append(
+        f"{where}: 'num_frames' must be a positive integer (at most {_MAX_FRAMES}) or null, "
+        f"got {num_frames!r}"
+      )
     if duration is not None and not (_is_number(duration) and duration > 0):
       problems.append(f"{where}: 'duration' must be a positive number or null, got {duration!r}")
     header_ok = len(problems) == before
@@ -142,7 +155,12 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
       if t0 < 0 or t0 >= t1:
         problems.append(f"{field}.segment {seg} must satisfy 0 <= t_start < t_end")
         continue
-      if header_ok and duration is not None and fps is not None and t1 > duration + _TIME_TOLERANCE_FRAMES / fps:
+      if (
+        header_ok
+        and duration is not None
+        and fps is not None
+        and t1 > duration + _TIME_TOLERANCE_FRAMES / fps
+      ):
         problems.append(f"{field}.segment {seg} ends after the video's duration {duration:.3f} s")
         continue
       if isinstance(label, str) and label in known:
@@ -153,14 +171,25 @@ def parse_annotations(data: Any, source: str = "annotations.json") -> tuple[str,
       problems.append(f"{where}: 'ambiguous' must be a list of [t0, t1]")
       amb = []
     for i, seg in enumerate(amb):
-      if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(t) for t in seg) and seg[0] < seg[1]):
+      if not (
+        isinstance(seg, list)
+        and len(seg) == 2
+        and all(_is_number(t) for t in seg)
+        and seg[0] < seg[1]
+      ):
         problems.append(f"{where}: ambiguous[{i}] must be [t0, t1] with t0 < t1, got {seg!r}")
         continue
       ambiguous.append((float(seg[0]), float(seg[1])))
     if len(problems) == before:
-      videos[vid] = VideoInfo(vid, subset, None if fps is None else float(fps), num_frames,
-                              None if duration is None else float(duration), tuple(instances),
-                              tuple(ambiguous))
+      videos[vid] = VideoInfo(
+        vid,
+        subset,
+        None if fps is None else float(fps),
+        num_frames,
+        None if duration is None else float(duration),
+        tuple(instances),
+        tuple(ambiguous),
+      )
   return str(data.get("version", "")), list(classes), videos, problems
 
 
@@ -169,8 +198,10 @@ def _unique_keys(path: pathlib.Path, pairs: list[tuple[str, Any]]) -> dict[str, 
   out = {}
   for key, value in pairs:
     if key in out:
-      raise DatasetError(f"{path}: duplicate key {key!r} in one JSON object; expected unique keys "
-                         "(video ids, fields)")
+      raise DatasetError(
+        f"{path}: duplicate key {key!r} in one JSON object; expected unique keys "
+        "(video ids, fields)"
+      )
     out[key] = value
   return out
 
@@ -184,7 +215,9 @@ def read_annotations_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
       return json.load(f, object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
   except json.JSONDecodeError as e:
-    raise DatasetError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    raise DatasetError(
+      f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+    ) from None
   except UnicodeDecodeError as e:
     raise DatasetError(f"{path}: not UTF-8 text ({e})") from None
   except (ValueError, RecursionError) as e:  # Integers of thousands of digits; absurd nesting.
@@ -194,7 +227,9 @@ def read_annotations_json(path: str | os.PathLike) -> Any:
 class Dataset:
   """A dataset folder in the project's format, validated on load."""
 
-  def __init__(self, root: str | os.PathLike, version: str, classes: list[str], videos: dict[str, VideoInfo]):
+  def __init__(
+    self, root: str | os.PathLike, version: str, classes: list[str], videos: dict[str, VideoInfo]
+  ):
     self.root = pathlib.Path(root)
     self.version = version
     self.classes = classes
@@ -221,14 +256,20 @@ class Dataset:
     """A frame reader for ``video_id``."""
     path = self.media_path(video_id)
     if path is None:
-      raise DatasetError(f"{self.root}: video {video_id!r} has no file under videos/ nor folder under frames/")
+      raise DatasetError(
+        f"{self.root}: video {video_id!r} has no file under videos/ nor folder under frames/"
+      )
     info = self.videos.get(video_id)
     return video_lib.open_frames(path, fps=(info.fps if info and info.fps else 25.0))
 
   def masks(self, video_id: str) -> video_lib.MaskFolderReader | None:
     """The ground-truth mask folder of ``video_id``, or None when the dataset has none."""
     folder = self.root / "masks" / video_id
-    return video_lib.MaskFolderReader(folder, self.videos[video_id].num_frames) if folder.is_dir() else None
+    return (
+      video_lib.MaskFolderReader(folder, self.videos[video_id].num_frames)
+      if folder.is_dir()
+      else None
+    )
 
 
 def find_media(root: pathlib.Path, video_id: str) -> pathlib.Path | None:
@@ -245,14 +286,18 @@ def fill_from_media(root: pathlib.Path, info: VideoInfo) -> tuple[VideoInfo, lis
   where = f"video {info.video_id!r}"
   path = find_media(root, info.video_id)
   if path is None:
-    return info, [f"{where}: no file videos/{info.video_id}.<mp4|avi|mkv|webm> nor folder frames/{info.video_id}/"]
+    return info, [
+      f"{where}: no file videos/{info.video_id}.<mp4|avi|mkv|webm> nor folder frames/{info.video_id}/"
+    ]
   try:
     reader = video_lib.open_frames(path, fps=video_lib.frame_rate(info.fps))
   except VideoError as e:
     return info, [f"{where}: {e}"]
   problems = []
   if info.num_frames is not None and info.num_frames != reader.num_frames:
-    problems.append(f"{where}: 'num_frames' is {info.num_frames} but {path} has {reader.num_frames} frames")
+    problems.append(
+      f"{where}: 'num_frames' is {info.num_frames} but {path} has {reader.num_frames} frames"
+    )
   if info.fps is not None and path.is_file() and abs(info.fps - reader.fps) > 0.01:
     problems.append(f"{where}: 'fps' is {info.fps} but {path} plays at {reader.fps:g} fps")
   fps = info.fps or reader.fps
@@ -260,12 +305,16 @@ def fill_from_media(root: pathlib.Path, info: VideoInfo) -> tuple[VideoInfo, lis
   duration = info.duration or num_frames / fps
   for inst in info.annotations:
     if inst.end > duration + _TIME_TOLERANCE_FRAMES / fps:
-      problems.append(f"{where}: segment [{inst.start}, {inst.end}] of {inst.label!r} ends after the video ({duration:.3f} s)")
+      problems.append(
+        f"{where}: segment [{inst.start}, {inst.end}] of {inst.label!r} ends after the video ({duration:.3f} s)"
+      )
   filled = dataclasses.replace(info, fps=fps, num_frames=num_frames, duration=duration)
   return filled, problems
 
 
-def check_masks(root: pathlib.Path, info: VideoInfo, frame_size: tuple[int, int] | None) -> list[str]:
+def check_masks(
+  root: pathlib.Path, info: VideoInfo, frame_size: tuple[int, int] | None
+) -> list[str]:
   """Mask files must be numbered within the video and have the frame size (header-only reads)."""
   from PIL import Image
 
@@ -287,7 +336,9 @@ def check_masks(root: pathlib.Path, info: VideoInfo, frame_size: tuple[int, int]
       problems.append(f"{where}: mask {p} is unreadable ({type(e).__name__})")
       continue
     if frame_size is not None and (h, w) != tuple(frame_size):
-      problems.append(f"{where}: mask {p.name} is {w}x{h} but the frames are {frame_size[1]}x{frame_size[0]}")
+      problems.append(
+        f"{where}: mask {p.name} is {w}x{h} but the frames are {frame_size[1]}x{frame_size[0]}"
+      )
       break
   return problems
 
@@ -306,9 +357,11 @@ def validate_dataset(root: str | os.PathLike, *, check_media: bool = True) -> li
     return problems
   # Entries rejected above still get their media looked for, so one run lists everything.
   database = data.get("database") if isinstance(data, dict) else None
-  for vid in (database if isinstance(database, dict) else {}):
+  for vid in database if isinstance(database, dict) else {}:
     if vid not in videos and find_media(root, vid) is None:
-      problems.append(f"video {vid!r}: no file videos/{vid}.<mp4|avi|mkv|webm> nor folder frames/{vid}/")
+      problems.append(
+        f"video {vid!r}: no file videos/{vid}.<mp4|avi|mkv|webm> nor folder frames/{vid}/"
+      )
   for info in videos.values():
     filled, media_problems = fill_from_media(root, info)
     problems.extend(media_problems)
@@ -342,8 +395,10 @@ def load_dataset(root: str | os.PathLike, *, check_media: bool = True) -> Datase
   if problems:
     shown = "\n  ".join(problems[:20])
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-    raise DatasetError(f"{root}: invalid dataset ({len(problems)} problems; "
-                       f"run python -m segtube_jax.data.validate {root}):\n  {shown}{more}")
+    raise DatasetError(
+      f"{root}: invalid dataset ({len(problems)} problems; "
+      f"run python -m segtube_jax.data.validate {root}):\n  {shown}{more}"
+    )
   return Dataset(root, version, classes, videos)
 
 

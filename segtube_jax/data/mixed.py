@@ -44,6 +44,7 @@ class MixSource:
     video_ids: keep only these videos of the source (None: all).
     prefix: prepended to the source's video ids in the mix (to avoid id collisions).
   """
+
   root: str | os.PathLike
   trimmed_label: str | Callable[[str], str | None] | None = None
   rename: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -68,8 +69,10 @@ def as_trimmed(info: dataset_lib.VideoInfo, label: str) -> dataset_lib.VideoInfo
   # num_frames / fps covers exactly the frames; a declared duration may be rounded.
   duration = info.num_frames / info.fps if info.num_frames and info.fps else info.duration
   if not duration:
-    raise DatasetError(f"video {info.video_id!r}: duration unknown, cannot span the whole video "
-                       f"(load the dataset with check_media=True to read it from the media)")
+    raise DatasetError(
+      f"video {info.video_id!r}: duration unknown, cannot span the whole video "
+      f"(load the dataset with check_media=True to read it from the media)"
+    )
   return dataclasses.replace(info, annotations=(dataset_lib.Instance(label, 0.0, float(duration)),))
 
 
@@ -97,9 +100,16 @@ def _clear_output(out_root: pathlib.Path, overwrite: bool) -> None:
       p.unlink()
 
 
-def merge_datasets(roots: Sequence[str | os.PathLike | MixSource], out_root: str | os.PathLike,
-                   class_names: Sequence[str] | None = None, link: bool = True, *, keep_empty: bool = False,
-                   overwrite: bool = False, version: str = "mixed") -> dataset_lib.Dataset:
+def merge_datasets(
+  roots: Sequence[str | os.PathLike | MixSource],
+  out_root: str | os.PathLike,
+  class_names: Sequence[str] | None = None,
+  link: bool = True,
+  *,
+  keep_empty: bool = False,
+  overwrite: bool = False,
+  version: str = "mixed",
+) -> dataset_lib.Dataset:
   """Writes one dataset folder holding the videos of several, matched by class name.
 
   Args:
@@ -139,8 +149,10 @@ def merge_datasets(roots: Sequence[str | os.PathLike | MixSource], out_root: str
       if src.trimmed_label is not None and not info.annotations:
         label = src.trimmed_label(vid) if callable(src.trimmed_label) else src.trimmed_label
         info = as_trimmed(info, label) if label else info
-      instances = tuple(dataclasses.replace(inst, label=src.rename.get(inst.label, inst.label))
-                        for inst in info.annotations)
+      instances = tuple(
+        dataclasses.replace(inst, label=src.rename.get(inst.label, inst.label))
+        for inst in info.annotations
+      )
       known.update(i.label for i in instances)
       if class_names is None:
         classes.extend(i.label for i in instances if i.label not in classes)
@@ -150,25 +162,37 @@ def merge_datasets(roots: Sequence[str | os.PathLike | MixSource], out_root: str
         continue
       new_id = src.prefix + vid
       if new_id in taken:
-        raise DatasetError(f"video id {new_id!r} is in both {taken[new_id][1].root} and {ds.root}; "
-                           f"give one source a MixSource.prefix")
+        raise DatasetError(
+          f"video id {new_id!r} is in both {taken[new_id][1].root} and {ds.root}; "
+          f"give one source a MixSource.prefix"
+        )
       subset = src.subsets.get(info.subset, info.subset)
       if subset not in dataset_lib.SUBSETS:
-        raise DatasetError(f"{ds.root}: subset mapping sends {info.subset!r} to {subset!r}, "
-                           f"expected one of {dataset_lib.SUBSETS}")
-      taken[new_id] = (src, ds, dataclasses.replace(info, video_id=new_id, subset=subset, annotations=instances))
+        raise DatasetError(
+          f"{ds.root}: subset mapping sends {info.subset!r} to {subset!r}, "
+          f"expected one of {dataset_lib.SUBSETS}"
+        )
+      taken[new_id] = (
+        src,
+        ds,
+        dataclasses.replace(info, video_id=new_id, subset=subset, annotations=instances),
+      )
   missing = [c for c in classes if c not in known]
   if missing:
-    raise DatasetError(f"class_names {missing} are classes of none of {[str(s.root) for s in sources]} "
-                       f"(check the spelling or MixSource.rename)")
+    raise DatasetError(
+      f"class_names {missing} are classes of none of {[str(s.root) for s in sources]} "
+      f"(check the spelling or MixSource.rename)"
+    )
   if not taken:
-    raise DatasetError(f"no video of {[str(s.root) for s in sources]} has an instance of the classes {classes}")
+    raise DatasetError(
+      f"no video of {[str(s.root) for s in sources]} has an instance of the classes {classes}"
+    )
 
   out_root.mkdir(parents=True, exist_ok=True)
   _clear_output(out_root, overwrite)
   database = {}
   for new_id, (src, ds, info) in sorted(taken.items()):
-    old_id = new_id[len(src.prefix):]
+    old_id = new_id[len(src.prefix) :]
     media = ds.media_path(old_id)
     if media.is_dir():
       _place_media(media, out_root / "frames" / new_id, link)
@@ -178,9 +202,14 @@ def merge_datasets(roots: Sequence[str | os.PathLike | MixSource], out_root: str
     if masks.is_dir():
       _place_media(masks, out_root / "masks" / new_id, link)
     database[new_id] = {
-        "subset": info.subset, "fps": info.fps, "num_frames": info.num_frames, "duration": info.duration,
-        "annotations": [{"label": i.label, "segment": [i.start, i.end]} for i in info.annotations],
-        "ambiguous": [list(seg) for seg in info.ambiguous]}
-  dataset_lib.write_annotations(out_root / "annotations.json",
-                                {"version": version, "classes": classes, "database": database})
+      "subset": info.subset,
+      "fps": info.fps,
+      "num_frames": info.num_frames,
+      "duration": info.duration,
+      "annotations": [{"label": i.label, "segment": [i.start, i.end]} for i in info.annotations],
+      "ambiguous": [list(seg) for seg in info.ambiguous],
+    }
+  dataset_lib.write_annotations(
+    out_root / "annotations.json", {"version": version, "classes": classes, "database": database}
+  )
   return dataset_lib.load_dataset(out_root)

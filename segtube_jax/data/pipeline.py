@@ -32,6 +32,7 @@ from segtube_jax.errors import DatasetError
 @dataclasses.dataclass(frozen=True)
 class VideoEntry:
   """Where one video's chunks lie in its split, and what the source said about it."""
+
   video_id: str
   first_record: int
   num_chunks: int
@@ -45,12 +46,15 @@ class VideoEntry:
 def _dataset_dir(data_dir: str | os.PathLike, name: str) -> pathlib.Path:
   """The newest built version folder of ``name``, or DatasetError naming what is missing."""
   base = pathlib.Path(data_dir) / tfds_builder.BUILDER_NAME / name
-  versions = sorted((p for p in base.glob("*.*.*") if (p / "dataset_info.json").is_file()),
-                    key=lambda p: tuple(int(x) if x.isdigit() else -1 for x in p.name.split(".")))
+  versions = sorted(
+    (p for p in base.glob("*.*.*") if (p / "dataset_info.json").is_file()),
+    key=lambda p: tuple(int(x) if x.isdigit() else -1 for x in p.name.split(".")),
+  )
   if not versions:
     raise DatasetError(
-        f"{base}: no built dataset {name!r} in data_dir {data_dir} (expected {base}/<version>/dataset_info.json); "
-        f"build it with python -m segtube_jax.data.tfds_builder --source DIR --data_dir {data_dir} --name {name}")
+      f"{base}: no built dataset {name!r} in data_dir {data_dir} (expected {base}/<version>/dataset_info.json); "
+      f"build it with python -m segtube_jax.data.tfds_builder --source DIR --data_dir {data_dir} --name {name}"
+    )
   return versions[-1]
 
 
@@ -71,23 +75,37 @@ class ChunkSource:
     builder = tfds.builder_from_directory(os.fspath(self.path))
     meta = builder.info.metadata or {}
     if meta.get("format_version") != tfds_builder.FORMAT_VERSION or "splits" not in meta:
-      raise DatasetError(f"{self.path}: metadata.json is missing or not format version "
-                         f"{tfds_builder.FORMAT_VERSION}; rebuild the dataset with --overwrite")
+      raise DatasetError(
+        f"{self.path}: metadata.json is missing or not format version "
+        f"{tfds_builder.FORMAT_VERSION}; rebuild the dataset with --overwrite"
+      )
     if split not in meta["splits"]:
-      raise DatasetError(f"{self.path}: no split {split!r}; the built splits are {sorted(meta['splits'])}")
+      raise DatasetError(
+        f"{self.path}: no split {split!r}; the built splits are {sorted(meta['splits'])}"
+      )
     self.split = split
     self.classes: list[str] = list(meta["classes"])
     self.chunk_len = int(meta["chunk_len"])
     self.frame_size = None if meta["frame_size"] is None else tuple(meta["frame_size"])
     self.videos = {
-        vid: VideoEntry(vid, v["first_record"], v["num_chunks"], float(v["fps"]), int(v["num_frames"]),
-                        tuple(v["source_size"]), tuple(tuple(s) for s in v["segments"]),
-                        tuple(tuple(s) for s in v["ambiguous"]))
-        for vid, v in meta["splits"][split]["videos"].items()}
+      vid: VideoEntry(
+        vid,
+        v["first_record"],
+        v["num_chunks"],
+        float(v["fps"]),
+        int(v["num_frames"]),
+        tuple(v["source_size"]),
+        tuple(tuple(s) for s in v["segments"]),
+        tuple(tuple(s) for s in v["ambiguous"]),
+      )
+      for vid, v in meta["splits"][split]["videos"].items()
+    }
     self._source = builder.as_data_source(split=split)
     if len(self._source) != meta["splits"][split]["num_records"]:
-      raise DatasetError(f"{self.path}: split {split!r} has {len(self._source)} records but the index lists "
-                         f"{meta['splits'][split]['num_records']}; rebuild the dataset with --overwrite")
+      raise DatasetError(
+        f"{self.path}: split {split!r} has {len(self._source)} records but the index lists "
+        f"{meta['splits'][split]['num_records']}; rebuild the dataset with --overwrite"
+      )
 
   def __repr__(self) -> str:
     return f"ChunkSource({str(self.path)!r}, split={self.split!r}, {len(self)} chunks, {len(self.videos)} videos)"
@@ -107,8 +125,10 @@ class ChunkSource:
     if entry is None:
       raise DatasetError(f"{self.path}: no video {video_id!r} in split {self.split!r}")
     if not 0 <= start < stop <= entry.num_frames:
-      raise DatasetError(f"{self.path}: frame range [{start}, {stop}) is outside video {video_id!r}'s "
-                         f"0..{entry.num_frames} frames (expected 0 <= start < stop <= {entry.num_frames})")
+      raise DatasetError(
+        f"{self.path}: frame range [{start}, {stop}) is outside video {video_id!r}'s "
+        f"0..{entry.num_frames} frames (expected 0 <= start < stop <= {entry.num_frames})"
+      )
     first = entry.first_record
     return range(first + start // self.chunk_len, first + (stop - 1) // self.chunk_len + 1)
 
@@ -133,10 +153,16 @@ def decode_chunk(record: dict[str, Any], lo: int = 0, hi: int | None = None) -> 
       masks[i] = _decode_image(record["masks"][i])
   video_id = record["video_id"]
   return {
-      "frames": frames, "masks": masks, "mask_present": present.copy(),
-      "labels": np.asarray(record["labels"], np.int32), "ambiguous": np.asarray(record["ambiguous"], bool),
-      "num_valid": n, "video_id": video_id.decode() if isinstance(video_id, bytes) else str(video_id),
-      "start": int(record["start"]), "fps": float(record["fps"]), "num_frames": int(record["num_frames"]),
+    "frames": frames,
+    "masks": masks,
+    "mask_present": present.copy(),
+    "labels": np.asarray(record["labels"], np.int32),
+    "ambiguous": np.asarray(record["ambiguous"], bool),
+    "num_valid": n,
+    "video_id": video_id.decode() if isinstance(video_id, bytes) else str(video_id),
+    "start": int(record["start"]),
+    "fps": float(record["fps"]),
+    "num_frames": int(record["num_frames"]),
   }
 
 
@@ -152,9 +178,18 @@ def open_chunk_source(data_dir: str | os.PathLike, name: str, split: str) -> Chu
   return ChunkSource(data_dir, name, split)
 
 
-def chunk_dataset(data_dir: str | os.PathLike, name: str, split: str, *, seed: int = 0, shuffle: bool = False,
-                  num_epochs: int | None = 1, shard_index: int = 0, shard_count: int = 1,
-                  decode: bool = True) -> grain.MapDataset:
+def chunk_dataset(
+  data_dir: str | os.PathLike,
+  name: str,
+  split: str,
+  *,
+  seed: int = 0,
+  shuffle: bool = False,
+  num_epochs: int | None = 1,
+  shard_index: int = 0,
+  shard_count: int = 1,
+  decode: bool = True,
+) -> grain.MapDataset:
   """A deterministic grain dataset of the chunks of one split.
 
   Args:
@@ -184,37 +219,57 @@ def chunk_dataset(data_dir: str | os.PathLike, name: str, split: str, *, seed: i
   return ds.map(DecodeChunk()) if decode else ds
 
 
-def chunk_iterator(ds: grain.MapDataset, *, num_threads: int = 2, prefetch: int = 16,
-                   state: dict[str, Any] | None = None) -> grain.DatasetIterator:
+def chunk_iterator(
+  ds: grain.MapDataset,
+  *,
+  num_threads: int = 2,
+  prefetch: int = 16,
+  state: dict[str, Any] | None = None,
+) -> grain.DatasetIterator:
   """A checkpointable iterator over ``ds`` (``get_state()`` / ``set_state()``).
 
   grain's default read options prefetch 500 elements with 16 threads, too many decoded chunks
   for a small machine; ``state`` (from ``get_state()``) resumes where that iterator was.
   """
-  it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)))
+  it = iter(
+    ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+  )
   if state is not None:
     it.set_state(state)
   return it
 
 
-def read_video_clip(source: ChunkSource, video_id: str, start: int, stop: int) -> dict[str, np.ndarray]:
+def read_video_clip(
+  source: ChunkSource, video_id: str, start: int, stop: int
+) -> dict[str, np.ndarray]:
   """Frames ``[start, stop)`` of one video, decoding only the frames asked for.
 
   Returns:
     ``frames`` uint8 [T, h, w, 3], ``masks`` bool [T, h, w], ``mask_present`` bool [T],
     ``labels`` int32 [T] and ``ambiguous`` bool [T], T = stop - start.
   """
-  parts: dict[str, list[np.ndarray]] = {k: [] for k in ("frames", "masks", "mask_present", "labels", "ambiguous")}
+  parts: dict[str, list[np.ndarray]] = {
+    k: [] for k in ("frames", "masks", "mask_present", "labels", "ambiguous")
+  }
   records = source.chunk_records(video_id, start, stop)  # Validates the video and the range.
   first = source.videos[video_id].first_record
   for index in records:
     record = source[index]
     chunk_start = int(record["start"])
-    rid = record["video_id"].decode() if isinstance(record["video_id"], bytes) else str(record["video_id"])
+    rid = (
+      record["video_id"].decode()
+      if isinstance(record["video_id"], bytes)
+      else str(record["video_id"])
+    )
     if rid != video_id or chunk_start != (index - first) * source.chunk_len:
-      raise DatasetError(f"{source.path}: record {index} holds {rid!r} frame {chunk_start}, not the chunk of "
-                         f"{video_id!r} that the index points to; rebuild the dataset with --overwrite")
-    lo, hi = max(start, chunk_start) - chunk_start, min(stop, chunk_start + source.chunk_len) - chunk_start
+      raise DatasetError(
+        f"{source.path}: record {index} holds {rid!r} frame {chunk_start}, not the chunk of "
+        f"{video_id!r} that the index points to; rebuild the dataset with --overwrite"
+      )
+    lo, hi = (
+      max(start, chunk_start) - chunk_start,
+      min(stop, chunk_start + source.chunk_len) - chunk_start,
+    )
     chunk = decode_chunk(record, lo, hi)
     for key, values in parts.items():
       values.append(chunk[key][lo:hi])

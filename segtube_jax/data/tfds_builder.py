@@ -68,6 +68,7 @@ class ChunkConfig(tfds.core.BuilderConfig):
     encoding: 'png' (lossless: decoded frames equal the reader's) or 'jpeg' (about 5x smaller).
     jpeg_quality: JPEG quality (1-95) when encoding is 'jpeg'.
   """
+
   frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE
   chunk_len: int = 32
   encoding: str = "png"
@@ -76,9 +77,13 @@ class ChunkConfig(tfds.core.BuilderConfig):
   def check(self) -> None:
     """Raises ConfigError on an impossible setting."""
     if not _CONFIG_NAME.fullmatch(self.name or ""):
-      raise ConfigError(f"dataset name {self.name!r} must match {_CONFIG_NAME.pattern} (letters, digits, _.+-)")
+      raise ConfigError(
+        f"dataset name {self.name!r} must match {_CONFIG_NAME.pattern} (letters, digits, _.+-)"
+      )
     if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
-      raise ConfigError(f"frame_size must be (height, width) with positive values or None, got {self.frame_size}")
+      raise ConfigError(
+        f"frame_size must be (height, width) with positive values or None, got {self.frame_size}"
+      )
     if self.chunk_len < 1:
       raise ConfigError(f"chunk_len must be >= 1, got {self.chunk_len}")
     if self.encoding not in ENCODINGS:
@@ -88,9 +93,12 @@ class ChunkConfig(tfds.core.BuilderConfig):
 
   def settings(self) -> dict[str, Any]:
     """The settings that change the records (stored in, and compared against, the metadata)."""
-    return {"frame_size": None if self.frame_size is None else list(self.frame_size),
-            "chunk_len": self.chunk_len, "encoding": self.encoding,
-            "jpeg_quality": self.jpeg_quality if self.encoding == "jpeg" else None}
+    return {
+      "frame_size": None if self.frame_size is None else list(self.frame_size),
+      "chunk_len": self.chunk_len,
+      "encoding": self.encoding,
+      "jpeg_quality": self.jpeg_quality if self.encoding == "jpeg" else None,
+    }
 
 
 def encode_image(image: np.ndarray, encoding: str = "png", quality: int = 90) -> bytes:
@@ -109,28 +117,36 @@ def resize_masks(masks: np.ndarray, size: video_lib.Size | None) -> np.ndarray:
   if size is None or tuple(masks.shape[1:3]) == tuple(size):
     return masks
   h, w = int(size[0]), int(size[1])
-  out = [np.asarray(Image.fromarray(m.astype(np.uint8)).resize((w, h), Image.NEAREST)) > 0 for m in masks]
+  out = [
+    np.asarray(Image.fromarray(m.astype(np.uint8)).resize((w, h), Image.NEAREST)) > 0 for m in masks
+  ]
   return np.stack(out) if out else np.zeros((0, h, w), bool)
 
 
 def _spans_to_frames(spans: list[tuple[int, int, int]], num_frames: int, dtype: Any) -> np.ndarray:
   out = np.zeros(num_frames, dtype)
   for fs, fe, value in spans:  # Later spans win where they overlap.
-    out[fs:min(fe, num_frames)] = value
+    out[fs : min(fe, num_frames)] = value
   return out
 
 
-def frame_labels(ds: dataset_lib.Dataset, info: dataset_lib.VideoInfo) -> tuple[np.ndarray, np.ndarray]:
+def frame_labels(
+  ds: dataset_lib.Dataset, info: dataset_lib.VideoInfo
+) -> tuple[np.ndarray, np.ndarray]:
   """Per-frame ``(labels int32 [N], ambiguous bool [N])`` of a loaded video.
 
   ``labels`` is 0 outside instances and the 1-based class index inside ``Instance.frame_span``;
   where instances overlap, the later one in annotations.json wins.
   """
   n, fps = int(info.num_frames), float(info.fps)
-  labels = _spans_to_frames([inst.frame_span(fps) + (ds.class_index(inst.label),) for inst in info.annotations],
-                            n, np.int32)
-  ambiguous = _spans_to_frames([dataset_lib.Instance("", t0, t1).frame_span(fps) + (True,)
-                                for t0, t1 in info.ambiguous], n, bool)
+  labels = _spans_to_frames(
+    [inst.frame_span(fps) + (ds.class_index(inst.label),) for inst in info.annotations], n, np.int32
+  )
+  ambiguous = _spans_to_frames(
+    [dataset_lib.Instance("", t0, t1).frame_span(fps) + (True,) for t0, t1 in info.ambiguous],
+    n,
+    bool,
+  )
   return labels, ambiguous
 
 
@@ -145,7 +161,9 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Frame chunks with masks, per-frame labels and a video index."}
   BUILDER_CONFIGS = [ChunkConfig(name="default")]
-  MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the dataset folder (annotations.json, videos/ or frames/, masks/) as manual_dir."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+    "Pass the dataset folder (annotations.json, videos/ or frames/, masks/) as manual_dir."
+  )
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -153,8 +171,13 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # TFDS's own lookup imports the optional importlib_resources package, absent here.
     return epath.Path(__file__)
 
-  def __init__(self, *, source: str | os.PathLike | dataset_lib.Dataset | None = None,
-               num_workers: int | None = None, **kwargs: Any):
+  def __init__(
+    self,
+    *,
+    source: str | os.PathLike | dataset_lib.Dataset | None = None,
+    num_workers: int | None = None,
+    **kwargs: Any,
+  ):
     """Creates the builder.
 
     Args:
@@ -173,23 +196,25 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       return tfds.features.Tensor(shape=(self.builder_config.chunk_len,), dtype=dtype)
 
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__.split("\n\n")[0],
-        features=tfds.features.FeaturesDict({
-            "video_id": tfds.features.Text(),
-            "start": tfds.features.Scalar(dtype=np.int64),
-            "num_valid": tfds.features.Scalar(dtype=np.int32),
-            "fps": tfds.features.Scalar(dtype=np.float32),
-            "num_frames": tfds.features.Scalar(dtype=np.int64),
-            "frames": seq(np.object_),
-            "masks": seq(np.object_),
-            "mask_present": seq(np.bool_),
-            "labels": seq(np.int32),
-            "ambiguous": seq(np.bool_),
-        }),
-        metadata=tfds.core.MetadataDict(),
-        # Record order = generation order, so the video index is known before writing.
-        disable_shuffling=True,
+      builder=self,
+      description=__doc__.split("\n\n")[0],
+      features=tfds.features.FeaturesDict(
+        {
+          "video_id": tfds.features.Text(),
+          "start": tfds.features.Scalar(dtype=np.int64),
+          "num_valid": tfds.features.Scalar(dtype=np.int32),
+          "fps": tfds.features.Scalar(dtype=np.float32),
+          "num_frames": tfds.features.Scalar(dtype=np.int64),
+          "frames": seq(np.object_),
+          "masks": seq(np.object_),
+          "mask_present": seq(np.bool_),
+          "labels": seq(np.int32),
+          "ambiguous": seq(np.bool_),
+        }
+      ),
+      metadata=tfds.core.MetadataDict(),
+      # Record order = generation order, so the video index is known before writing.
+      disable_shuffling=True,
     )
 
   def _load_source(self, dl_manager: tfds.download.DownloadManager) -> dataset_lib.Dataset:
@@ -211,21 +236,35 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         reader = _open(ds, info.video_id)
         num_chunks = math.ceil(info.num_frames / cfg.chunk_len)
         index[info.video_id] = {
-            "first_record": record, "num_chunks": num_chunks, "fps": info.fps,
-            "num_frames": info.num_frames, "source_size": [reader.height, reader.width],
-            "segments": [[inst.label, inst.start, inst.end] for inst in info.annotations],
-            "ambiguous": [list(seg) for seg in info.ambiguous]}
+          "first_record": record,
+          "num_chunks": num_chunks,
+          "fps": info.fps,
+          "num_frames": info.num_frames,
+          "source_size": [reader.height, reader.width],
+          "segments": [[inst.label, inst.start, inst.end] for inst in info.annotations],
+          "ambiguous": [list(seg) for seg in info.ambiguous],
+        }
         record += num_chunks
       splits[subset] = {"num_records": record, "videos": index}
       generators[subset] = self._generate_examples(ds, infos)
     if not generators:
-      raise DatasetError(f"{ds.root}: the dataset has no videos in any subset {dataset_lib.SUBSETS}")
-    self.info.metadata.update({"format_version": FORMAT_VERSION, "source": str(ds.root), "classes": ds.classes,
-                               **cfg.settings(), "splits": splits})
+      raise DatasetError(
+        f"{ds.root}: the dataset has no videos in any subset {dataset_lib.SUBSETS}"
+      )
+    self.info.metadata.update(
+      {
+        "format_version": FORMAT_VERSION,
+        "source": str(ds.root),
+        "classes": ds.classes,
+        **cfg.settings(),
+        "splits": splits,
+      }
+    )
     return generators
 
-  def _generate_examples(self, ds: dataset_lib.Dataset,
-                         infos: list[dataset_lib.VideoInfo]) -> Iterator[tuple[str, dict[str, Any]]]:
+  def _generate_examples(
+    self, ds: dataset_lib.Dataset, infos: list[dataset_lib.VideoInfo]
+  ) -> Iterator[tuple[str, dict[str, Any]]]:
     # Pillow releases the GIL while encoding, so threads encode a chunk's frames in parallel.
     with concurrent.futures.ThreadPoolExecutor(self._num_workers) as pool:
       for info in infos:
@@ -234,8 +273,9 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         except VideoError as e:
           raise DatasetError(f"{ds.root}: video {info.video_id!r} cannot be packed: {e}") from None
 
-  def _video_chunks(self, ds: dataset_lib.Dataset, info: dataset_lib.VideoInfo,
-                    pool: concurrent.futures.Executor) -> Iterator[tuple[str, dict[str, Any]]]:
+  def _video_chunks(
+    self, ds: dataset_lib.Dataset, info: dataset_lib.VideoInfo, pool: concurrent.futures.Executor
+  ) -> Iterator[tuple[str, dict[str, Any]]]:
     cfg = self.builder_config
     length, size = cfg.chunk_len, cfg.frame_size
     reader = _open(ds, info.video_id)
@@ -254,7 +294,9 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for i in np.flatnonzero(has):
           masks_bytes[i] = encode_image(masks[i], "png")
       pad = length - n
-      yield f"{info.video_id}/{start:09d}", {
+      yield (
+        f"{info.video_id}/{start:09d}",
+        {
           "video_id": info.video_id,
           "start": start,
           "num_valid": n,
@@ -265,28 +307,42 @@ class SegtubeChunks(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           "mask_present": present,
           "labels": np.pad(labels[start:stop], (0, pad)),
           "ambiguous": np.pad(ambiguous[start:stop], (0, pad)),
-      }
+        },
+      )
 
 
-def _open(ds: dataset_lib.Dataset, video_id: str) -> video_lib.VideoReader | video_lib.FrameFolderReader:
+def _open(
+  ds: dataset_lib.Dataset, video_id: str
+) -> video_lib.VideoReader | video_lib.FrameFolderReader:
   try:
     return ds.open_frames(video_id)
   except VideoError as e:
     raise DatasetError(f"{ds.root}: video {video_id!r} cannot be opened: {e}") from None
 
 
-def default_name(source_root: str | os.PathLike, frame_size: tuple[int, int] | None,
-                 encoding: str = "png") -> str:
+def default_name(
+  source_root: str | os.PathLike, frame_size: tuple[int, int] | None, encoding: str = "png"
+) -> str:
   """``<source folder name>_<h>x<w>`` (or ``_native``), plus ``_jpeg`` for JPEG chunks, in the characters TFDS accepts."""
-  base = re.sub(r"[^\w.+-]", "_", pathlib.Path(source_root).resolve().name).strip("._+-") or "dataset"
+  base = (
+    re.sub(r"[^\w.+-]", "_", pathlib.Path(source_root).resolve().name).strip("._+-") or "dataset"
+  )
   suffix = "_jpeg" if encoding == "jpeg" else ""
   return f"{base}_{'native' if frame_size is None else f'{frame_size[0]}x{frame_size[1]}'}{suffix}"
 
 
-def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name: str | None = None, *,
-               frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE, chunk_len: int = 32,
-               encoding: str = "png", jpeg_quality: int = 90, overwrite: bool = False,
-               num_workers: int | None = None) -> SegtubeChunks:
+def build_tfds(
+  source_root: str | os.PathLike,
+  data_dir: str | os.PathLike,
+  name: str | None = None,
+  *,
+  frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE,
+  chunk_len: int = 32,
+  encoding: str = "png",
+  jpeg_quality: int = 90,
+  overwrite: bool = False,
+  num_workers: int | None = None,
+) -> SegtubeChunks:
   """Validates a dataset folder and packs it into ``<data_dir>/segtube_chunks/<name>/1.0.0/``.
 
   Args:
@@ -308,20 +364,28 @@ def build_tfds(source_root: str | os.PathLike, data_dir: str | os.PathLike, name
       or ``name`` already holds a dataset built with other settings and ``overwrite`` is False.
     ConfigError: an impossible setting.
   """
-  config = ChunkConfig(name=name or default_name(source_root, frame_size, encoding),
-                       frame_size=None if frame_size is None else (int(frame_size[0]), int(frame_size[1])),
-                       chunk_len=int(chunk_len), encoding=encoding, jpeg_quality=int(jpeg_quality))
+  config = ChunkConfig(
+    name=name or default_name(source_root, frame_size, encoding),
+    frame_size=None if frame_size is None else (int(frame_size[0]), int(frame_size[1])),
+    chunk_len=int(chunk_len),
+    encoding=encoding,
+    jpeg_quality=int(jpeg_quality),
+  )
   config.check()
   ds = dataset_lib.load_dataset(source_root)
-  builder = SegtubeChunks(source=ds, config=config, data_dir=os.fspath(data_dir), num_workers=num_workers)
+  builder = SegtubeChunks(
+    source=ds, config=config, data_dir=os.fspath(data_dir), num_workers=num_workers
+  )
   mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   if builder.is_prepared():
     built = {k: builder.info.metadata.get(k) for k in config.settings()}
     if overwrite:
       mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
     elif built != config.settings():
-      raise DatasetError(f"{builder.data_dir}: already built with {built}, not {config.settings()}; "
-                         f"pick another name or pass overwrite=True (--overwrite)")
+      raise DatasetError(
+        f"{builder.data_dir}: already built with {built}, not {config.settings()}; "
+        f"pick another name or pass overwrite=True (--overwrite)"
+      )
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
   return builder
 
@@ -343,9 +407,17 @@ def main(argv: list[str]) -> int:
     raise ConfigError(f"unexpected arguments {argv[1:]}")
   f = flags.FLAGS
   try:
-    builder = build_tfds(f.source, f.data_dir, f.name, frame_size=_parse_frame_size(f.frame_size),
-                         chunk_len=f.chunk_len, encoding=f.encoding, jpeg_quality=f.jpeg_quality,
-                         overwrite=f.overwrite, num_workers=f.num_workers)
+    builder = build_tfds(
+      f.source,
+      f.data_dir,
+      f.name,
+      frame_size=_parse_frame_size(f.frame_size),
+      chunk_len=f.chunk_len,
+      encoding=f.encoding,
+      jpeg_quality=f.jpeg_quality,
+      overwrite=f.overwrite,
+      num_workers=f.num_workers,
+    )
   except (DatasetError, ConfigError) as e:
     print(f"error: {e}")
     return 1
@@ -361,9 +433,13 @@ def _define_flags() -> None:
   flags.DEFINE_string("source", None, "Dataset folder in the project's format.", required=True)
   flags.DEFINE_string("data_dir", None, "TFDS data directory to write to.", required=True)
   flags.DEFINE_string("name", None, "Name of the built dataset (default: <source folder>_<h>x<w>).")
-  flags.DEFINE_string("frame_size", ",".join(map(str, DEFAULT_FRAME_SIZE)), "HEIGHT,WIDTH or 'native'.")
+  flags.DEFINE_string(
+    "frame_size", ",".join(map(str, DEFAULT_FRAME_SIZE)), "HEIGHT,WIDTH or 'native'."
+  )
   flags.DEFINE_integer("chunk_len", 32, "Frames per record.")
-  flags.DEFINE_enum("encoding", "png", ENCODINGS, "Frame encoding: png (lossless) or jpeg (smaller).")
+  flags.DEFINE_enum(
+    "encoding", "png", ENCODINGS, "Frame encoding: png (lossless) or jpeg (smaller)."
+  )
   flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality (1-95).")
   flags.DEFINE_bool("overwrite", False, "Rebuild if the dataset already exists.")
   flags.DEFINE_integer("num_workers", None, "Image encoding threads (default: the CPU count).")

@@ -25,12 +25,12 @@ Command line::
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 import glob
 import math
 import os
 import pathlib
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from segtube_jax import io_utils
@@ -64,13 +64,15 @@ def read_class_list(path: PathLike) -> list[str]:
   for lineno, fields in _read_fields(path):
     if len(fields) != 2:
       raise AnnotationError(
-          f"{path}:{lineno}: expected 'class_id ClassName' (2 fields), got {len(fields)} fields: "
-          f"{' '.join(fields)!r}")
+        f"{path}:{lineno}: expected 'class_id ClassName' (2 fields), got {len(fields)} fields: "
+        f"{' '.join(fields)!r}"
+      )
     try:
       class_id = int(fields[0])
     except ValueError:
       raise AnnotationError(
-          f"{path}:{lineno}: expected an integer class_id, got {fields[0]!r}") from None
+        f"{path}:{lineno}: expected an integer class_id, got {fields[0]!r}"
+      ) from None
     name = fields[1]
     if class_id in by_id:
       raise AnnotationError(f"{path}:{lineno}: class_id {class_id} is listed twice")
@@ -83,8 +85,9 @@ def read_class_list(path: PathLike) -> list[str]:
     raise AnnotationError(f"{path}: expected at least one 'class_id ClassName' line, found none")
   if sorted(by_id) != list(range(1, len(by_id) + 1)):
     raise AnnotationError(
-        f"{path}: expected class ids 1..{len(by_id)} (detection files index classes by them), "
-        f"got {sorted(by_id)}")
+      f"{path}: expected class ids 1..{len(by_id)} (detection files index classes by them), "
+      f"got {sorted(by_id)}"
+    )
   return [by_id[i] for i in range(1, len(by_id) + 1)]
 
 
@@ -106,15 +109,16 @@ def read_interval_file(path: PathLike) -> list[tuple[str, float, float]]:
   for lineno, fields in _read_fields(path):
     if len(fields) != 3:
       raise AnnotationError(
-          f"{path}:{lineno}: expected 'video_name t_start t_end' (3 fields), got "
-          f"{len(fields)} fields: {' '.join(fields)!r}")
+        f"{path}:{lineno}: expected 'video_name t_start t_end' (3 fields), got "
+        f"{len(fields)} fields: {' '.join(fields)!r}"
+      )
     video, start, end = fields
     try:
       t0, t1 = float(start), float(end)
     except ValueError:
       raise AnnotationError(
-          f"{path}:{lineno}: expected numeric t_start and t_end in seconds, got "
-          f"{start!r} {end!r}") from None
+        f"{path}:{lineno}: expected numeric t_start and t_end in seconds, got {start!r} {end!r}"
+      ) from None
     if not (math.isfinite(t0) and math.isfinite(t1)):
       raise AnnotationError(f"{path}:{lineno}: expected finite times, got {start!r} {end!r}")
     if t0 >= t1:
@@ -125,11 +129,13 @@ def read_interval_file(path: PathLike) -> list[tuple[str, float, float]]:
   return rows
 
 
-def load_thumos14_annotations(annotation_dir: PathLike,
-                              subset: str = "testing",
-                              *,
-                              class_list: PathLike | None = None,
-                              video_dir: PathLike | None = None) -> dict[str, Any]:
+def load_thumos14_annotations(
+  annotation_dir: PathLike,
+  subset: str = "testing",
+  *,
+  class_list: PathLike | None = None,
+  video_dir: PathLike | None = None,
+) -> dict[str, Any]:
   """Parses a THUMOS14 annotation folder into the project's dataset format.
 
   Args:
@@ -154,7 +160,8 @@ def load_thumos14_annotations(annotation_dir: PathLike,
   """
   if subset not in SUBSET_SUFFIXES:
     raise ConfigError(
-        f"unknown THUMOS14 subset {subset!r}; expected one of {sorted(SUBSET_SUFFIXES)}")
+      f"unknown THUMOS14 subset {subset!r}; expected one of {sorted(SUBSET_SUFFIXES)}"
+    )
   suffix = SUBSET_SUFFIXES[subset]
   annotation_dir = pathlib.Path(annotation_dir)
   if not annotation_dir.is_dir():
@@ -162,21 +169,29 @@ def load_thumos14_annotations(annotation_dir: PathLike,
   class_list_path = pathlib.Path(class_list) if class_list else annotation_dir / CLASS_LIST_FILENAME
   if not class_list_path.is_file():
     raise AnnotationError(
-        f"{class_list_path}: class list not found; pass the test folder's {CLASS_LIST_FILENAME} "
-        "explicitly (class_list / --class_list) for folders that ship without one")
+      f"{class_list_path}: class list not found; pass the test folder's {CLASS_LIST_FILENAME} "
+      "explicitly (class_list / --class_list) for folders that ship without one"
+    )
   classes = read_class_list(class_list_path)
 
   # A class file the class list does not know would be silently dropped otherwise.
   known = set(classes) | {AMBIGUOUS_CLASS}
   for path in sorted(annotation_dir.glob(f"*_{suffix}.txt")):
-    name = path.name[:-len(f"_{suffix}.txt")]
+    name = path.name[: -len(f"_{suffix}.txt")]
     if name not in known:
       raise AnnotationError(
-          f"{path}: class {name!r} is not listed in {class_list_path}; expected one of {classes}")
+        f"{path}: class {name!r} is not listed in {class_list_path}; expected one of {classes}"
+      )
 
   def entry() -> dict[str, Any]:
-    return {"subset": subset, "fps": None, "num_frames": None, "duration": None,
-            "annotations": [], "ambiguous": []}
+    return {
+      "subset": subset,
+      "fps": None,
+      "num_frames": None,
+      "duration": None,
+      "annotations": [],
+      "ambiguous": [],
+    }
 
   database: dict[str, dict[str, Any]] = collections.defaultdict(entry)
   for name in classes + [AMBIGUOUS_CLASS]:
@@ -189,8 +204,11 @@ def load_thumos14_annotations(annotation_dir: PathLike,
       else:
         database[video]["annotations"].append({"label": name, "segment": [t0, t1]})
 
-  dataset = {"version": DATASET_VERSION, "classes": list(classes),
-             "database": {video: database[video] for video in sorted(database)}}
+  dataset = {
+    "version": DATASET_VERSION,
+    "classes": list(classes),
+    "database": {video: database[video] for video in sorted(database)},
+  }
   if video_dir is not None:
     add_video_metadata(dataset, video_dir)
   return dataset
@@ -237,11 +255,14 @@ def _find_video(video_dir: pathlib.Path, video_id: str) -> pathlib.Path:
   """The single file ``video_dir/<video_id>.<ext>``."""
   matches = sorted(p for p in video_dir.glob(glob.escape(video_id) + ".*") if p.is_file())
   if not matches:
-    raise DatasetError(f"{video_dir}: no video file for {video_id!r}; expected {video_id}.mp4 "
-                       "(any extension)")
+    raise DatasetError(
+      f"{video_dir}: no video file for {video_id!r}; expected {video_id}.mp4 (any extension)"
+    )
   if len(matches) > 1:
-    raise DatasetError(f"{video_dir}: several files for {video_id!r}: "
-                       f"{[p.name for p in matches]}; expected exactly one")
+    raise DatasetError(
+      f"{video_dir}: several files for {video_id!r}: "
+      f"{[p.name for p in matches]}; expected exactly one"
+    )
   return matches[0]
 
 
@@ -260,16 +281,21 @@ def _read_fields(path: pathlib.Path) -> list[tuple[int, list[str]]]:
 
 def _main(argv: Sequence[str]) -> None:
   """CLI entry point: converts an annotation folder into annotations.json."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import (
+    app,  # pylint: disable=g-import-not-at-top
+    flags,  # pylint: disable=g-import-not-at-top
+  )
 
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   flag_values = flags.FLAGS
   try:
-    dataset = load_thumos14_annotations(flag_values.annotations, flag_values.subset,
-                                        class_list=flag_values.class_list,
-                                        video_dir=flag_values.videos)
+    dataset = load_thumos14_annotations(
+      flag_values.annotations,
+      flag_values.subset,
+      class_list=flag_values.class_list,
+      video_dir=flag_values.videos,
+    )
     write_dataset_json(dataset, flag_values.out)
   except SegtubeError as e:
     # Bad input is the user's to fix: a one-line message beats a traceback.
@@ -277,21 +303,26 @@ def _main(argv: Sequence[str]) -> None:
   database = dataset["database"]
   num_instances = sum(len(v["annotations"]) for v in database.values())
   num_ambiguous = sum(len(v["ambiguous"]) for v in database.values())
-  print(f"wrote {flag_values.out}: {len(database)} videos, {len(dataset['classes'])} classes, "
-        f"{num_instances} instances, {num_ambiguous} ambiguous intervals")
+  print(
+    f"wrote {flag_values.out}: {len(database)} videos, {len(dataset['classes'])} classes, "
+    f"{num_instances} instances, {num_ambiguous} ambiguous intervals"
+  )
 
 
 def cli() -> None:
   """Defines the CLI flags and runs :func:`_main` (flags stay undefined on plain import)."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import (
+    app,  # pylint: disable=g-import-not-at-top
+    flags,  # pylint: disable=g-import-not-at-top
+  )
 
   flags.DEFINE_string("annotations", None, "THUMOS14 annotation folder (e.g. annotation_test/).")
   flags.DEFINE_enum("subset", "testing", sorted(SUBSET_SUFFIXES), "Which annotation files to read.")
   flags.DEFINE_string("out", None, "Output annotations.json path (written atomically).")
   flags.DEFINE_string("videos", None, "Optional folder of videos to read fps/num_frames from.")
-  flags.DEFINE_string("class_list", None,
-                      f"{CLASS_LIST_FILENAME} to use (default: the one in --annotations).")
+  flags.DEFINE_string(
+    "class_list", None, f"{CLASS_LIST_FILENAME} to use (default: the one in --annotations)."
+  )
   flags.mark_flags_as_required(["annotations", "out"])
   app.run(_main)
 

@@ -11,7 +11,9 @@ from absl import app, flags
 
 from segtube_jax.data.dataset import validate_dataset
 
-_NO_MEDIA = flags.DEFINE_bool("no_media", False, "Check annotations.json only, not videos, frames and masks.")
+_NO_MEDIA = flags.DEFINE_bool(
+  "no_media", False, "Check annotations.json only, not videos, frames and masks."
+)
 
 
 def main(argv: list[str]) -> int:

@@ -38,14 +38,15 @@ class FrameReader(Protocol):
   height: int
   width: int
 
-  def read(self, start: int = 0, stop: int | None = None, size: Size | None = None) -> np.ndarray:
-    ...
+  def read(
+    self, start: int = 0, stop: int | None = None, size: Size | None = None
+  ) -> np.ndarray: ...
 
-  def iter_chunks(self, chunk: int, size: Size | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    ...
+  def iter_chunks(
+    self, chunk: int, size: Size | None = None
+  ) -> Iterator[tuple[int, np.ndarray]]: ...
 
-  def frame_names(self) -> list[str]:
-    ...
+  def frame_names(self) -> list[str]: ...
 
 
 def resize_frames(frames: np.ndarray, size: Size | None) -> np.ndarray:
@@ -63,7 +64,8 @@ def _check_range(path: str, num_frames: int, start: int, stop: int | None) -> tu
   stop = num_frames if stop is None else stop
   if not 0 <= start <= stop <= num_frames:
     raise VideoError(
-        f"{path}: frame range [{start}, {stop}) is outside the video's 0..{num_frames} frames")
+      f"{path}: frame range [{start}, {stop}) is outside the video's 0..{num_frames} frames"
+    )
   return int(start), int(stop)
 
 
@@ -112,7 +114,9 @@ class VideoReader:
       raise
     except Exception as e:
       container.close()
-      raise VideoError(f"{self.path}: cannot decode the video stream ({type(e).__name__}: {e})") from None
+      raise VideoError(
+        f"{self.path}: cannot decode the video stream ({type(e).__name__}: {e})"
+      ) from None
     container.close()
     if n <= 0:
       raise VideoError(f"{self.path}: the video stream has no decodable frames")
@@ -185,7 +189,9 @@ class VideoReader:
           out[index - start] = frame.to_ndarray(format="rgb24")
         else:
           # Resizing inside FFmpeg's swscale is much cheaper than decoding full-size first.
-          out[index - start] = frame.reformat(width=out_w, height=out_h, format="rgb24").to_ndarray()
+          out[index - start] = frame.reformat(
+            width=out_w, height=out_h, format="rgb24"
+          ).to_ndarray()
         got = index - start + 1
     except self._av.FFmpegError as e:
       self.close()
@@ -193,8 +199,9 @@ class VideoReader:
     if got < stop - start:
       self.close()
       raise VideoError(
-          f"{self.path}: the file ends after frame {start + got - 1} but {self.num_frames} frames were "
-          f"declared (truncated or corrupt video?)")
+        f"{self.path}: the file ends after frame {start + got - 1} but {self.num_frames} frames were "
+        f"declared (truncated or corrupt video?)"
+      )
     return out
 
   def iter_chunks(self, chunk: int, size: Size | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -209,7 +216,9 @@ def _numbered_files(folder: pathlib.Path, extensions: tuple[str, ...]) -> list[p
   files = [p for p in folder.iterdir() if p.suffix.lower() in extensions]
   bad = [p.name for p in files if not re.fullmatch(r"\d+", p.stem)]
   if bad:
-    raise VideoError(f"{folder}: frame files must be named by frame number (e.g. 000000.jpg), got {bad[:3]}")
+    raise VideoError(
+      f"{folder}: frame files must be named by frame number (e.g. 000000.jpg), got {bad[:3]}"
+    )
   return sorted(files, key=lambda p: int(p.stem))
 
 
@@ -252,8 +261,9 @@ class FrameFolderReader:
       img = load_image(p, "RGB")
       if img.shape[:2] != (self.height, self.width):
         raise VideoError(
-            f"{p}: frame size {img.shape[1]}x{img.shape[0]} differs from the folder's "
-            f"{self.width}x{self.height}")
+          f"{p}: frame size {img.shape[1]}x{img.shape[0]} differs from the folder's "
+          f"{self.width}x{self.height}"
+        )
       frames.append(img)
     arr = np.stack(frames) if frames else np.zeros((0, self.height, self.width, 3), np.uint8)
     return resize_frames(arr, size)
@@ -281,7 +291,9 @@ class MaskFolderReader:
     self._by_index = {int(p.stem): p for p in files}
     self.indices = sorted(self._by_index)
     if num_frames is not None and self.indices and self.indices[-1] >= num_frames:
-      raise VideoError(f"{folder}: mask for frame {self.indices[-1]} but the video has {num_frames} frames")
+      raise VideoError(
+        f"{folder}: mask for frame {self.indices[-1]} but the video has {num_frames} frames"
+      )
     self.num_frames = num_frames
 
   def has(self, index: int) -> bool:
@@ -302,8 +314,9 @@ class MaskFolderReader:
       image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.NEAREST))
     return image > 0
 
-  def read(self, start: int, stop: int, shape: Size | None = None, resize: bool = False
-           ) -> tuple[np.ndarray, np.ndarray]:
+  def read(
+    self, start: int, stop: int, shape: Size | None = None, resize: bool = False
+  ) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(masks bool [T, H, W], present bool [T])`` for frames ``[start, stop)``.
 
     Frames without a mask file are all-False with ``present`` False. ``shape`` is required when
@@ -321,8 +334,9 @@ class MaskFolderReader:
     for i, m in loaded.items():
       if m.shape != tuple(shape):
         raise VideoError(
-            f"{self._by_index[i]}: mask size {m.shape[1]}x{m.shape[0]} differs from the frame size "
-            f"{shape[1]}x{shape[0]}")
+          f"{self._by_index[i]}: mask size {m.shape[1]}x{m.shape[0]} differs from the frame size "
+          f"{shape[1]}x{shape[0]}"
+        )
       masks[i - start] = m
     return masks, present
 
@@ -332,7 +346,9 @@ def frame_rate(fps: float | None) -> float:
   return float(fps or DEFAULT_FPS)
 
 
-def open_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoReader | FrameFolderReader:
+def open_frames(
+  path: str | os.PathLike, fps: float = DEFAULT_FPS
+) -> VideoReader | FrameFolderReader:
   """Opens a video file or a frame folder (``fps`` is used for folders only)."""
   p = pathlib.Path(path)
   if p.is_dir():
@@ -342,8 +358,14 @@ def open_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoReade
   return VideoReader(p)
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = DEFAULT_FPS, *,
-                codec: str = "libx264", crf: int = 18) -> int:
+def write_video(
+  path: str | os.PathLike,
+  frames: Iterable[np.ndarray],
+  fps: float = DEFAULT_FPS,
+  *,
+  codec: str = "libx264",
+  crf: int = 18,
+) -> int:
   """Encodes RGB uint8 frames to ``path`` and returns the number of frames written.
 
   Deterministic: libx264 runs single-threaded without mbtree, so the same frames give the same bytes. Frames go
@@ -371,9 +393,13 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
           # No macroblock-tree rate control: its lookahead made small frames encode differently run to run.
           stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
       if frame.shape[:2] != (height, width):
-        raise VideoError(f"{path}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
+        raise VideoError(
+          f"{path}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}"
+        )
       if (stream.height, stream.width) != (height, width):
-        frame = np.pad(frame, ((0, stream.height - height), (0, stream.width - width), (0, 0)), mode="edge")
+        frame = np.pad(
+          frame, ((0, stream.height - height), (0, stream.width - width), (0, 0)), mode="edge"
+        )
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
         container.mux(packet)
       count += 1

@@ -2,6 +2,18 @@
 alternating optimisation with the spatial segmentation stage (Sec. 2.3)."""
 
 from segtube_jax.detection.alternating import VideoState, run_alternating
-from segtube_jax.detection.localizer import Localization, Localizer, check_detector_config, prepare_frames
+from segtube_jax.detection.localizer import (
+  Localization,
+  Localizer,
+  check_detector_config,
+  prepare_frames,
+)
 
-__all__ = ["Localization", "Localizer", "VideoState", "check_detector_config", "prepare_frames", "run_alternating"]
+__all__ = [
+  "Localization",
+  "Localizer",
+  "VideoState",
+  "check_detector_config",
+  "prepare_frames",
+  "run_alternating",
+]

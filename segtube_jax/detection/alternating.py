@@ -31,9 +31,9 @@ import ml_collections
 import numpy as np
 
 from segtube_jax.detection import localizer as localizer_lib
-from segtube_jax.types import DetectedSegment
 from segtube_jax.spatial import frames as spatial_frames
 from segtube_jax.training import saliency_cache
+from segtube_jax.types import DetectedSegment
 
 
 @dataclasses.dataclass
@@ -68,15 +68,19 @@ class VideoState:
     return self.localization.segments if self.localization is not None else []
 
 
-def segment_spans(frames: np.ndarray, spans: Sequence[tuple[int, int]], previous: np.ndarray | None,
-                  config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+def segment_spans(
+  frames: np.ndarray,
+  spans: Sequence[tuple[int, int]],
+  previous: np.ndarray | None,
+  config: ml_collections.ConfigDict,
+) -> tuple[np.ndarray, np.ndarray]:
   """Masks bool [T, H, W] and present bool [T] for the inclusive frame ``spans`` of one video."""
   masks = np.zeros(frames.shape[:3], bool)
   present = np.zeros(len(frames), bool)
   for f_s, f_e in spans:
     for first, part in spatial_frames.iter_span_masks(frames, (f_s, f_e), previous, config):
-      masks[first:first + len(part)] = part
-      present[first:first + len(part)] = True
+      masks[first : first + len(part)] = part
+      present[first : first + len(part)] = True
   return masks, present
 
 
@@ -98,8 +102,12 @@ def merged_spans(segments: Sequence[DetectedSegment], num_frames: int) -> list[t
   return [(a, b) for a, b in out]
 
 
-def mask_change(old_masks: np.ndarray | None, old_present: np.ndarray | None, masks: np.ndarray,
-                present: np.ndarray) -> float | None:
+def mask_change(
+  old_masks: np.ndarray | None,
+  old_present: np.ndarray | None,
+  masks: np.ndarray,
+  present: np.ndarray,
+) -> float | None:
   """Mean per-frame IoU between two iterations over the frames either has a mask for (None at first)."""
   if old_masks is None:
     return None
@@ -112,8 +120,12 @@ def mask_change(old_masks: np.ndarray | None, old_present: np.ndarray | None, ma
   return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 
-def network_masks(masks: np.ndarray | None, present: np.ndarray | None, size: tuple[int, int],
-                  base: np.ndarray | None = None) -> np.ndarray | None:
+def network_masks(
+  masks: np.ndarray | None,
+  present: np.ndarray | None,
+  size: tuple[int, int],
+  base: np.ndarray | None = None,
+) -> np.ndarray | None:
   """Masks at the networks' frame size: the loop's masks where present, else ``base`` (B_o).
 
   Without ``base`` frames without a mask are all ones (no attenuation), and None is returned
@@ -128,7 +140,9 @@ def network_masks(masks: np.ndarray | None, present: np.ndarray | None, size: tu
   if masks is None or present is None:
     return out
   for t in np.flatnonzero(present):
-    out[t] = cv2.resize(masks[t].astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    out[t] = cv2.resize(
+      masks[t].astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA
+    )
   return out
 
 
@@ -145,12 +159,19 @@ def segmentation_pool(workers: int) -> concurrent.futures.Executor | None:
   """
   if workers <= 1:
     return None
-  return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+  return concurrent.futures.ProcessPoolExecutor(
+    workers, mp_context=multiprocessing.get_context("spawn")
+  )
 
 
-def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer, config: ml_collections.ConfigDict,
-                    workers: int = 1, log: Callable[[str], None] | None = None,
-                    pool: concurrent.futures.Executor | None = None) -> list[VideoState]:
+def run_alternating(
+  videos: list[VideoState],
+  localizer: localizer_lib.Localizer,
+  config: ml_collections.ConfigDict,
+  workers: int = 1,
+  log: Callable[[str], None] | None = None,
+  pool: concurrent.futures.Executor | None = None,
+) -> list[VideoState]:
   """Runs the alternating optimisation on a group of videos (in place); returns them.
 
   A video's segmentation job is submitted as soon as its localization is done, so with a pool
@@ -199,14 +220,24 @@ def run_alternating(videos: list[VideoState], localizer: localizer_lib.Localizer
         unchanged = it > 0 and _same_segments(previous_segments[v.video_id], v.segments)
         v.masks, v.present = masks, present
         v.converged = bool(unchanged and change is not None and change >= d.converged_mask_iou)
-        entry = {"iteration": it, "num_segments": len(v.segments),
-                 "segments": [[s.label, s.start_frame, s.end_frame, round(s.score, 6)] for s in v.segments],
-                 "mask_change": change, "segments_unchanged": unchanged, "converged": v.converged,
-                 "localize_seconds": round(localize_seconds[v.video_id], 3), "segment_seconds": round(seconds, 3)}
+        entry = {
+          "iteration": it,
+          "num_segments": len(v.segments),
+          "segments": [
+            [s.label, s.start_frame, s.end_frame, round(s.score, 6)] for s in v.segments
+          ],
+          "mask_change": change,
+          "segments_unchanged": unchanged,
+          "converged": v.converged,
+          "localize_seconds": round(localize_seconds[v.video_id], 3),
+          "segment_seconds": round(seconds, 3),
+        }
         v.iterations.append(entry)
         if log is not None:
-          log(f"{v.video_id} iteration {it}: {len(v.segments)} segment(s), mask IoU with previous "
-              f"{'-' if change is None else f'{change:.4f}'}{', converged' if v.converged else ''}")
+          log(
+            f"{v.video_id} iteration {it}: {len(v.segments)} segment(s), mask IoU with previous "
+            f"{'-' if change is None else f'{change:.4f}'}{', converged' if v.converged else ''}"
+          )
   finally:
     if own_pool is not None:
       own_pool.shutdown()

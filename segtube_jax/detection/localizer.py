@@ -37,8 +37,8 @@ from segtube_jax import clips as clips_lib
 from segtube_jax import models, temporal
 from segtube_jax.data import video as video_lib
 from segtube_jax.errors import CheckpointError, ConfigError
-from segtube_jax.types import DetectedSegment
 from segtube_jax.training import checkpointing, steps
+from segtube_jax.types import DetectedSegment
 
 CLASS_ASSIGNMENTS = ("paper", "segment", "frame")
 _WINDOW_BUCKET = 256  # Windows are padded to a multiple of this: few compiled shapes.
@@ -71,15 +71,21 @@ def check_detector_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first impossible ``config.detector`` value."""
   d = config.detector
   if d.class_assignment == "video":
-    raise ConfigError("config.detector.class_assignment='video' was removed: use 'paper' (the paper's rule: one "
-                      "class k' per video and Eq. (3) over the windows labelled k') or 'segment' (several classes "
-                      "per video)")
+    raise ConfigError(
+      "config.detector.class_assignment='video' was removed: use 'paper' (the paper's rule: one "
+      "class k' per video and Eq. (3) over the windows labelled k') or 'segment' (several classes "
+      "per video)"
+    )
   if d.class_assignment not in CLASS_ASSIGNMENTS:
-    raise ConfigError(f"config.detector.class_assignment must be one of {CLASS_ASSIGNMENTS}, got {d.class_assignment!r}")
+    raise ConfigError(
+      f"config.detector.class_assignment must be one of {CLASS_ASSIGNMENTS}, got {d.class_assignment!r}"
+    )
   if not 0.0 <= d.gamma < 1.0:
     raise ConfigError(f"config.detector.gamma must be in [0, 1), got {d.gamma}")
   if d.min_segment_frames < 1 or d.max_iterations < 1 or d.batch_size < 1:
-    raise ConfigError("config.detector.min_segment_frames, max_iterations and batch_size must be >= 1")
+    raise ConfigError(
+      "config.detector.min_segment_frames, max_iterations and batch_size must be >= 1"
+    )
   if not 0.0 <= d.nms_iou <= 1.0 or not 0.0 < d.converged_mask_iou <= 1.0:
     raise ConfigError("config.detector.nms_iou must be in [0, 1] and converged_mask_iou in (0, 1]")
 
@@ -90,7 +96,9 @@ def prepare_frames(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.
   return video_lib.resize_frames(frames, size)
 
 
-def clip_frames(frames: np.ndarray, masks: np.ndarray | None, config: ml_collections.ConfigDict) -> np.ndarray:
+def clip_frames(
+  frames: np.ndarray, masks: np.ndarray | None, config: ml_collections.ConfigDict
+) -> np.ndarray:
   """Saliency-aware, resized, centre-cropped frames uint8 [T, h, w, 3], as the eval pipeline makes them.
 
   Args:
@@ -101,14 +109,22 @@ def clip_frames(frames: np.ndarray, masks: np.ndarray | None, config: ml_collect
   cfg = config.clips
   _, ch, cw = config.model.clip_shape
   resize = tuple(cfg.resize) if cfg.resize else (ch, cw)
-  return clips_lib.saliency_aware_crops(frames, masks, cfg.saliency_mode, cfg.background_weight, resize,
-                                        (ch, cw))
+  return clips_lib.saliency_aware_crops(
+    frames, masks, cfg.saliency_mode, cfg.background_weight, resize, (ch, cw)
+  )
 
 
-def window_clips(frames: np.ndarray, masks: np.ndarray | None, starts: np.ndarray, ends: np.ndarray,
-                 config: ml_collections.ConfigDict) -> np.ndarray:
+def window_clips(
+  frames: np.ndarray,
+  masks: np.ndarray | None,
+  starts: np.ndarray,
+  ends: np.ndarray,
+  config: ml_collections.ConfigDict,
+) -> np.ndarray:
   """Clips uint8 [H, 16, h, w, 3] of the windows (end exclusive); see :func:`clip_frames`."""
-  return clips_lib.gather_clips(clip_frames(frames, masks, config), starts, ends, config.model.clip_shape[0])
+  return clips_lib.gather_clips(
+    clip_frames(frames, masks, config), starts, ends, config.model.clip_shape[0]
+  )
 
 
 class Localizer:
@@ -127,11 +143,14 @@ class Localizer:
     dtype = models.DTYPES[config.model.dtype]
     self._predict = steps.make_predict_fn(self.model, dtype)
     # gamma is an argument, not a constant: tuning it (evaluation/tune_gamma.py) reuses one compile.
-    self._frame_stage = jax.jit(functools.partial(_frame_stage, mode=config.detector.class_assignment),
-                                static_argnames=("num_frames",))
+    self._frame_stage = jax.jit(
+      functools.partial(_frame_stage, mode=config.detector.class_assignment),
+      static_argnames=("num_frames",),
+    )
 
-  def window_logits(self, frames: np.ndarray, masks: np.ndarray | None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  def window_logits(
+    self, frames: np.ndarray, masks: np.ndarray | None
+  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(starts [H], ends [H], proposal logits [H, 2], class logits [H, K+1]) for every window."""
     cfg = self.config.clips
     windows = clips_lib.enumerate_windows(len(frames), tuple(cfg.window_lengths), cfg.overlap)
@@ -140,11 +159,16 @@ class Localizer:
     for scale in range(len(cfg.window_lengths)):
       idx = windows.of_scale(scale)
       for first in range(0, len(idx), s):
-        part = idx[first:first + s]
+        part = idx[first : first + s]
         order.append(np.concatenate([part, np.full(s - len(part), -1)]))
     if not order:
       k = len(self.classes) + 1
-      return windows.starts, windows.ends, np.zeros((0, 2), np.float32), np.zeros((0, k), np.float32)
+      return (
+        windows.starts,
+        windows.ends,
+        np.zeros((0, 2), np.float32),
+        np.zeros((0, k), np.float32),
+      )
     order = np.stack(order)
     prepared = clip_frames(frames, masks, self.config)
     clip_len = self.config.model.clip_shape[0]
@@ -153,18 +177,20 @@ class Localizer:
     # Clips are assembled one batch of sequences at a time: memory holds the prepared frames
     # and one batch, not every window's 16 frames.
     for i in range(0, len(order), batch):
-      part = order[i:i + batch]
+      part = order[i : i + batch]
       flat = part.reshape(-1)
       clips = np.zeros((flat.size, clip_len) + prepared.shape[1:], np.uint8)
       real = flat >= 0
-      clips[real] = clips_lib.gather_clips(prepared, windows.starts[flat[real]], windows.ends[flat[real]], clip_len)
+      clips[real] = clips_lib.gather_clips(
+        prepared, windows.starts[flat[real]], windows.ends[flat[real]], clip_len
+      )
       clips = clips.reshape(part.shape + clips.shape[1:])
       pad = batch - len(part)
       if pad:
         clips = np.concatenate([clips, np.zeros((pad,) + clips.shape[1:], clips.dtype)])
       p, c = jax.device_get(self._predict(self.params, clips))
-      pro.append(p[:batch - pad])
-      cla.append(c[:batch - pad])
+      pro.append(p[: batch - pad])
+      cla.append(c[: batch - pad])
     flat = order.reshape(-1)
     real = flat >= 0
     pro = np.concatenate(pro).reshape(-1, 2)[real]
@@ -174,7 +200,9 @@ class Localizer:
     out_p[index], out_c[index] = pro, cla
     return windows.starts, windows.ends, out_p, out_c
 
-  def localize(self, frames: np.ndarray, masks: np.ndarray | None = None, fps: float = 25.0) -> Localization:
+  def localize(
+    self, frames: np.ndarray, masks: np.ndarray | None = None, fps: float = 25.0
+  ) -> Localization:
     """Detections in one video.
 
     Args:
@@ -185,8 +213,16 @@ class Localizer:
     starts, ends, pro, cla = self.window_logits(frames, masks)
     return self.localize_windows(starts, ends, pro, cla, len(frames), fps)
 
-  def localize_windows(self, starts: np.ndarray, ends: np.ndarray, pro: np.ndarray, cla: np.ndarray,
-                       num_frames: int, fps: float = 25.0, gamma: float | None = None) -> Localization:
+  def localize_windows(
+    self,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    pro: np.ndarray,
+    cla: np.ndarray,
+    num_frames: int,
+    fps: float = 25.0,
+    gamma: float | None = None,
+  ) -> Localization:
     """Eqs. (1)-(4) and the segments from the windows' logits (see :meth:`window_logits`).
 
     Args:
@@ -198,36 +234,45 @@ class Localizer:
     """
     k = len(self.classes)
     if len(starts) == 0:
-      return Localization(np.zeros((num_frames, k), np.float32), np.zeros(num_frames, np.float32), [], 0, 0)
+      return Localization(
+        np.zeros((num_frames, k), np.float32), np.zeros(num_frames, np.float32), [], 0, 0
+      )
     gamma = self.config.detector.gamma if gamma is None else gamma
     starts_p, ends_p, valid = temporal.pad_windows(starts, ends, bucket=_WINDOW_BUCKET)
     pad = len(starts_p) - len(starts)
     pro_p = np.concatenate([pro, np.zeros((pad, 2), pro.dtype)])
     cla_p = np.concatenate([cla, np.zeros((pad, k + 1), cla.dtype)])
     alpha, frame_score, labels, video_class = jax.device_get(
-        self._frame_stage(starts_p, ends_p, pro_p, cla_p, valid, np.float32(gamma), num_frames=num_frames))
+      self._frame_stage(
+        starts_p, ends_p, pro_p, cla_p, valid, np.float32(gamma), num_frames=num_frames
+      )
+    )
     segments = self._segments(np.asarray(labels), np.asarray(alpha), np.asarray(frame_score), fps)
     flagged = int((pro[:, 1] > pro[:, 0]).sum())
-    return Localization(np.asarray(alpha), np.asarray(frame_score), segments, len(starts), flagged,
-                        int(video_class))
+    return Localization(
+      np.asarray(alpha), np.asarray(frame_score), segments, len(starts), flagged, int(video_class)
+    )
 
-  def _segments(self, labels: np.ndarray, alpha: np.ndarray, frame_score: np.ndarray, fps: float
-                ) -> list[DetectedSegment]:
+  def _segments(
+    self, labels: np.ndarray, alpha: np.ndarray, frame_score: np.ndarray, fps: float
+  ) -> list[DetectedSegment]:
     d = self.config.detector
     out = []
     for seg in temporal.extract_segments(labels, alpha, min_length=d.min_segment_frames):
       if d.class_assignment == "segment":
         # The run's class: the highest summed score inside it, the paper's video-level rule
         # applied per run. Its score: the run's mean alpha_t times the share of that class.
-        totals = alpha[seg.start:seg.end].sum(axis=0)
+        totals = alpha[seg.start : seg.end].sum(axis=0)
         label = int(np.argmax(totals))
         share = float(totals[label] / max(totals.sum(), 1e-12))
-        score = float(frame_score[seg.start:seg.end].mean()) * share
+        score = float(frame_score[seg.start : seg.end].mean()) * share
       else:
         # 'paper': every run is of k', scored by its mean alpha_t(f_t | k'); 'frame': each run's
         # class and its mean alpha of that class.
         label, score = seg.label - 1, seg.score
-      out.append(DetectedSegment(self.classes[label], label, int(seg.start), int(seg.end), score, fps))
+      out.append(
+        DetectedSegment(self.classes[label], label, int(seg.start), int(seg.end), score, fps)
+      )
     if d.nms_iou > 0:
       out = _nms(out, d.nms_iou)
     return out
@@ -259,18 +304,23 @@ def _frame_stage(starts, ends, pro, cla, valid, gamma, *, num_frames: int, mode:
 
 def _nms(segments: list[DetectedSegment], iou: float) -> list[DetectedSegment]:
   """Greedy temporal NMS per class (``temporal.temporal_nms``) over detected segments."""
-  keyed = {temporal.Segment(s.class_index, s.start_frame, s.end_frame, s.score): s for s in segments}
+  keyed = {
+    temporal.Segment(s.class_index, s.start_frame, s.end_frame, s.score): s for s in segments
+  }
   return [keyed[k] for k in temporal.temporal_nms(list(keyed), iou)]
 
 
-def load_localizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike, classes: list[str]
-                   ) -> tuple[Localizer, int]:
+def load_localizer(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike, classes: list[str]
+) -> tuple[Localizer, int]:
   """The networks of the latest checkpoint in ``workdir`` with Eqs. (1)-(4); returns (localizer, step)."""
   try:
     step, params = checkpointing.latest_params(workdir)
   except (FileNotFoundError, CheckpointError) as e:
     # latest_params words its errors for config.init_from; here the workdir is what was asked for.
     reason = str(e).removeprefix("config.init_from: ")
-    raise CheckpointError(f"{workdir}: no usable checkpoint to evaluate ({reason}); train first: "
-                          f"python train.py --config ... --workdir {workdir}") from None
+    raise CheckpointError(
+      f"{workdir}: no usable checkpoint to evaluate ({reason}); train first: "
+      f"python train.py --config ... --workdir {workdir}"
+    ) from None
   return Localizer(config, params, classes), step

@@ -18,7 +18,8 @@ from typing import Callable, Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from segtube_jax.detection import alternating, localizer as localizer_lib
+from segtube_jax.detection import alternating
+from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.errors import ConfigError
 from segtube_jax.types import DetectedSegment
 
@@ -35,7 +36,9 @@ class Chunk:
   iterations: list[dict]
 
 
-def chunk_bounds(num_frames: int, chunk_frames: int, margin: int) -> Iterator[tuple[int, int, int, int]]:
+def chunk_bounds(
+  num_frames: int, chunk_frames: int, margin: int
+) -> Iterator[tuple[int, int, int, int]]:
   """(own start, own stop, read start, read stop) per chunk."""
   for start in range(0, num_frames, chunk_frames):
     stop = min(start + chunk_frames, num_frames)
@@ -50,16 +53,26 @@ def join_segments(segments: Sequence[DetectedSegment]) -> list[DetectedSegment]:
     if prev is not None and prev.end_frame >= seg.start_frame:
       n_prev, n_seg = prev.num_frames, seg.num_frames
       score = (prev.score * n_prev + seg.score * n_seg) / (n_prev + n_seg)
-      out[out.index(prev)] = dataclasses.replace(prev, end_frame=max(prev.end_frame, seg.end_frame), score=score)
+      out[out.index(prev)] = dataclasses.replace(
+        prev, end_frame=max(prev.end_frame, seg.end_frame), score=score
+      )
     else:
       out.append(seg)
   return sorted(out, key=lambda s: s.start_frame)
 
 
-def iter_chunks(read: Callable[[int, int], np.ndarray], num_frames: int, fps: float, video_id: str,
-                localizer: localizer_lib.Localizer, config: ml_collections.ConfigDict, *,
-                chunk_frames: int = 2048, workers: int = 1, log: Callable[[str], None] | None = None
-                ) -> Iterator[tuple[Chunk, list[DetectedSegment]]]:
+def iter_chunks(
+  read: Callable[[int, int], np.ndarray],
+  num_frames: int,
+  fps: float,
+  video_id: str,
+  localizer: localizer_lib.Localizer,
+  config: ml_collections.ConfigDict,
+  *,
+  chunk_frames: int = 2048,
+  workers: int = 1,
+  log: Callable[[str], None] | None = None,
+) -> Iterator[tuple[Chunk, list[DetectedSegment]]]:
   """Runs the detector on a video chunk by chunk, yielding each chunk and the segments it keeps.
 
   Segments use whole-video frame numbers; pass all of them to :func:`join_segments`.
@@ -77,18 +90,20 @@ def iter_chunks(read: Callable[[int, int], np.ndarray], num_frames: int, fps: fl
   """
   margin = max(int(w) for w in config.clips.window_lengths)
   if chunk_frames < 2 * margin:
-    raise ConfigError(f"chunk_frames must be >= {2 * margin} (twice the longest window), got {chunk_frames}")
+    raise ConfigError(
+      f"chunk_frames must be >= {2 * margin} (twice the longest window), got {chunk_frames}"
+    )
   carry_start, carry = 0, None  # The previous chunk's last frames: the next one reads them again.
   for start, stop, lo, hi in chunk_bounds(num_frames, chunk_frames, margin):
     if carry is not None and carry_start <= lo < carry_start + len(carry):
       # Reads only move forward, so a video is decoded once, in order: no seek back to a
       # keyframe per chunk (and no restart from frame 0 where seeking is impossible, e.g. AVI).
-      have = carry[lo - carry_start:]
+      have = carry[lo - carry_start :]
       frames = np.concatenate([have, read(lo + len(have), hi)])
     else:
       frames = read(lo, hi)
     keep = min(2 * margin, len(frames))
-    carry_start, carry = hi - keep, frames[len(frames) - keep:].copy()
+    carry_start, carry = hi - keep, frames[len(frames) - keep :].copy()
     state = alternating.VideoState(f"{video_id}[{lo}:{hi}]", frames, fps)
     alternating.run_alternating([state], localizer, config, workers=workers, log=log)
     kept = []
@@ -99,4 +114,7 @@ def iter_chunks(read: Callable[[int, int], np.ndarray], num_frames: int, fps: fl
       elif f_s < start < f_e:  # Began in the previous chunk's context: keep the part in ours.
         kept.append(dataclasses.replace(seg, start_frame=start, end_frame=f_e))
     a, b = start - lo, stop - lo
-    yield Chunk(start, stop, frames[a:b], state.masks[a:b], state.present[a:b], state.iterations), kept
+    yield (
+      Chunk(start, stop, frames[a:b], state.masks[a:b], state.present[a:b], state.iterations),
+      kept,
+    )

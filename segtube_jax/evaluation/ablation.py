@@ -28,10 +28,11 @@ import sys
 import time
 from typing import Any
 
-import ml_collections
 from absl import app, flags
+import ml_collections
 
 from segtube_jax import io_utils
+from segtube_jax.data import synthetic
 from segtube_jax.errors import SegtubeError
 from segtube_jax.evaluation import detector_eval
 from segtube_jax.training import train_and_evaluate
@@ -40,10 +41,12 @@ TRAININGS = {"raw clips": "none", "B_o clips": "saliency"}
 RULES = ("paper", "segment")
 
 
-def experiment_config(root: pathlib.Path, tfds_dir: pathlib.Path, mask_source: str
-                      ) -> ml_collections.ConfigDict:
+def experiment_config(
+  root: pathlib.Path, tfds_dir: pathlib.Path, mask_source: str
+) -> ml_collections.ConfigDict:
   """configs/synthetic.py on ``root``, trained on clips of ``mask_source``."""
   from configs import synthetic as synthetic_config  # pylint: disable=g-import-not-at-top
+
   config = synthetic_config.get_config()
   config.dataset.root = str(root)
   config.dataset.tfds_dir = str(tfds_dir)  # Both trainings read one packed copy.
@@ -51,14 +54,18 @@ def experiment_config(root: pathlib.Path, tfds_dir: pathlib.Path, mask_source: s
   return config
 
 
-def run_ablation(workdir: str | pathlib.Path, num_videos: int = 400, iterations: int = 3,
-                 max_videos: int = 0, rules: tuple[str, ...] = RULES) -> list[dict[str, Any]]:
+def run_ablation(
+  workdir: str | pathlib.Path,
+  num_videos: int = 400,
+  iterations: int = 3,
+  max_videos: int = 0,
+  rules: tuple[str, ...] = RULES,
+) -> list[dict[str, Any]]:
   """Trains both networks, evaluates every cell, writes the table; returns its rows."""
-  from segtube_jax import demo  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
   workdir = pathlib.Path(workdir)
   root = workdir / "data"
-  demo.prepare_dataset(root, num_videos, seed=0)
+  synthetic.prepare_demo_dataset(root, num_videos, seed=0)
   cells = workdir / "cells"
   cells.mkdir(parents=True, exist_ok=True)
   rows = []
@@ -83,30 +90,47 @@ def run_ablation(workdir: str | pathlib.Path, num_videos: int = 400, iterations:
         print(format_table(rows[-1:], header=not rows[:-1]), flush=True)
   seconds = time.perf_counter() - t_start
   io_utils.write_json_atomic(workdir / "ablation.json", {"rows": rows, "seconds": seconds})
-  io_utils.write_text_atomic(workdir / "ablation.md", format_table(rows) + f"\n\nwall time {seconds / 60:.1f} min\n")
+  io_utils.write_text_atomic(
+    workdir / "ablation.md", format_table(rows) + f"\n\nwall time {seconds / 60:.1f} min\n"
+  )
   return rows
 
 
-def _row(training: str, rule: str, its: int, metrics: dict[str, Any], validation: dict[str, float]) -> dict[str, Any]:
+def _row(
+  training: str, rule: str, its: int, metrics: dict[str, Any], validation: dict[str, float]
+) -> dict[str, Any]:
   temporal = metrics["temporal"]
   by_tiou = dict(zip((round(t, 2) for t in temporal["tiou"]), temporal["mAP"]))
   seg = metrics.get("segmentation") or {}
-  return {"training": training, "rule": rule, "iterations": its,
-          "map_03": by_tiou.get(0.3), "map_05": by_tiou.get(0.5),
-          "mask_iou": (seg.get("mean") or {}).get("iou"),
-          "mean_iterations": metrics["loop"]["mean_iterations"],
-          "classification_accuracy": validation.get("classification_accuracy"),
-          "seconds": metrics.get("seconds")}
+  return {
+    "training": training,
+    "rule": rule,
+    "iterations": its,
+    "map_03": by_tiou.get(0.3),
+    "map_05": by_tiou.get(0.5),
+    "mask_iou": (seg.get("mean") or {}).get("iou"),
+    "mean_iterations": metrics["loop"]["mean_iterations"],
+    "classification_accuracy": validation.get("classification_accuracy"),
+    "seconds": metrics.get("seconds"),
+  }
 
 
 def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
   """The rows as a Markdown table."""
   pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
-  lines = ["| training clips | class rule | loop iterations | mAP@0.3 | mAP@0.5 | mask IoU |",
-           "|---|---|---:|---:|---:|---:|"] if header else []
+  lines = (
+    [
+      "| training clips | class rule | loop iterations | mAP@0.3 | mAP@0.5 | mask IoU |",
+      "|---|---|---:|---:|---:|---:|",
+    ]
+    if header
+    else []
+  )
   for r in rows:
     iou = "-" if r["mask_iou"] is None else f"{r['mask_iou']:.3f}"
-    lines.append(f"| {r['training']} | {r['rule']} | {r['iterations']} | {pct(r['map_03'])} | {pct(r['map_05'])} | {iou} |")
+    lines.append(
+      f"| {r['training']} | {r['rule']} | {r['iterations']} | {pct(r['map_03'])} | {pct(r['map_05'])} | {iou} |"
+    )
   return "\n".join(lines)
 
 
@@ -123,9 +147,13 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("workdir", "runs/ablation", "Folder of the whole ablation (resumed when rerun).")
+  flags.DEFINE_string(
+    "workdir", "runs/ablation", "Folder of the whole ablation (resumed when rerun)."
+  )
   flags.DEFINE_integer("num_videos", 400, "Synthetic videos (the demo's dataset).")
   flags.DEFINE_integer("iterations", 3, "Loop lengths 1..N are evaluated.")
   flags.DEFINE_integer("max_videos", 0, "Testing videos per evaluation (0: all).")
-  flags.DEFINE_list("rules", list(RULES), "Class rules (config.detector.class_assignment) to evaluate.")
+  flags.DEFINE_list(
+    "rules", list(RULES), "Class rules (config.detector.class_assignment) to evaluate."
+  )
   app.run(main)

@@ -18,26 +18,25 @@ ground-truth outline in red) and, with --save_masks, ``DIR/masks/<seq>/<stem>.pn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import concurrent.futures
 import multiprocessing
 import os
 import pathlib
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
+from absl import flags
 import ml_collections
 import numpy as np
-import tqdm
-from absl import flags
 from PIL import Image, ImageDraw
+import tqdm
 
 from segtube_jax import io_utils
 from segtube_jax.data import contact_sheet, video
 from segtube_jax.errors import ConfigError, DatasetError, SegtubeError
 from segtube_jax.evaluation import masks as metrics
-from segtube_jax.segment import apply_overrides
 from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import segment_video
 
@@ -63,8 +62,9 @@ def _image_size(path: pathlib.Path) -> tuple[int, int]:
     raise DatasetError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
 
 
-def check_layout(root: str | os.PathLike, sequences: Sequence[str] | None = None
-                 ) -> dict[str, tuple[list[pathlib.Path], list[pathlib.Path]]]:
+def check_layout(
+  root: str | os.PathLike, sequences: Sequence[str] | None = None
+) -> dict[str, tuple[list[pathlib.Path], list[pathlib.Path]]]:
   """Checks the DAVIS layout of the sequences under ``root`` without decoding any image.
 
   Args:
@@ -80,14 +80,18 @@ def check_layout(root: str | os.PathLike, sequences: Sequence[str] | None = None
   """
   root = pathlib.Path(root)
   if not root.is_dir():
-    raise DatasetError(f"{root}: expected a folder of sequences (<seq>/frames, <seq>/masks), not found")
+    raise DatasetError(
+      f"{root}: expected a folder of sequences (<seq>/frames, <seq>/masks), not found"
+    )
   available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
   if sequences is None:
     sequences = available
   unknown = [s for s in sequences if s not in available]
   if unknown:
-    raise DatasetError(f"{root}: no sequence {', '.join(map(repr, unknown))} (it has {len(available)}: "
-                       f"{', '.join(available[:8])}{', ...' if len(available) > 8 else ''})")
+    raise DatasetError(
+      f"{root}: no sequence {', '.join(map(repr, unknown))} (it has {len(available)}: "
+      f"{', '.join(available[:8])}{', ...' if len(available) > 8 else ''})"
+    )
   if not sequences:
     raise DatasetError(f"{root}: expected at least one sequence folder, found none")
   out = {}
@@ -99,28 +103,46 @@ def check_layout(root: str | os.PathLike, sequences: Sequence[str] | None = None
     frames = _image_files(folder / "frames", FRAME_SUFFIXES)
     masks = _image_files(folder / "masks", (".png",))
     if not frames:
-      raise DatasetError(f"sequence {seq!r}: expected frame images (.jpg) in {folder / 'frames'}, found none")
+      raise DatasetError(
+        f"sequence {seq!r}: expected frame images (.jpg) in {folder / 'frames'}, found none"
+      )
     if len(frames) != len(masks):
-      raise DatasetError(f"sequence {seq!r}: {len(frames)} frames but {len(masks)} masks "
-                         f"(expected one masks/<stem>.png per frame)")
+      raise DatasetError(
+        f"sequence {seq!r}: {len(frames)} frames but {len(masks)} masks "
+        f"(expected one masks/<stem>.png per frame)"
+      )
     if [f.stem for f in frames] != [m.stem for m in masks]:
       lone_frames = [f.name for f in frames if f.stem not in {m.stem for m in masks}]
       lone_masks = [m.name for m in masks if m.stem not in {f.stem for f in frames}]
-      raise DatasetError(f"sequence {seq!r}: frame and mask names differ: no mask for frames {lone_frames[:5]}, "
-                         f"no frame for masks {lone_masks[:5]} (expected masks/<stem>.png for frames/<stem>.jpg)")
+      raise DatasetError(
+        f"sequence {seq!r}: frame and mask names differ: no mask for frames {lone_frames[:5]}, "
+        f"no frame for masks {lone_masks[:5]} (expected masks/<stem>.png for frames/<stem>.jpg)"
+      )
     size = _image_size(frames[0])
     for f, m in zip(frames, masks):
       if (fs := _image_size(f)) != size:
-        raise DatasetError(f"sequence {seq!r}: frame {f} is {fs[0]}x{fs[1]}, expected {size[0]}x{size[1]}")
+        raise DatasetError(
+          f"sequence {seq!r}: frame {f} is {fs[0]}x{fs[1]}, expected {size[0]}x{size[1]}"
+        )
       if (ms := _image_size(m)) != size:
-        raise DatasetError(f"sequence {seq!r}: mask {m} is {ms[0]}x{ms[1]}, expected the frame size "
-                           f"{size[0]}x{size[1]}")
+        raise DatasetError(
+          f"sequence {seq!r}: mask {m} is {ms[0]}x{ms[1]}, expected the frame size "
+          f"{size[0]}x{size[1]}"
+        )
     out[seq] = (frames, masks)
   return out
 
 
-def render_sheet(title: str, frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, indices: Sequence[int],
-                 scores: Sequence[float], tile_size: int = TILE_SIZE, columns: int = 3) -> Image.Image:
+def render_sheet(
+  title: str,
+  frames: np.ndarray,
+  pred: np.ndarray,
+  gt: np.ndarray,
+  indices: Sequence[int],
+  scores: Sequence[float],
+  tile_size: int = TILE_SIZE,
+  columns: int = 3,
+) -> Image.Image:
   """A contact sheet: each tile a frame, its predicted mask overlaid, the ground-truth outline.
 
   Args:
@@ -146,9 +168,15 @@ def render_sheet(title: str, frames: np.ndarray, pred: np.ndarray, gt: np.ndarra
   return sheet
 
 
-def evaluate_sequence(name: str, frame_files: Sequence[pathlib.Path], mask_files: Sequence[pathlib.Path],
-                      out_dir: str | os.PathLike, config: ml_collections.ConfigDict, worst: int = 6,
-                      save_masks: bool = False) -> dict[str, Any]:
+def evaluate_sequence(
+  name: str,
+  frame_files: Sequence[pathlib.Path],
+  mask_files: Sequence[pathlib.Path],
+  out_dir: str | os.PathLike,
+  config: ml_collections.ConfigDict,
+  worst: int = 6,
+  save_masks: bool = False,
+) -> dict[str, Any]:
   """Segments and scores one sequence; writes its sheet (and masks). Runs in a pool worker.
 
   Returns:
@@ -163,29 +191,52 @@ def evaluate_sequence(name: str, frame_files: Sequence[pathlib.Path], mask_files
   if gt.shape != pred.shape:  # check_layout compares headers; decoded sizes agree with them.
     raise DatasetError(f"sequence {name!r}: masks {gt.shape} differ from the frames {pred.shape}")
   scores = metrics.evaluate_video(pred, gt)
-  order = np.argsort(scores.j, kind="stable")[:max(worst, 0)]
+  order = np.argsort(scores.j, kind="stable")[: max(worst, 0)]
   worst_frames = [int(scores.frames[k]) for k in order]
   out = pathlib.Path(out_dir)
   sheet = None
   if worst_frames:
-    image = render_sheet(f"{name}: {len(worst_frames)} worst frames by J (mean J {scores.j_mean:.3f}); "
-                         "green: predicted, red: ground truth", frames, pred, gt, worst_frames,
-                         [float(scores.j[k]) for k in order])
+    image = render_sheet(
+      f"{name}: {len(worst_frames)} worst frames by J (mean J {scores.j_mean:.3f}); "
+      "green: predicted, red: ground truth",
+      frames,
+      pred,
+      gt,
+      worst_frames,
+      [float(scores.j[k]) for k in order],
+    )
     sheet = f"sheets/{name}.png"
     io_utils.write_png_atomic(out / sheet, np.asarray(image), what="contact sheet")
   if save_masks:
     for p, mask in zip(frame_files, pred):
-      io_utils.write_png_atomic(out / "masks" / name / f"{p.stem}.png", mask.astype(np.uint8) * 255, what="mask")
-  return {"sequence": name, "frames": len(frame_files), "seconds": seconds, "fps": len(frame_files) / seconds,
-          "j_mean": scores.j_mean, "f_mean": scores.f_mean, "scored_frames": [int(t) for t in scores.frames],
-          "j": [float(v) for v in scores.j], "f": [float(v) for v in scores.f], "worst_frames": worst_frames,
-          "sheet": sheet}
+      io_utils.write_png_atomic(
+        out / "masks" / name / f"{p.stem}.png", mask.astype(np.uint8) * 255, what="mask"
+      )
+  return {
+    "sequence": name,
+    "frames": len(frame_files),
+    "seconds": seconds,
+    "fps": len(frame_files) / seconds,
+    "j_mean": scores.j_mean,
+    "f_mean": scores.f_mean,
+    "scored_frames": [int(t) for t in scores.frames],
+    "j": [float(v) for v in scores.j],
+    "f": [float(v) for v in scores.f],
+    "worst_frames": worst_frames,
+    "sheet": sheet,
+  }
 
 
-def evaluate_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
-                    config: ml_collections.ConfigDict | None = None, workers: int | None = None,
-                    sequences: Sequence[str] | None = None, worst: int = 6, save_masks: bool = False,
-                    progress: bool = True) -> dict[str, Any]:
+def evaluate_folder(
+  root: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  config: ml_collections.ConfigDict | None = None,
+  workers: int | None = None,
+  sequences: Sequence[str] | None = None,
+  worst: int = 6,
+  save_masks: bool = False,
+  progress: bool = True,
+) -> dict[str, Any]:
   """Segments and scores every sequence under ``root``; writes results.json, table.md and sheets.
 
   Args:
@@ -213,7 +264,10 @@ def evaluate_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
   layout = check_layout(root, sequences)
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
-  jobs = [(name, frames, masks, str(out), config, worst, save_masks) for name, (frames, masks) in layout.items()]
+  jobs = [
+    (name, frames, masks, str(out), config, worst, save_masks)
+    for name, (frames, masks) in layout.items()
+  ]
   results: dict[str, dict[str, Any]] = {}
   with tqdm.tqdm(total=len(jobs), desc="davis", unit="seq", disable=not progress) as bar:
     if workers == 1:
@@ -237,13 +291,23 @@ def evaluate_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
   wall = time.perf_counter() - start
   total = sum(r["frames"] for r in per_seq.values())
   j_min_seq = min(per_seq, key=lambda s: per_seq[s]["j_mean"])
-  summary = {"sequences": len(per_seq), "frames": total,
-             "j_mean": float(np.mean([r["j_mean"] for r in per_seq.values()])),
-             "f_mean": float(np.mean([r["f_mean"] for r in per_seq.values()])),
-             "j_min": per_seq[j_min_seq]["j_mean"], "j_min_sequence": j_min_seq, "wall_seconds": wall,
-             "fps": total / wall, "workers": workers}
-  report = {"root": str(pathlib.Path(root).resolve()), "sequences": per_seq, "summary": summary,
-            "config": config.to_dict()}
+  summary = {
+    "sequences": len(per_seq),
+    "frames": total,
+    "j_mean": float(np.mean([r["j_mean"] for r in per_seq.values()])),
+    "f_mean": float(np.mean([r["f_mean"] for r in per_seq.values()])),
+    "j_min": per_seq[j_min_seq]["j_mean"],
+    "j_min_sequence": j_min_seq,
+    "wall_seconds": wall,
+    "fps": total / wall,
+    "workers": workers,
+  }
+  report = {
+    "root": str(pathlib.Path(root).resolve()),
+    "sequences": per_seq,
+    "summary": summary,
+    "config": config.to_dict(),
+  }
   io_utils.write_json_atomic(out / RESULTS_FILE, report, what="results file")
   io_utils.write_text_atomic(out / TABLE_FILE, format_table(report, markdown=True), what="table")
   return report
@@ -256,16 +320,22 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     report: What :func:`evaluate_folder` returns (or results.json).
     markdown: A Markdown table with the summary as a list, instead of aligned plain text.
   """
-  rows = [(name, str(r["frames"]), f"{r['j_mean']:.3f}", f"{r['f_mean']:.3f}", f"{r['fps']:.2f}")
-          for name, r in report["sequences"].items()]
+  rows = [
+    (name, str(r["frames"]), f"{r['j_mean']:.3f}", f"{r['f_mean']:.3f}", f"{r['fps']:.2f}")
+    for name, r in report["sequences"].items()
+  ]
   s = report["summary"]
-  rows.append(("all", str(s["frames"]), f"{s['j_mean']:.3f}", f"{s['f_mean']:.3f}", f"{s['fps']:.2f}"))
+  rows.append(
+    ("all", str(s["frames"]), f"{s['j_mean']:.3f}", f"{s['f_mean']:.3f}", f"{s['fps']:.2f}")
+  )
   head = ("sequence", "frames", "J", "F", "frames/s")
-  notes = [f"mean J {s['j_mean']:.3f}, mean F {s['f_mean']:.3f} over {s['sequences']} sequences",
-           f"min J {s['j_min']:.3f} ({s['j_min_sequence']})",
-           f"overall {s['fps']:.2f} frames/s: {s['frames']} frames in {s['wall_seconds']:.1f} s, "
-           f"{s['workers']} workers",
-           "(row 'all': total frames, mean J and F over sequences, overall frames/s)"]
+  notes = [
+    f"mean J {s['j_mean']:.3f}, mean F {s['f_mean']:.3f} over {s['sequences']} sequences",
+    f"min J {s['j_min']:.3f} ({s['j_min_sequence']})",
+    f"overall {s['fps']:.2f} frames/s: {s['frames']} frames in {s['wall_seconds']:.1f} s, "
+    f"{s['workers']} workers",
+    "(row 'all': total frames, mean J and F over sequences, overall frames/s)",
+  ]
   if markdown:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 4]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -277,15 +347,29 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
 
 def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines the command's flags on ``flag_values``."""
-  flags.DEFINE_string("root", None, "Folder of sequences (<seq>/frames, <seq>/masks).", flag_values=flag_values)
+  flags.DEFINE_string(
+    "root", None, "Folder of sequences (<seq>/frames, <seq>/masks).", flag_values=flag_values
+  )
   flags.DEFINE_string("out", None, "Output folder.", flag_values=flag_values)
-  flags.DEFINE_integer("workers", None, "Processes (default: the CPU count).", lower_bound=1, flag_values=flag_values)
-  flags.DEFINE_list("sequences", None, "Comma-separated sequences (default: all).", flag_values=flag_values)
-  flags.DEFINE_multi_string("set", [], "Segmentation config override key=value (repeatable).",
-                            flag_values=flag_values)
-  flags.DEFINE_integer("worst", 6, "Frames per contact sheet (lowest J); 0: no sheets.", lower_bound=0,
-                       flag_values=flag_values)
-  flags.DEFINE_bool("save_masks", False, "Write the predicted masks to OUT/masks/<seq>/.", flag_values=flag_values)
+  flags.DEFINE_integer(
+    "workers", None, "Processes (default: the CPU count).", lower_bound=1, flag_values=flag_values
+  )
+  flags.DEFINE_list(
+    "sequences", None, "Comma-separated sequences (default: all).", flag_values=flag_values
+  )
+  flags.DEFINE_multi_string(
+    "set", [], "Segmentation config override key=value (repeatable).", flag_values=flag_values
+  )
+  flags.DEFINE_integer(
+    "worst",
+    6,
+    "Frames per contact sheet (lowest J); 0: no sheets.",
+    lower_bound=0,
+    flag_values=flag_values,
+  )
+  flags.DEFINE_bool(
+    "save_masks", False, "Write the predicted masks to OUT/masks/<seq>/.", flag_values=flag_values
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)
 
 
@@ -303,14 +387,16 @@ def main(argv: Sequence[str]) -> int:
     rest = fv(list(argv))
     if len(rest) > 1:
       raise ConfigError(f"unexpected arguments {rest[1:]}")
-    config = apply_overrides(config_lib.default_config(), fv.set)
+    config = config_lib.apply_overrides(config_lib.default_config(), fv.set)
     names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
     report = evaluate_folder(fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks)
   except (SegtubeError, flags.Error) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(format_table(report))
-  print(f"wrote {pathlib.Path(fv.out) / RESULTS_FILE}, {TABLE_FILE}" + (", sheets/" if fv.worst else ""))
+  print(
+    f"wrote {pathlib.Path(fv.out) / RESULTS_FILE}, {TABLE_FILE}" + (", sheets/" if fv.worst else "")
+  )
   return 0
 
 

@@ -9,13 +9,13 @@ line or key and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import dataclasses
 import json
 import math
 import numbers
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ DATASET_SUBSETS = ("training", "validation", "testing")
 _VIDEO_SUFFIXES = (".mp4", ".mpeg")
 
 PathLike = str | os.PathLike
+
 
 def _as_array(value: Any, dtype: Any, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
   array = np.asarray(value, dtype=dtype)
@@ -46,6 +47,7 @@ class Detections:
     score: (N,) confidences; higher ranks first.
     source: where they came from, for messages.
   """
+
   video: np.ndarray
   label: np.ndarray
   segment: np.ndarray
@@ -61,8 +63,9 @@ class Detections:
     n = len(self.video)
     if not (self.label.shape == (n,) and self.segment.shape == (n, 2) and self.score.shape == (n,)):
       raise ValueError(
-          f"{self.source}: expected video (N,), label (N,), segment (N, 2), score (N,); got "
-          f"{self.video.shape}, {self.label.shape}, {self.segment.shape}, {self.score.shape}")
+        f"{self.source}: expected video (N,), label (N,), segment (N, 2), score (N,); got "
+        f"{self.video.shape}, {self.label.shape}, {self.segment.shape}, {self.score.shape}"
+      )
 
   def __len__(self) -> int:
     return len(self.video)
@@ -82,6 +85,7 @@ class GroundTruth:
     ambiguous_segment: (A, 2) Ambiguous intervals.
     source: where it came from, for messages.
   """
+
   classes: tuple[str, ...]
   video: np.ndarray
   label: np.ndarray
@@ -96,8 +100,9 @@ class GroundTruth:
     object.__setattr__(self, "label", _as_array(self.label, np.int64))
     object.__setattr__(self, "segment", _as_array(self.segment, np.float64, (2,)))
     object.__setattr__(self, "ambiguous_video", _as_array(self.ambiguous_video, str))
-    object.__setattr__(self, "ambiguous_segment",
-                       _as_array(self.ambiguous_segment, np.float64, (2,)))
+    object.__setattr__(
+      self, "ambiguous_segment", _as_array(self.ambiguous_segment, np.float64, (2,))
+    )
 
   def instances_per_class(self) -> np.ndarray:
     """(C,) number of ground-truth instances of each class."""
@@ -128,8 +133,7 @@ def read_thumos14_detections(path: PathLike, classes: Sequence[str]) -> Detectio
   return _parse_thumos14_detections(_read_text(path), path, classes)
 
 
-def _parse_thumos14_detections(text: str, path: pathlib.Path,
-                               classes: Sequence[str]) -> Detections:
+def _parse_thumos14_detections(text: str, path: pathlib.Path, classes: Sequence[str]) -> Detections:
   linenos, rows = [], []
   for lineno, line in enumerate(text.splitlines(), 1):
     fields = line.split()
@@ -137,8 +141,9 @@ def _parse_thumos14_detections(text: str, path: pathlib.Path,
       continue
     if len(fields) != 5:
       raise DetectionFileError(
-          f"{path}:{lineno}: expected 'video_name t_start t_end class_id score' (5 fields), got "
-          f"{len(fields)} fields: {line.strip()!r}")
+        f"{path}:{lineno}: expected 'video_name t_start t_end class_id score' (5 fields), got "
+        f"{len(fields)} fields: {line.strip()!r}"
+      )
     linenos.append(lineno)
     rows.append(fields)
   if not rows:
@@ -152,17 +157,24 @@ def _parse_thumos14_detections(text: str, path: pathlib.Path,
   if bad.size:
     i = bad[0]
     raise DetectionFileError(
-        f"{path}:{linenos[i]}: expected t_start <= t_end, got {start[i]:g} > {end[i]:g}")
+      f"{path}:{linenos[i]}: expected t_start <= t_end, got {start[i]:g} > {end[i]:g}"
+    )
   bad = np.flatnonzero((class_id < 1) | (class_id > len(classes)))
   if bad.size:
     i = bad[0]
     raise DetectionFileError(
-        f"{path}:{linenos[i]}: expected class_id in 1..{len(classes)} (detclasslist), got "
-        f"{class_id[i]}")
+      f"{path}:{linenos[i]}: expected class_id in 1..{len(classes)} (detclasslist), got "
+      f"{class_id[i]}"
+    )
   if any(suffix in text for suffix in _VIDEO_SUFFIXES):  # rare: skip the per-row work
     videos = [_strip_video_suffix(v) for v in videos]
-  return Detections(video=videos, label=class_id - 1, segment=np.stack([start, end], axis=1),
-                    score=score, source=str(path))
+  return Detections(
+    video=videos,
+    label=class_id - 1,
+    segment=np.stack([start, end], axis=1),
+    score=score,
+    source=str(path),
+  )
 
 
 def read_activitynet_detections(path: PathLike, classes: Sequence[str]) -> Detections:
@@ -183,41 +195,51 @@ def read_activitynet_detections(path: PathLike, classes: Sequence[str]) -> Detec
   return _parse_activitynet_detections(_read_text(path), path, classes)
 
 
-def _parse_activitynet_detections(text: str, path: pathlib.Path,
-                                  classes: Sequence[str]) -> Detections:
+def _parse_activitynet_detections(
+  text: str, path: pathlib.Path, classes: Sequence[str]
+) -> Detections:
   data = _load_json(text, path, DetectionFileError)
   if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
     raise DetectionFileError(
-        f"{path}: expected a JSON object with key 'results' mapping video ids to detection "
-        "lists")
+      f"{path}: expected a JSON object with key 'results' mapping video ids to detection lists"
+    )
   class_index = {name: i for i, name in enumerate(classes)}
   videos, labels, segments, scores = [], [], [], []
   for video, items in data["results"].items():
     key = f"results[{video!r}]"
     if not isinstance(items, list):
-      raise DetectionFileError(f"{path}: {key}: expected a list of detections, got "
-                               f"{type(items).__name__}")
+      raise DetectionFileError(
+        f"{path}: {key}: expected a list of detections, got {type(items).__name__}"
+      )
     for j, item in enumerate(items):
       item_key = f"{key}[{j}]"
       if not isinstance(item, Mapping):
-        raise DetectionFileError(f"{path}: {item_key}: expected an object with 'label', 'score' "
-                                 f"and 'segment', got {type(item).__name__}")
+        raise DetectionFileError(
+          f"{path}: {item_key}: expected an object with 'label', 'score' "
+          f"and 'segment', got {type(item).__name__}"
+        )
       for name in ("label", "score", "segment"):
         if name not in item:
           raise DetectionFileError(f"{path}: {item_key}: missing key {name!r}")
       label, score, segment = item["label"], item["score"], item["segment"]
       if not isinstance(label, str) or label not in class_index:
         raise DetectionFileError(
-            f"{path}: {item_key}['label']: expected one of the ground-truth classes, got "
-            f"{label!r}")
+          f"{path}: {item_key}['label']: expected one of the ground-truth classes, got {label!r}"
+        )
       if not _is_finite_number(score):
         raise DetectionFileError(
-            f"{path}: {item_key}['score']: expected a finite number, got {score!r}")
-      if (not isinstance(segment, list) or len(segment) != 2 or
-          not all(_is_finite_number(t) for t in segment) or segment[0] > segment[1]):
+          f"{path}: {item_key}['score']: expected a finite number, got {score!r}"
+        )
+      if (
+        not isinstance(segment, list)
+        or len(segment) != 2
+        or not all(_is_finite_number(t) for t in segment)
+        or segment[0] > segment[1]
+      ):
         raise DetectionFileError(
-            f"{path}: {item_key}['segment']: expected [t_start, t_end] (finite seconds, "
-            f"t_start <= t_end), got {segment!r}")
+          f"{path}: {item_key}['segment']: expected [t_start, t_end] (finite seconds, "
+          f"t_start <= t_end), got {segment!r}"
+        )
       videos.append(video)
       labels.append(class_index[label])
       segments.append(segment)
@@ -236,9 +258,9 @@ def read_detections(path: PathLike, classes: Sequence[str]) -> Detections:
   return _parse_thumos14_detections(text, path, classes)
 
 
-def ground_truth_from_dataset(dataset: Mapping[str, Any],
-                              subset: str = "testing",
-                              source: str = "<dataset>") -> GroundTruth:
+def ground_truth_from_dataset(
+  dataset: Mapping[str, Any], subset: str = "testing", source: str = "<dataset>"
+) -> GroundTruth:
   """Builds ground truth from a dataset dict (annotations.json format).
 
   Args:
@@ -260,8 +282,12 @@ def ground_truth_from_dataset(dataset: Mapping[str, Any],
   if not isinstance(dataset, Mapping):
     raise DatasetError(f"{source}: expected a JSON object, got {type(dataset).__name__}")
   classes = dataset.get("classes")
-  if (not isinstance(classes, list) or not classes or
-      not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes)):
+  if (
+    not isinstance(classes, list)
+    or not classes
+    or not all(isinstance(c, str) for c in classes)
+    or len(set(classes)) != len(classes)
+  ):
     raise DatasetError(f"{source}: 'classes': expected a non-empty list of distinct class names")
   database = dataset.get("database")
   if not isinstance(database, Mapping):
@@ -274,8 +300,10 @@ def ground_truth_from_dataset(dataset: Mapping[str, Any],
     if not isinstance(info, Mapping):
       raise DatasetError(f"{source}: {key}: expected an object, got {type(info).__name__}")
     if info.get("subset") not in DATASET_SUBSETS:
-      raise DatasetError(f"{source}: {key}['subset']: expected one of {list(DATASET_SUBSETS)}, "
-                         f"got {info.get('subset')!r}")
+      raise DatasetError(
+        f"{source}: {key}['subset']: expected one of {list(DATASET_SUBSETS)}, "
+        f"got {info.get('subset')!r}"
+      )
     if info["subset"] != subset:
       continue
     num_videos += 1
@@ -285,11 +313,11 @@ def ground_truth_from_dataset(dataset: Mapping[str, Any],
     for j, ann in enumerate(annotations):
       ann_key = f"{key}['annotations'][{j}]"
       if not isinstance(ann, Mapping) or "label" not in ann or "segment" not in ann:
-        raise AnnotationError(f"{source}: {ann_key}: expected an object with 'label' and "
-                              "'segment'")
+        raise AnnotationError(f"{source}: {ann_key}: expected an object with 'label' and 'segment'")
       if not isinstance(ann["label"], str) or ann["label"] not in class_index:
-        raise AnnotationError(f"{source}: {ann_key}['label']: expected one of 'classes', got "
-                              f"{ann['label']!r}")
+        raise AnnotationError(
+          f"{source}: {ann_key}['label']: expected one of 'classes', got {ann['label']!r}"
+        )
       videos.append(video)
       labels.append(class_index[ann["label"]])
       segments.append(_check_segment(ann["segment"], source, f"{ann_key}['segment']"))
@@ -325,6 +353,7 @@ def load_ground_truth(path: PathLike, subset: str = "testing") -> GroundTruth:
   if path.is_dir():
     # Data-side reader, not training/model code; imported lazily to keep this module light.
     from segtube_jax.data import thumos14  # pylint: disable=g-import-not-at-top
+
     dataset = thumos14.load_thumos14_annotations(path, subset)
   elif path.is_file():
     try:
@@ -333,8 +362,10 @@ def load_ground_truth(path: PathLike, subset: str = "testing") -> GroundTruth:
       raise DatasetError(f"{path}: expected a dataset JSON file, cannot read it ({e})") from None
     dataset = _load_json(text, path, DatasetError, "expected a dataset JSON file, cannot parse it")
   else:
-    raise DatasetError(f"{path}: ground truth not found; expected a THUMOS14 annotation folder "
-                       "or an annotations.json file")
+    raise DatasetError(
+      f"{path}: ground truth not found; expected a THUMOS14 annotation folder "
+      "or an annotations.json file"
+    )
   return ground_truth_from_dataset(dataset, subset, source=str(path))
 
 
@@ -343,10 +374,16 @@ def load_ground_truth(path: PathLike, subset: str = "testing") -> GroundTruth:
 
 
 def _check_segment(segment: Any, source: str, key: str) -> list[float]:
-  if (not isinstance(segment, (list, tuple)) or len(segment) != 2 or
-      not all(_is_finite_number(t) for t in segment) or not segment[0] < segment[1]):
-    raise AnnotationError(f"{source}: {key}: expected [t_start, t_end] (finite seconds, "
-                          f"t_start < t_end), got {segment!r}")
+  if (
+    not isinstance(segment, (list, tuple))
+    or len(segment) != 2
+    or not all(_is_finite_number(t) for t in segment)
+    or not segment[0] < segment[1]
+  ):
+    raise AnnotationError(
+      f"{source}: {key}: expected [t_start, t_end] (finite seconds, "
+      f"t_start < t_end), got {segment!r}"
+    )
   return [float(segment[0]), float(segment[1])]
 
 
@@ -361,6 +398,7 @@ def _is_finite_number(value: Any) -> bool:
 
 def _load_json(text: str, path: pathlib.Path, error: type[Exception], what: str = "") -> Any:
   """json.loads that refuses repeated keys (they would silently drop entries) with ``error``."""
+
   def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = {}
     for key, value in pairs:
@@ -379,8 +417,9 @@ def _load_json(text: str, path: pathlib.Path, error: type[Exception], what: str 
     raise error(f"{path}: {what or 'invalid JSON'} ({type(e).__name__}: {str(e)[:200]})") from None
 
 
-def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str], name: str,
-                    kind: type) -> np.ndarray:
+def _numeric_column(
+  path: pathlib.Path, linenos: list[int], values: Sequence[str], name: str, kind: type
+) -> np.ndarray:
   """Parses one column at once; on failure finds the offending line for the message."""
   dtype = np.float64 if kind is float else np.int64
   try:
@@ -395,8 +434,11 @@ def _numeric_column(path: pathlib.Path, linenos: list[int], values: Sequence[str
       parsed = kind(value)
     except ValueError:
       parsed = None
-    if (parsed is None or (kind is float and not math.isfinite(parsed)) or
-        (kind is int and not -2**63 <= parsed < 2**63)):
+    if (
+      parsed is None
+      or (kind is float and not math.isfinite(parsed))
+      or (kind is int and not -(2**63) <= parsed < 2**63)
+    ):
       what = "an integer" if kind is int else "a finite number"
       raise DetectionFileError(f"{path}:{lineno}: expected {name} to be {what}, got {value!r}")
     parsed_values.append(parsed)
@@ -419,5 +461,5 @@ def _read_text(path: pathlib.Path) -> str:
 def _strip_video_suffix(video: str) -> str:
   for suffix in _VIDEO_SUFFIXES:
     if video.endswith(suffix):
-      return video[:-len(suffix)]
+      return video[: -len(suffix)]
   return video

@@ -18,8 +18,8 @@ the final name; a write that fails raises :class:`~segtube_jax.errors.OutputErro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
+import os
 
 import numpy as np
 
@@ -47,8 +47,10 @@ def activitynet_results(results: Results) -> dict:
   """The ActivityNet JSON structure of ``results`` (videos and detections in input order)."""
   out = {}
   for video, dets in results.items():
-    out[str(video)] = [{"label": d.label, "score": float(d.score),
-                        "segment": [float(d.t0), float(d.t1)]} for d in dets]
+    out[str(video)] = [
+      {"label": d.label, "score": float(d.score), "segment": [float(d.t0), float(d.t1)]}
+      for d in dets
+    ]
   return {"version": ACTIVITYNET_VERSION, "results": out, "external_data": {}}
 
 
@@ -75,19 +77,24 @@ def thumos14_lines(results: Results, classes: Sequence[str]) -> list[str]:
   for video, dets in results.items():
     video = str(video)
     if not video or any(c.isspace() for c in video):
-      raise ValueError(f"THUMOS14 detections: video id {video!r} must be non-empty without "
-                       "whitespace")
+      raise ValueError(
+        f"THUMOS14 detections: video id {video!r} must be non-empty without whitespace"
+      )
     for d in dets:
       if d.label not in class_id:
-        raise ValueError(f"THUMOS14 detections: video {video!r}: label {d.label!r} is not one "
-                         f"of the {len(classes)} classes")
+        raise ValueError(
+          f"THUMOS14 detections: video {video!r}: label {d.label!r} is not one "
+          f"of the {len(classes)} classes"
+        )
       if class_id[d.label] != d.class_index + 1:
         raise ValueError(
-            f"THUMOS14 detections: video {video!r}: label {d.label!r} is class {class_id[d.label]}"
-            f" (1-based) of the given classes, but class_index is {d.class_index} (0-based); "
-            "were the detections made with another class list?")
-      lines.append(f"{video} {float(d.t0)!r} {float(d.t1)!r} {class_id[d.label]} "
-                   f"{float(d.score)!r}")
+          f"THUMOS14 detections: video {video!r}: label {d.label!r} is class {class_id[d.label]}"
+          f" (1-based) of the given classes, but class_index is {d.class_index} (0-based); "
+          "were the detections made with another class list?"
+        )
+      lines.append(
+        f"{video} {float(d.t0)!r} {float(d.t1)!r} {class_id[d.label]} {float(d.score)!r}"
+      )
   return lines
 
 
@@ -107,8 +114,9 @@ def write_thumos14_txt(results: Results, path: PathLike, classes: Sequence[str])
   write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
-def as_detections(results: Results, classes: Sequence[str],
-                  source: str = "<results>") -> detection_files.Detections:
+def as_detections(
+  results: Results, classes: Sequence[str], source: str = "<results>"
+) -> detection_files.Detections:
   """The in-memory :class:`~segtube_jax.evaluation.detection_files.Detections` of ``results``,
   equal to what reading a written file gives (for scoring without a file).
 
@@ -125,5 +133,6 @@ def as_detections(results: Results, classes: Sequence[str],
       labels.append(index[d.label])
       segments.append([d.t0, d.t1])
       scores.append(d.score)
-  return detection_files.Detections(videos, np.asarray(labels, np.int64), segments, scores,
-                                    source=source)
+  return detection_files.Detections(
+    videos, np.asarray(labels, np.int64), segments, scores, source=source
+  )

@@ -21,13 +21,15 @@ from scipy import ndimage
 from segtube_jax.errors import SegmentationError
 
 
-def _check_pair(pred: np.ndarray, gt: np.ndarray, ndim: int, what: str
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(
+  pred: np.ndarray, gt: np.ndarray, ndim: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
   pred, gt = np.asarray(pred), np.asarray(gt)
   if pred.shape != gt.shape or pred.ndim != ndim:
     raise SegmentationError(
-        f"{what}: expected prediction and ground truth of one {ndim}-D shape, got "
-        f"{pred.shape} and {gt.shape}")
+      f"{what}: expected prediction and ground truth of one {ndim}-D shape, got "
+      f"{pred.shape} and {gt.shape}"
+    )
   return pred.astype(bool), gt.astype(bool)
 
 
@@ -84,8 +86,9 @@ def _matched(boundary: np.ndarray, other: np.ndarray, radius: float) -> int:
   return int(np.count_nonzero(dist[boundary] <= radius))
 
 
-def boundary_measure(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008
-                     ) -> tuple[float, float, float]:
+def boundary_measure(
+  pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008
+) -> tuple[float, float, float]:
   """Boundary (F, precision, recall) of one frame, as DAVIS's ``db_eval_boundary``.
 
   Args:
@@ -143,8 +146,9 @@ class VideoScores:
     return float(np.mean(self.f)) if self.f.size else float("nan")
 
 
-def evaluate_video(pred: np.ndarray, gt: np.ndarray, skip_first_last: bool = True,
-                   bound_th: float = 0.008) -> VideoScores:
+def evaluate_video(
+  pred: np.ndarray, gt: np.ndarray, skip_first_last: bool = True, bound_th: float = 0.008
+) -> VideoScores:
   """J and F of every frame of one video and their means.
 
   Args:
@@ -161,8 +165,9 @@ def evaluate_video(pred: np.ndarray, gt: np.ndarray, skip_first_last: bool = Tru
   idx = np.arange(pred.shape[0])
   if skip_first_last and idx.size > 2:
     idx = idx[1:-1]
-  return VideoScores(j=region_similarity(pred[idx], gt[idx]),
-                     f=boundary_f(pred[idx], gt[idx], bound_th), frames=idx)
+  return VideoScores(
+    j=region_similarity(pred[idx], gt[idx]), f=boundary_f(pred[idx], gt[idx], bound_th), frames=idx
+  )
 
 
 def class_means(scores: Mapping[str, float], classes: Mapping[str, str]) -> dict[str, float]:

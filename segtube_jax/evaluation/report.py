@@ -18,18 +18,16 @@ iteration of the alternating loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import math
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from segtube_jax import io_utils
-from segtube_jax.evaluation import report_figures
-from segtube_jax.evaluation import temporal_map
-from segtube_jax.evaluation.report_figures import overlay_contours  # pylint: disable=unused-import
+from segtube_jax.evaluation import report_figures, temporal_map
 
 PathLike = str | os.PathLike
 _SECTIONS = ("temporal", "segmentation", "spatiotemporal", "timings")
@@ -39,8 +37,12 @@ _SECTIONS = ("temporal", "segmentation", "spatiotemporal", "timings")
 # ActivityNet matching.
 
 
-def precision_recall(ground_truth: temporal_map.GroundTruth, detections: temporal_map.Detections,
-                     class_index: int, tiou: float) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall(
+  ground_truth: temporal_map.GroundTruth,
+  detections: temporal_map.Detections,
+  class_index: int,
+  tiou: float,
+) -> tuple[np.ndarray, np.ndarray]:
   """Precision and recall after each ranked detection of one class, ActivityNet rules.
 
   Matching is that of :func:`temporal_map.activitynet_average_precision` (descending score,
@@ -63,7 +65,7 @@ def precision_recall(ground_truth: temporal_map.GroundTruth, detections: tempora
     g = by_video.get(detections.video[d])
     if g is None:
       continue
-    iou = temporal_map.iou_matrix(detections.segment[d:d + 1], ground_truth.segment[g], "sum")[0]
+    iou = temporal_map.iou_matrix(detections.segment[d : d + 1], ground_truth.segment[g], "sum")[0]
     iou = np.where(locked[detections.video[d]], -1.0, iou)
     j = len(g) - 1 - int(iou[::-1].argmax())  # last maximum, as ActivityNet's reversed argsort
     if iou[j] >= tiou:
@@ -75,12 +77,16 @@ def precision_recall(ground_truth: temporal_map.GroundTruth, detections: tempora
   return precision, recall
 
 
-def pr_curves(ground_truth: temporal_map.GroundTruth, detections: temporal_map.Detections,
-              tiou: float = 0.5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def pr_curves(
+  ground_truth: temporal_map.GroundTruth, detections: temporal_map.Detections, tiou: float = 0.5
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """class name -> (precision, recall) for every class with ground truth."""
   npos = ground_truth.instances_per_class()
-  return {name: precision_recall(ground_truth, detections, c, tiou)
-          for c, name in enumerate(ground_truth.classes) if npos[c]}
+  return {
+    name: precision_recall(ground_truth, detections, c, tiou)
+    for c, name in enumerate(ground_truth.classes)
+    if npos[c]
+  }
 
 
 def _pct(x: Any) -> str:
@@ -92,19 +98,26 @@ def _cell(text: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-  return ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header),
-          *["| " + " | ".join(map(_cell, r)) + " |" for r in rows], ""]
+  return [
+    "| " + " | ".join(map(_cell, header)) + " |",
+    "|" + "---|" * len(header),
+    *["| " + " | ".join(map(_cell, r)) + " |" for r in rows],
+    "",
+  ]
 
 
-def _headline(metrics: Mapping[str, Any], temporal: Mapping[str, Any],
-              per_class_ap: Mapping[str, float | None], tiou: float) -> list[tuple[str, str]]:
+def _headline(
+  metrics: Mapping[str, Any],
+  temporal: Mapping[str, Any],
+  per_class_ap: Mapping[str, float | None],
+  tiou: float,
+) -> list[tuple[str, str]]:
   rows = []
   protocol = f" ({temporal['protocol']})" if temporal.get("protocol") else ""
   for t, m in zip(temporal.get("tiou", ()), temporal.get("mAP", ())):
     rows.append((f"mAP @ tIoU {t:g}{protocol}", _pct(m)))
   if not temporal and per_class_ap:
-    values = [v for v in map(report_figures.as_float, per_class_ap.values())
-              if not math.isnan(v)]
+    values = [v for v in map(report_figures.as_float, per_class_ap.values()) if not math.isnan(v)]
     rows.append((f"mAP @ tIoU {tiou:g}", _pct(float(np.mean(values)) if values else None)))
   seg_mean = (metrics.get("segmentation") or {}).get("mean", {})
   for key, name in (("iou", "Mask IoU"), ("J", "Mask J (DAVIS)"), ("F", "Mask F (DAVIS)")):
@@ -118,43 +131,59 @@ def _headline(metrics: Mapping[str, Any], temporal: Mapping[str, Any],
   return rows
 
 
-def _per_class_tables(metrics: Mapping[str, Any], temporal: Mapping[str, Any],
-                      per_class_ap: Mapping[str, float | None], curves: Mapping[str, Any],
-                      tiou: float) -> list[str]:
+def _per_class_tables(
+  metrics: Mapping[str, Any],
+  temporal: Mapping[str, Any],
+  per_class_ap: Mapping[str, float | None],
+  curves: Mapping[str, Any],
+  tiou: float,
+) -> list[str]:
   lines = []
   ap_table = temporal.get("AP_per_class", {})
   keys = list(ap_table)
   extra = [f"{tiou:g}"] if per_class_ap and f"{tiou:g}" not in keys else []
   classes = list(dict.fromkeys([*temporal.get("classes", ()), *per_class_ap, *curves]))
   if classes:
-    rows = [[c] + [_pct(ap_table[k].get(c)) for k in keys] +
-            [_pct(per_class_ap.get(c))] * len(extra) for c in classes]
+    rows = [
+      [c] + [_pct(ap_table[k].get(c)) for k in keys] + [_pct(per_class_ap.get(c))] * len(extra)
+      for c in classes
+    ]
     header = ["Class"] + [f"tIoU {k}" for k in keys + extra]
     lines += ["### Temporal AP (%)", ""] + _table(header, rows)
   seg = metrics.get("segmentation") or {}
   if seg.get("per_class"):
-    rows = [[c, _pct(v.get("iou")), _pct(v.get("J")), _pct(v.get("F")), v.get("videos", "")]
-            for c, v in seg["per_class"].items()]
+    rows = [
+      [c, _pct(v.get("iou")), _pct(v.get("J")), _pct(v.get("F")), v.get("videos", "")]
+      for c, v in seg["per_class"].items()
+    ]
     lines += ["### Mask quality (%)", ""] + _table(("Class", "IoU", "J", "F", "Videos"), rows)
   st = metrics.get("spatiotemporal") or {}
   if st.get("classes"):
     keys = list(st.get("AP_per_class", {}))
-    rows = [[c] + [_pct(st["AP_per_class"][k].get(c)) for k in keys] +
-            [st.get("num_gt", {}).get(c, "")] for c in st["classes"]]
+    rows = [
+      [c] + [_pct(st["AP_per_class"][k].get(c)) for k in keys] + [st.get("num_gt", {}).get(c, "")]
+      for c in st["classes"]
+    ]
     lines += ["### video-mAP: AP per ST-IoU (%)", ""] + _table(
-        ["Class"] + [f"ST-IoU {k}" for k in keys] + ["Instances"], rows)
+      ["Class"] + [f"ST-IoU {k}" for k in keys] + ["Instances"], rows
+    )
   return lines
 
 
-def write_report(out_dir: PathLike, *, metrics: Mapping[str, Any],
-                 per_class_ap: Mapping[str, float | None] | None = None,
-                 # pylint: disable-next=redefined-outer-name
-                 pr_curves: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                 alpha_examples: Sequence[Mapping[str, Any]] = (),
-                 overlay_examples: Sequence[Mapping[str, Any]] = (),
-                 iterations: Sequence[Mapping[str, Any]] = (),
-                 tiou: float = 0.5, max_overlay_frames: int = 8,
-                 title: str = "Segment-tube evaluation report") -> pathlib.Path:
+def write_report(
+  out_dir: PathLike,
+  *,
+  metrics: Mapping[str, Any],
+  per_class_ap: Mapping[str, float | None] | None = None,
+  # pylint: disable-next=redefined-outer-name
+  pr_curves: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+  alpha_examples: Sequence[Mapping[str, Any]] = (),
+  overlay_examples: Sequence[Mapping[str, Any]] = (),
+  iterations: Sequence[Mapping[str, Any]] = (),
+  tiou: float = 0.5,
+  max_overlay_frames: int = 8,
+  title: str = "Segment-tube evaluation report",
+) -> pathlib.Path:
   """Writes ``out_dir/report.md`` and its figures under ``out_dir/figures/``.
 
   Args:
@@ -188,14 +217,25 @@ def write_report(out_dir: PathLike, *, metrics: Mapping[str, Any],
   io_utils.ensure_writable_dir(out / "figures", "report folder")
   per_class_ap, curves = dict(per_class_ap or {}), dict(pr_curves or {})
   temporal = metrics.get("temporal") or (metrics if {"tiou", "mAP"} <= set(metrics) else {})
-  figures = report_figures.draw_figures(out / "figures", per_class_ap, curves, alpha_examples,
-                                        overlay_examples, iterations, tiou, max_overlay_frames)
+  figures = report_figures.draw_figures(
+    out / "figures",
+    per_class_ap,
+    curves,
+    alpha_examples,
+    overlay_examples,
+    iterations,
+    tiou,
+    max_overlay_frames,
+  )
 
   rows = _headline(metrics, temporal, per_class_ap, tiou)
   lines = [f"# {title}", "", "## Headline", "", "Scores in %; means over classes.", ""]
   lines += _table(("Metric", "Value"), rows) if rows else ["No scores given.", ""]
-  run = [(k, v) for k, v in metrics.items()
-         if k not in _SECTIONS and isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+  run = [
+    (k, v)
+    for k, v in metrics.items()
+    if k not in _SECTIONS and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+  ]
   if run:
     lines += ["### Run", ""] + _table(("Key", "Value"), run)
   if figures:
@@ -205,11 +245,18 @@ def write_report(out_dir: PathLike, *, metrics: Mapping[str, Any],
   lines += ["## Per-class results", ""]
   lines += _per_class_tables(metrics, temporal, per_class_ap, curves, tiou)
   if iterations:
-    rows = [[r["iteration"], r.get("num_segments", ""), _pct(r.get("mask_change")),
-             "n/a" if r.get("seconds") is None else f"{r['seconds']:.1f}",
-             _pct(r.get("map_at_05")), _pct(r.get("mask_iou"))] for r in iterations]
-    header = ("Iteration", "Segments", "Mask change (%)", "Seconds", "mAP@0.5 (%)",
-              "Mask IoU (%)")
+    rows = [
+      [
+        r["iteration"],
+        r.get("num_segments", ""),
+        _pct(r.get("mask_change")),
+        "n/a" if r.get("seconds") is None else f"{r['seconds']:.1f}",
+        _pct(r.get("map_at_05")),
+        _pct(r.get("mask_iou")),
+      ]
+      for r in iterations
+    ]
+    header = ("Iteration", "Segments", "Mask change (%)", "Seconds", "mAP@0.5 (%)", "Mask IoU (%)")
     lines += ["## Alternating optimization", ""] + _table(header, rows)
   path = out / "report.md"
   io_utils.write_text_atomic(path, "\n".join(lines).rstrip() + "\n", what="report")

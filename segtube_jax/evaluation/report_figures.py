@@ -7,17 +7,17 @@ the same inputs give the same bytes; files are written under a temporary name an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import math
 import pathlib
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+import numpy as np
 from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
@@ -38,8 +38,9 @@ def _save(fig: Figure, path: pathlib.Path, rect: tuple[float, ...] = (0, 0, 1, 1
   with io_utils.atomic_writer(path, "wb", what="report figure") as f:
     # No Software/date metadata: the same inputs give the same bytes.
     # bbox "tight" keeps legends placed outside the axes inside the image.
-    fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight",
-                pad_inches=0.05)
+    fig.savefig(
+      f, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.05
+    )
 
 
 def _color(i: int) -> tuple:
@@ -52,8 +53,9 @@ def as_float(x: Any) -> float:
   return float("nan") if x is None else float(x)
 
 
-def _plot_ap_bars(path: pathlib.Path, per_class_ap: Mapping[str, float | None],
-                  tiou: float) -> None:
+def _plot_ap_bars(
+  path: pathlib.Path, per_class_ap: Mapping[str, float | None], tiou: float
+) -> None:
   names = list(per_class_ap)
   values = np.array([as_float(per_class_ap[n]) for n in names]) * 100
   fig = _figure(max(5.0, 0.45 * len(names) + 1.5), 3.6)
@@ -61,8 +63,14 @@ def _plot_ap_bars(path: pathlib.Path, per_class_ap: Mapping[str, float | None],
   x = np.arange(len(names))
   ax.bar(x, np.nan_to_num(values), color=[_color(i) for i in range(len(names))])
   for xi, v in zip(x, values):
-    ax.text(xi, 0 if np.isnan(v) else v, "n/a" if np.isnan(v) else f"{v:.1f}", ha="center",
-            va="bottom", fontsize=6)
+    ax.text(
+      xi,
+      0 if np.isnan(v) else v,
+      "n/a" if np.isnan(v) else f"{v:.1f}",
+      ha="center",
+      va="bottom",
+      fontsize=6,
+    )
   if np.isfinite(values).any():
     mean = np.nanmean(values)
     ax.axhline(mean, color="k", ls="--", lw=1, label=f"mAP = {mean:.1f}%")
@@ -74,8 +82,12 @@ def _plot_ap_bars(path: pathlib.Path, per_class_ap: Mapping[str, float | None],
   _save(fig, path)
 
 
-def _plot_pr_curves(path: pathlib.Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                    per_class_ap: Mapping[str, float | None], tiou: float) -> None:
+def _plot_pr_curves(
+  path: pathlib.Path,
+  curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  per_class_ap: Mapping[str, float | None],
+  tiou: float,
+) -> None:
   fig = _figure(7.0, 4.2)
   ax = fig.add_subplot()
   for i, (name, (precision, recall)) in enumerate(curves.items()):
@@ -100,8 +112,10 @@ def check_alpha_example(ex: Mapping[str, Any]) -> np.ndarray:
   """Returns the example's alpha as float [T, K]; ValueError unless K matches its classes."""
   alpha = np.asarray(ex["alpha"], float)
   if alpha.ndim != 2 or alpha.shape[1] != len(ex["classes"]):
-    raise ValueError(f"alpha example {ex.get('video_id')!r}: expected alpha [T, K] with K = "
-                     f"{len(ex['classes'])} classes, got shape {alpha.shape}")
+    raise ValueError(
+      f"alpha example {ex.get('video_id')!r}: expected alpha [T, K] with K = "
+      f"{len(ex['classes'])} classes, got shape {alpha.shape}"
+    )
   return alpha
 
 
@@ -145,15 +159,21 @@ def check_overlay_example(ex: Mapping[str, Any]) -> None:
   frames, masks = np.asarray(ex["frames"]), np.asarray(ex["masks"])
   gt = ex.get("gt_masks")
   n = len(ex["frame_ids"])
-  ok = (frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[3] == 3 and
-        masks.shape == frames.shape[:3] and len(frames) == n and
-        (gt is None or np.asarray(gt).shape == masks.shape))
+  ok = (
+    frames.dtype == np.uint8
+    and frames.ndim == 4
+    and frames.shape[3] == 3
+    and masks.shape == frames.shape[:3]
+    and len(frames) == n
+    and (gt is None or np.asarray(gt).shape == masks.shape)
+  )
   if not ok or not n:
     raise ValueError(
-        f"overlay example {ex.get('video_id')!r}: expected frames uint8 [N,H,W,3], masks and "
-        f"gt_masks [N,H,W], N = len(frame_ids) >= 1; got frames {frames.dtype} {frames.shape}, "
-        f"masks {masks.shape}, gt_masks {None if gt is None else np.asarray(gt).shape}, "
-        f"{n} frame ids")
+      f"overlay example {ex.get('video_id')!r}: expected frames uint8 [N,H,W,3], masks and "
+      f"gt_masks [N,H,W], N = len(frame_ids) >= 1; got frames {frames.dtype} {frames.shape}, "
+      f"masks {masks.shape}, gt_masks {None if gt is None else np.asarray(gt).shape}, "
+      f"{n} frame ids"
+    )
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:
@@ -162,8 +182,9 @@ def _contour(mask: np.ndarray) -> np.ndarray:
   return ndimage.binary_dilation(edge) if min(mask.shape) >= 160 else edge
 
 
-def overlay_contours(frame: np.ndarray, mask: np.ndarray, gt_mask: np.ndarray | None = None
-                     ) -> np.ndarray:
+def overlay_contours(
+  frame: np.ndarray, mask: np.ndarray, gt_mask: np.ndarray | None = None
+) -> np.ndarray:
   """RGB uint8 frame with the ground truth's contour in green, then the prediction's in red."""
   out = np.array(frame, np.uint8, copy=True)
   if gt_mask is not None:
@@ -197,8 +218,11 @@ def _plot_iterations(path: pathlib.Path, iterations: Sequence[Mapping[str, Any]]
   it = [r["iteration"] for r in iterations]
   fig = _figure(8.0, 3.2)
   ax, ax2 = fig.subplots(1, 2)
-  for key, name in (("map_at_05", "mAP@0.5"), ("mask_iou", "mask IoU"),
-                    ("mask_change", "mask change (IoU with previous)")):
+  for key, name in (
+    ("map_at_05", "mAP@0.5"),
+    ("mask_iou", "mask IoU"),
+    ("mask_change", "mask change (IoU with previous)"),
+  ):
     pts = [(i, 100 * r[key]) for i, r in zip(it, iterations) if r.get(key) is not None]
     if pts:
       ax.plot(*zip(*pts), marker="o", label=name)
@@ -227,12 +251,16 @@ def _slug(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))[:60]
 
 
-def draw_figures(fig_dir: pathlib.Path, per_class_ap: Mapping[str, float | None],
-                 curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                 alpha_examples: Sequence[Mapping[str, Any]],
-                 overlay_examples: Sequence[Mapping[str, Any]],
-                 iterations: Sequence[Mapping[str, Any]], tiou: float,
-                 max_overlay_frames: int) -> list[tuple[str, str]]:
+def draw_figures(
+  fig_dir: pathlib.Path,
+  per_class_ap: Mapping[str, float | None],
+  curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  alpha_examples: Sequence[Mapping[str, Any]],
+  overlay_examples: Sequence[Mapping[str, Any]],
+  iterations: Sequence[Mapping[str, Any]],
+  tiou: float,
+  max_overlay_frames: int,
+) -> list[tuple[str, str]]:
   """Writes the report's figures into ``fig_dir`` (which must exist).
 
   Arguments are those of :func:`segtube_jax.evaluation.report.write_report`; a figure whose
@@ -245,25 +273,40 @@ def draw_figures(fig_dir: pathlib.Path, per_class_ap: Mapping[str, float | None]
   with matplotlib.rc_context(_RC):
     if per_class_ap:
       _plot_ap_bars(fig_dir / "ap_per_class.png", per_class_ap, tiou)
-      figures.append(("ap_per_class.png", f"Per-class AP at tIoU {tiou:g} (cf. paper Fig. 3); "
-                      "dashed line: mAP."))
+      figures.append(
+        ("ap_per_class.png", f"Per-class AP at tIoU {tiou:g} (cf. paper Fig. 3); dashed line: mAP.")
+      )
     if curves:
       _plot_pr_curves(fig_dir / "pr_curves.png", curves, per_class_ap, tiou)
       figures.append(("pr_curves.png", f"Precision-recall curves per class at tIoU {tiou:g}."))
     for i, ex in enumerate(alpha_examples):
       name = f"alpha_{i:02d}_{_slug(ex['video_id'])}.png"
       _plot_alpha(fig_dir / name, ex)
-      figures.append((name, f"Per-frame action score α_t of `{ex['video_id']}` with γ = "
-                      f"{ex['gamma']:g}; shaded: ground truth; bottom: ground-truth and detected "
-                      "segments."))
+      figures.append(
+        (
+          name,
+          f"Per-frame action score α_t of `{ex['video_id']}` with γ = "
+          f"{ex['gamma']:g}; shaded: ground truth; bottom: ground-truth and detected "
+          "segments.",
+        )
+      )
     for i, ex in enumerate(overlay_examples):
       name = f"overlay_{i:02d}_{_slug(ex['video_id'])}.png"
       _plot_overlay(fig_dir / name, ex, max_overlay_frames)
       gt_text = ", green: ground truth" if ex.get("gt_masks") is not None else ""
-      figures.append((name, f"Masks on `{ex['video_id']}` ({ex['label']}); red: prediction"
-                      f"{gt_text} (cf. paper Fig. 4)."))
+      figures.append(
+        (
+          name,
+          f"Masks on `{ex['video_id']}` ({ex['label']}); red: prediction"
+          f"{gt_text} (cf. paper Fig. 4).",
+        )
+      )
     if iterations:
       _plot_iterations(fig_dir / "iterations.png", iterations)
-      figures.append(("iterations.png", "Quality, detected segments and time per iteration of the "
-                      "alternating optimization."))
+      figures.append(
+        (
+          "iterations.png",
+          "Quality, detected segments and time per iteration of the alternating optimization.",
+        )
+      )
   return figures

@@ -12,10 +12,10 @@ of the mean.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import os
 import pathlib
 import sys
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -32,11 +32,13 @@ def tiou_key(tiou: float) -> str:
   return f"{tiou:g}"
 
 
-def score_detection_file(detections: PathLike | temporal_map.Detections,
-                         ground_truth: PathLike | temporal_map.GroundTruth,
-                         protocol: str = "thumos14",
-                         tious: Sequence[float] = temporal_map.DEFAULT_TIOUS,
-                         subset: str = "testing") -> dict[str, Any]:
+def score_detection_file(
+  detections: PathLike | temporal_map.Detections,
+  ground_truth: PathLike | temporal_map.GroundTruth,
+  protocol: str = "thumos14",
+  tious: Sequence[float] = temporal_map.DEFAULT_TIOUS,
+  subset: str = "testing",
+) -> dict[str, Any]:
   """Scores detections against ground truth under one protocol and several thresholds.
 
   Args:
@@ -57,7 +59,8 @@ def score_detection_file(detections: PathLike | temporal_map.Detections,
   """
   if protocol not in temporal_map.PROTOCOLS:
     raise ConfigError(
-        f"unknown protocol {protocol!r}; expected one of {list(temporal_map.PROTOCOLS)}")
+      f"unknown protocol {protocol!r}; expected one of {list(temporal_map.PROTOCOLS)}"
+    )
   if not isinstance(ground_truth, temporal_map.GroundTruth):
     ground_truth = temporal_map.load_ground_truth(ground_truth, subset)
   if not isinstance(detections, temporal_map.Detections):
@@ -66,18 +69,18 @@ def score_detection_file(detections: PathLike | temporal_map.Detections,
   ap = temporal_map.average_precision(ground_truth, detections, protocol, tious)
   mean_ap = temporal_map.mean_average_precision(ap)
   return {
-      "protocol": protocol,
-      "detections": detections.source,
-      "ground_truth": ground_truth.source,
-      "subset": subset,
-      "tiou": tious,
-      "classes": list(ground_truth.classes),
-      "mAP": [_json_float(m) for m in mean_ap],
-      "AP_per_class": {
-          tiou_key(t): {name: _json_float(ap[i, c]) for c, name in enumerate(ground_truth.classes)}
-          for i, t in enumerate(tious)
-      },
-      "num_classes_averaged": int((~np.isnan(ap).all(axis=0)).sum()),
+    "protocol": protocol,
+    "detections": detections.source,
+    "ground_truth": ground_truth.source,
+    "subset": subset,
+    "tiou": tious,
+    "classes": list(ground_truth.classes),
+    "mAP": [_json_float(m) for m in mean_ap],
+    "AP_per_class": {
+      tiou_key(t): {name: _json_float(ap[i, c]) for c, name in enumerate(ground_truth.classes)}
+      for i, t in enumerate(tious)
+    },
+    "num_classes_averaged": int((~np.isnan(ap).all(axis=0)).sum()),
   }
 
 
@@ -105,13 +108,15 @@ def write_metrics(metrics: dict[str, Any], path: PathLike) -> None:
   io_utils.write_json_atomic(path, metrics, what="metrics file")
 
 
-def run_scoring(detections: PathLike,
-                ground_truth: PathLike,
-                protocol: str = "thumos14",
-                tious: Sequence[float] = temporal_map.DEFAULT_TIOUS,
-                subset: str = "testing",
-                out: PathLike | None = None,
-                stream: TextIO | None = None) -> dict[str, Any]:
+def run_scoring(
+  detections: PathLike,
+  ground_truth: PathLike,
+  protocol: str = "thumos14",
+  tious: Sequence[float] = temporal_map.DEFAULT_TIOUS,
+  subset: str = "testing",
+  out: PathLike | None = None,
+  stream: TextIO | None = None,
+) -> dict[str, Any]:
   """Scores a file, prints the table to ``stream`` (stdout) and writes ``out`` if given.
 
   This is the whole scoring mode of ``evaluate.py``.
@@ -122,7 +127,9 @@ def run_scoring(detections: PathLike,
   if out:
     out_path = pathlib.Path(out)
     if out_path.is_dir():
-      raise OutputError(f"--out {out} is a folder; expected a file name such as {out_path / 'metrics.json'}")
+      raise OutputError(
+        f"--out {out} is a folder; expected a file name such as {out_path / 'metrics.json'}"
+      )
     io_utils.ensure_writable_dir(out_path.parent, "folder of --out")
   metrics = score_detection_file(detections, ground_truth, protocol, tious, subset)
   stream = stream or sys.stdout

@@ -21,11 +21,11 @@ the "Average" row of Table 3):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 import dataclasses
 import math
 import os
 import pathlib
-from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -46,6 +46,7 @@ class FrameScores:
     f: float [N] boundary F of each frame (NaN when boundaries were not computed).
     missing: number of those frames without a predicted mask (scored as empty).
   """
+
   frames: np.ndarray
   iou: np.ndarray
   f: np.ndarray
@@ -68,8 +69,9 @@ def _mask_path(reader: video_lib.MaskFolderReader, frame: int) -> pathlib.Path:
   return reader.file(frame)
 
 
-def _read_mask(reader: video_lib.MaskFolderReader, frame: int, error: type[Exception]
-               ) -> np.ndarray:
+def _read_mask(
+  reader: video_lib.MaskFolderReader, frame: int, error: type[Exception]
+) -> np.ndarray:
   try:
     return reader.read_one(frame)
   except VideoError as e:
@@ -77,8 +79,14 @@ def _read_mask(reader: video_lib.MaskFolderReader, frame: int, error: type[Excep
     raise error(str(e)) from None
 
 
-def video_frame_scores(pred_dir: PathLike, gt_dir: PathLike, video_id: str, *,
-                       boundary: bool = True, bound_th: float = 0.008) -> FrameScores:
+def video_frame_scores(
+  pred_dir: PathLike,
+  gt_dir: PathLike,
+  video_id: str,
+  *,
+  boundary: bool = True,
+  bound_th: float = 0.008,
+) -> FrameScores:
   """Per-frame IoU (and boundary F) of one video's predicted masks on its ground-truth frames.
 
   Args:
@@ -113,8 +121,9 @@ def video_frame_scores(pred_dir: PathLike, gt_dir: PathLike, video_id: str, *,
       pred = _read_mask(pred_reader, frame, SegmentationError)
       if pred.shape != gt.shape:
         raise SegmentationError(
-            f"{_mask_path(pred_reader, frame)}: predicted mask is {pred.shape[1]}x{pred.shape[0]}"
-            f" but the ground truth {_mask_path(gt_reader, frame)} is {gt.shape[1]}x{gt.shape[0]}")
+          f"{_mask_path(pred_reader, frame)}: predicted mask is {pred.shape[1]}x{pred.shape[0]}"
+          f" but the ground truth {_mask_path(gt_reader, frame)} is {gt.shape[1]}x{gt.shape[0]}"
+        )
     else:
       pred = np.zeros_like(gt)
       missing += 1
@@ -124,8 +133,9 @@ def video_frame_scores(pred_dir: PathLike, gt_dir: PathLike, video_id: str, *,
   return FrameScores(frames=frames, iou=iou, f=f, missing=missing)
 
 
-def frame_iou_maps(pred_dir: PathLike, gt_dir: PathLike, video_ids: Iterable[str]
-                   ) -> dict[str, dict[int, float]]:
+def frame_iou_maps(
+  pred_dir: PathLike, gt_dir: PathLike, video_ids: Iterable[str]
+) -> dict[str, dict[int, float]]:
   """video id -> {frame: IoU} over its ground-truth frames: the ``frame_iou`` input of
   :func:`segtube_jax.evaluation.spatiotemporal.video_map` (no boundary F, so it is cheap)."""
   out = {}
@@ -140,9 +150,15 @@ def _mean(values: Iterable[float]) -> float | None:
   return float(np.mean(values)) if values else None
 
 
-def evaluate_mask_folders(pred_dir: PathLike, gt_dir: PathLike, video_ids: Iterable[str],
-                          video_class: Mapping[str, str], *, skip_first_last: bool = True,
-                          bound_th: float = 0.008) -> dict:
+def evaluate_mask_folders(
+  pred_dir: PathLike,
+  gt_dir: PathLike,
+  video_ids: Iterable[str],
+  video_class: Mapping[str, str],
+  *,
+  skip_first_last: bool = True,
+  bound_th: float = 0.008,
+) -> dict:
   """Mask IoU, J and F of predicted mask folders, per video, per class and overall.
 
   Args:
@@ -174,20 +190,22 @@ def evaluate_mask_folders(pred_dir: PathLike, gt_dir: PathLike, video_ids: Itera
     scores = video_frame_scores(pred_dir, gt_dir, vid, bound_th=bound_th)
     idx = scores.davis_index(skip_first_last)
     per_video[vid] = {
-        "iou": _mean(scores.iou.tolist()),
-        "J": _mean(scores.iou[idx].tolist()),
-        "F": _mean(scores.f[idx].tolist()),
-        "frames": int(len(scores.frames)),
-        "missing": int(scores.missing),
+      "iou": _mean(scores.iou.tolist()),
+      "J": _mean(scores.iou[idx].tolist()),
+      "F": _mean(scores.f[idx].tolist()),
+      "frames": int(len(scores.frames)),
+      "missing": int(scores.missing),
     }
   by_class: dict[str, list[str]] = {}
   for vid in video_ids:
     if per_video[vid]["frames"]:
       by_class.setdefault(video_class[vid], []).append(vid)
   per_class = {
-      cls: {**{k: _mean(per_video[v][k] for v in vids) for k in ("iou", "J", "F")},
-            "videos": len(vids)}
-      for cls, vids in sorted(by_class.items())
+    cls: {
+      **{k: _mean(per_video[v][k] for v in vids) for k in ("iou", "J", "F")},
+      "videos": len(vids),
+    }
+    for cls, vids in sorted(by_class.items())
   }
   mean = {k: _mean(c[k] for c in per_class.values()) for k in ("iou", "J", "F")}
   mean["videos"] = sum(c["videos"] for c in per_class.values())

@@ -79,15 +79,18 @@ def _threshold_key(threshold: float) -> str:
 def _check_thresholds(thresholds: Sequence[float]) -> list[float]:
   thresholds = [float(t) for t in thresholds]
   if not thresholds or not all(0.0 < t <= 1.0 for t in thresholds):
-    raise ConfigError(f"ST-IoU thresholds must be a non-empty list of values in (0, 1], got "
-                      f"{thresholds}")
+    raise ConfigError(
+      f"ST-IoU thresholds must be a non-empty list of values in (0, 1], got {thresholds}"
+    )
   return thresholds
 
 
-def match_detections(dets: Sequence[tuple[str, DetectedSegment]],
-                     ground_truth: Mapping[str, Sequence[GtInstance]],
-                     frame_iou: Mapping[str, Mapping[int, float]],
-                     threshold: float) -> np.ndarray:
+def match_detections(
+  dets: Sequence[tuple[str, DetectedSegment]],
+  ground_truth: Mapping[str, Sequence[GtInstance]],
+  frame_iou: Mapping[str, Mapping[int, float]],
+  threshold: float,
+) -> np.ndarray:
   """True-positive flags of one class's detections, already in rank order.
 
   Args:
@@ -116,11 +119,13 @@ def match_detections(dets: Sequence[tuple[str, DetectedSegment]],
   return tp
 
 
-def video_map(detections: Mapping[str, Sequence[DetectedSegment]],
-              ground_truth: Mapping[str, Sequence[GtInstance]],
-              frame_iou: Mapping[str, Mapping[int, float]],
-              thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-              classes: Sequence[str] | None = None) -> dict:
+def video_map(
+  detections: Mapping[str, Sequence[DetectedSegment]],
+  ground_truth: Mapping[str, Sequence[GtInstance]],
+  frame_iou: Mapping[str, Mapping[int, float]],
+  thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+  classes: Sequence[str] | None = None,
+) -> dict:
   """video-mAP at ST-IoU thresholds.
 
   Args:
@@ -145,8 +150,10 @@ def video_map(detections: Mapping[str, Sequence[DetectedSegment]],
   thresholds = _check_thresholds(thresholds)
   no_masks = sorted(v for v, inst in ground_truth.items() if inst and v not in frame_iou)
   if no_masks:
-    raise ConfigError(f"video_map: no per-frame mask IoU for videos {no_masks[:5]}; the "
-                      "spatio-temporal metric needs ground-truth masks")
+    raise ConfigError(
+      f"video_map: no per-frame mask IoU for videos {no_masks[:5]}; the "
+      "spatio-temporal metric needs ground-truth masks"
+    )
   if classes is None:
     labels = {inst[0] for insts in ground_truth.values() for inst in insts}
     labels |= {d.label for v, dets in detections.items() if v in ground_truth for d in dets}
@@ -181,14 +188,14 @@ def video_map(detections: Mapping[str, Sequence[DetectedSegment]],
     return None if np.isnan(x) else float(x)
 
   return {
-      "thresholds": thresholds,
-      "classes": classes,
-      "mAP": [_json(m) for m in mean],
-      "AP_per_class": {
-          _threshold_key(thr): {name: _json(ap[t, c]) for c, name in enumerate(classes)}
-          for t, thr in enumerate(thresholds)
-      },
-      "num_gt": num_gt,
-      "num_detections": {c: len(by_class[c]) for c in classes},
-      "num_detections_ignored": ignored,
+    "thresholds": thresholds,
+    "classes": classes,
+    "mAP": [_json(m) for m in mean],
+    "AP_per_class": {
+      _threshold_key(thr): {name: _json(ap[t, c]) for c, name in enumerate(classes)}
+      for t, thr in enumerate(thresholds)
+    },
+    "num_gt": num_gt,
+    "num_detections": {c: len(by_class[c]) for c in classes},
+    "num_detections_ignored": ignored,
   }

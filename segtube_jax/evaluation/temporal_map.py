@@ -38,20 +38,41 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from segtube_jax.errors import ConfigError
-
-from segtube_jax.evaluation.detection_files import (DATASET_SUBSETS, Detections, GroundTruth, PathLike,
-                                                    ground_truth_from_dataset, load_ground_truth,
-                                                    read_activitynet_detections, read_detections,
-                                                    read_thumos14_detections)
+from segtube_jax.evaluation.detection_files import (
+  DATASET_SUBSETS,
+  Detections,
+  GroundTruth,
+  PathLike,
+  ground_truth_from_dataset,
+  load_ground_truth,
+  read_activitynet_detections,
+  read_detections,
+  read_thumos14_detections,
+)
 
 # The readers live in detection_files; they are re-exported so one import serves scoring.
-__all__ = ["DATASET_SUBSETS", "DEFAULT_TIOUS", "Detections", "GroundTruth", "PROTOCOLS", "PathLike",
-           "average_precision", "activitynet_average_precision", "ground_truth_from_dataset", "iou_matrix",
-           "load_ground_truth", "mean_average_precision", "read_activitynet_detections", "read_detections",
-           "read_thumos14_detections", "thumos14_average_precision"]
+__all__ = [
+  "DATASET_SUBSETS",
+  "DEFAULT_TIOUS",
+  "Detections",
+  "GroundTruth",
+  "PROTOCOLS",
+  "PathLike",
+  "average_precision",
+  "activitynet_average_precision",
+  "ground_truth_from_dataset",
+  "iou_matrix",
+  "load_ground_truth",
+  "mean_average_precision",
+  "read_activitynet_detections",
+  "read_detections",
+  "read_thumos14_detections",
+  "thumos14_average_precision",
+]
 
 PROTOCOLS = ("thumos14", "activitynet")
 DEFAULT_TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
 
 def iou_matrix(a: np.ndarray, b: np.ndarray, union: str = "hull") -> np.ndarray:
   """Temporal IoU of every interval in ``a`` (M, 2) with every one in ``b`` (N, 2).
@@ -79,8 +100,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, union: str = "hull") -> np.ndarray:
   return out
 
 
-def thumos14_average_precision(ground_truth: GroundTruth, detections: Detections,
-                               tious: Sequence[float] = DEFAULT_TIOUS) -> np.ndarray:
+def thumos14_average_precision(
+  ground_truth: GroundTruth, detections: Detections, tious: Sequence[float] = DEFAULT_TIOUS
+) -> np.ndarray:
   """Per-class AP under the official THUMOS14 protocol (see module docstring).
 
   Args:
@@ -121,8 +143,9 @@ def thumos14_average_precision(ground_truth: GroundTruth, detections: Detections
   return ap
 
 
-def activitynet_average_precision(ground_truth: GroundTruth, detections: Detections,
-                                  tious: Sequence[float] = DEFAULT_TIOUS) -> np.ndarray:
+def activitynet_average_precision(
+  ground_truth: GroundTruth, detections: Detections, tious: Sequence[float] = DEFAULT_TIOUS
+) -> np.ndarray:
   """Per-class AP under ActivityNet's ``eval_detection.py`` rules (see module docstring).
 
   Args:
@@ -159,8 +182,12 @@ def activitynet_average_precision(ground_truth: GroundTruth, detections: Detecti
   return ap
 
 
-def average_precision(ground_truth: GroundTruth, detections: Detections, protocol: str,
-                      tious: Sequence[float] = DEFAULT_TIOUS) -> np.ndarray:
+def average_precision(
+  ground_truth: GroundTruth,
+  detections: Detections,
+  protocol: str,
+  tious: Sequence[float] = DEFAULT_TIOUS,
+) -> np.ndarray:
   """(T, C) per-class AP under ``protocol`` (``"thumos14"`` or ``"activitynet"``)."""
   if protocol == "thumos14":
     return thumos14_average_precision(ground_truth, detections, tious)
@@ -183,8 +210,9 @@ class _Context:
   def __init__(self, ground_truth: GroundTruth, detections: Detections):
     num_classes = len(ground_truth.classes)
     if len(detections) and (detections.label.min() < 0 or detections.label.max() >= num_classes):
-      raise ValueError(f"{detections.source}: labels must index the {num_classes} ground-truth "
-                       "classes")
+      raise ValueError(
+        f"{detections.source}: labels must index the {num_classes} ground-truth classes"
+      )
     self.classes = ground_truth.classes
     self.gt = ground_truth
     self.dets = detections
@@ -194,7 +222,7 @@ class _Context:
     names = np.concatenate([ground_truth.video, ground_truth.ambiguous_video, detections.video])
     _, codes = np.unique(names, return_inverse=True)
     self.num_codes = int(codes.max()) + 1 if codes.size else 1
-    self.gt_code, self.amb_code, self.det_code = codes[:m], codes[m:m + a], codes[m + a:]
+    self.gt_code, self.amb_code, self.det_code = codes[:m], codes[m : m + a], codes[m + a :]
 
   def groups(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yields (ground-truth indices in file order, detection indices by descending score)
@@ -210,7 +238,7 @@ class _Context:
     for key, g0, g1 in zip(g_unique, g_start, g_end):
       pos = np.searchsorted(d_unique, key)
       if pos < len(d_unique) and d_unique[pos] == key:
-        yield g_order[g0:g1], d_order[d_start[pos]:d_start[pos] + d_count[pos]]
+        yield g_order[g0:g1], d_order[d_start[pos] : d_start[pos] + d_count[pos]]
 
   def overlaps_ambiguous(self) -> np.ndarray:
     """(N,) whether each detection intersects an Ambiguous interval of its video."""
@@ -220,8 +248,7 @@ class _Context:
       if di.size:
         amb = self.gt.ambiguous_segment[self.amb_code == code]
         seg = self.dets.segment[di]
-        inter = (np.minimum(amb[:, 1:2], seg[None, :, 1]) -
-                 np.maximum(amb[:, 0:1], seg[None, :, 0]))
+        inter = np.minimum(amb[:, 1:2], seg[None, :, 1]) - np.maximum(amb[:, 0:1], seg[None, :, 0])
         out[di] = (inter > 0).any(axis=0)
     return out
 

@@ -19,17 +19,17 @@ on as ``--config.detector.gamma=...``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 import os
 import pathlib
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
-import numpy as np
 from absl import app, flags, logging
+import ml_collections
 from ml_collections import config_flags
+import numpy as np
 
 from segtube_jax import io_utils
 from segtube_jax.data import dataset as dataset_lib
@@ -45,7 +45,12 @@ def check_gammas(gammas: Sequence[float]) -> list[float]:
   """Sorted distinct gammas, each in [0, 1) (Eq. 4 thresholds a score that is at most 1)."""
   out = []
   for g in gammas:
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or not 0.0 <= g < 1.0:
+    if (
+      isinstance(g, bool)
+      or not isinstance(g, (int, float))
+      or not math.isfinite(g)
+      or not 0.0 <= g < 1.0
+    ):
       raise ConfigError(f"gamma values must be numbers in [0, 1), got {g!r}")
     out.append(float(g))
   if not out:
@@ -53,8 +58,12 @@ def check_gammas(gammas: Sequence[float]) -> list[float]:
   return sorted(set(out))
 
 
-def sweep_gamma(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                gammas: Sequence[float] = DEFAULT_GAMMAS, subset: str = "validation") -> dict[str, Any]:
+def sweep_gamma(
+  config: ml_collections.ConfigDict,
+  workdir: str | os.PathLike,
+  gammas: Sequence[float] = DEFAULT_GAMMAS,
+  subset: str = "validation",
+) -> dict[str, Any]:
   """Temporal mAP of the first localization of every ``subset`` video, per gamma.
 
   Args:
@@ -77,7 +86,9 @@ def sweep_gamma(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     raise ConfigError(f"subset {subset!r}: {config.dataset.root} has no such video")
   errors = detector_eval.fill_from_media(ds, videos)
   if errors:
-    raise DatasetError("cannot tune gamma: " + "; ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
+    raise DatasetError(
+      "cannot tune gamma: " + "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+    )
   localizer, step = localizer_lib.load_localizer(config, workdir, ds.classes)
   results: dict[float, dict[str, list[detection_writers.DetectedSegment]]] = {g: {} for g in gammas}
   for info in videos:
@@ -85,7 +96,9 @@ def sweep_gamma(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     net_frames = localizer_lib.prepare_frames(frames, config)
     starts, ends, pro, cla = localizer.window_logits(net_frames, None)
     for g in gammas:
-      results[g][info.video_id] = localizer.localize_windows(starts, ends, pro, cla, len(frames), fps, gamma=g).segments
+      results[g][info.video_id] = localizer.localize_windows(
+        starts, ends, pro, cla, len(frames), fps, gamma=g
+      ).segments
   gt = detector_eval.ground_truth(ds, [v.video_id for v in videos], subset)
   maps = []
   for g in gammas:
@@ -94,19 +107,32 @@ def sweep_gamma(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     maps.append([float(x) for x in temporal_map.mean_average_precision(ap)])
   last = int(np.argmax(tious))
   best = max(range(len(gammas)), key=lambda i: (maps[i][last], float(np.mean(maps[i])), -gammas[i]))
-  return {"subset": subset, "videos": len(videos), "protocol": ev.protocol, "tious": tious, "gammas": gammas,
-          "map": maps, "best_gamma": gammas[best], "checkpoint_step": step}
+  return {
+    "subset": subset,
+    "videos": len(videos),
+    "protocol": ev.protocol,
+    "tious": tious,
+    "gammas": gammas,
+    "map": maps,
+    "best_gamma": gammas[best],
+    "checkpoint_step": step,
+  }
 
 
 def format_sweep(sweep: dict[str, Any]) -> str:
   """A table: one row per gamma, mAP (%) per tIoU; the best gamma marked."""
   head = "gamma  " + "  ".join(f"tIoU {t:g}" for t in sweep["tious"])
-  lines = [f"temporal mAP (%) of the first localization, {sweep['videos']} {sweep['subset']} videos, "
-           f"protocol {sweep['protocol']}, checkpoint step {sweep['checkpoint_step']}", head]
+  lines = [
+    f"temporal mAP (%) of the first localization, {sweep['videos']} {sweep['subset']} videos, "
+    f"protocol {sweep['protocol']}, checkpoint step {sweep['checkpoint_step']}",
+    head,
+  ]
   for g, row in zip(sweep["gammas"], sweep["map"]):
     mark = "  <- best" if g == sweep["best_gamma"] else ""
     lines.append(f"{g:5.2f}  " + "  ".join(f"{100 * m:8.2f}" for m in row) + mark)
-  lines.append(f"best gamma: {sweep['best_gamma']:g} (use --config.detector.gamma={sweep['best_gamma']:g})")
+  lines.append(
+    f"best gamma: {sweep['best_gamma']:g} (use --config.detector.gamma={sweep['best_gamma']:g})"
+  )
   return "\n".join(lines)
 
 
@@ -115,9 +141,13 @@ _FLAGS: dict[str, Any] = {}
 
 def _define_flags() -> None:
   """The CLI's flags, defined only when run as a program (detect and evaluate define --workdir too)."""
-  _FLAGS["config"] = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+  )
   _FLAGS["workdir"] = flags.DEFINE_string("workdir", None, "The trained experiment's folder.")
-  _FLAGS["gammas"] = flags.DEFINE_list("gammas", [f"{g:g}" for g in DEFAULT_GAMMAS], "Comma-separated gammas to try.")
+  _FLAGS["gammas"] = flags.DEFINE_list(
+    "gammas", [f"{g:g}" for g in DEFAULT_GAMMAS], "Comma-separated gammas to try."
+  )
   _FLAGS["subset"] = flags.DEFINE_string("subset", "validation", "Videos to tune on.")
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -128,7 +158,9 @@ def main(argv: list[str]) -> None:
     try:
       gammas = [float(g) for g in _FLAGS["gammas"].value]
     except ValueError:
-      raise ConfigError(f"--gammas must be comma-separated numbers, got {','.join(_FLAGS['gammas'].value)!r}") from None
+      raise ConfigError(
+        f"--gammas must be comma-separated numbers, got {','.join(_FLAGS['gammas'].value)!r}"
+      ) from None
     workdir = _FLAGS["workdir"].value
     sweep = sweep_gamma(_FLAGS["config"].value, workdir, gammas, _FLAGS["subset"].value)
     path = pathlib.Path(workdir) / SWEEP_FILE

@@ -18,29 +18,35 @@ import jax
 import jax.numpy as jnp
 
 from segtube_jax.errors import ConfigError
-from segtube_jax.models.conv import (DEFAULT_CONV_IMPL, C3DConv, max_pool3d, pool5_pad,
-                                     pool_output_size)
+from segtube_jax.models.conv import (
+  DEFAULT_CONV_IMPL,
+  C3DConv,
+  max_pool3d,
+  pool5_pad,
+  pool_output_size,
+)
 
 Array = jax.Array
 
 PAPER_CONV_WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)
-CONV_NAMES = ('conv1', 'conv2', 'conv3a', 'conv3b', 'conv4a', 'conv4b', 'conv5a', 'conv5b')
-FC_NAMES = ('fc6', 'fc7')
+CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
+FC_NAMES = ("fc6", "fc7")
 # Pool windows (t, h, w): pool1 keeps time so early layers see motion over all 16 frames.
 POOL_WINDOWS = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
 # Index of the last conv before each pool (pools follow conv1, conv2, conv3b, conv4b, conv5b).
-_POOL_AFTER = {0: 0, 1: 1, 3: 2, 5: 3, 7: 4}
+POOL_AFTER = {0: 0, 1: 1, 3: 2, 5: 3, 7: 4}
 
 
 def conv_widths(width_multiplier: float) -> tuple[int, ...]:
   """Conv filter counts for a width multiplier (1.0 is the paper's C3D)."""
   if not width_multiplier > 0:
-    raise ConfigError(f'width_multiplier must be > 0, got {width_multiplier!r}')
+    raise ConfigError(f"width_multiplier must be > 0, got {width_multiplier!r}")
   return tuple(max(1, int(round(w * width_multiplier))) for w in PAPER_CONV_WIDTHS)
 
 
-def pool_paddings(thw: Sequence[int], pool5_padding: str = 'torch'
-                  ) -> list[tuple[tuple[int, int], ...]]:
+def pool_paddings(
+  thw: Sequence[int], pool5_padding: str = "torch"
+) -> list[tuple[tuple[int, int], ...]]:
   """Per-pool (t, h, w) padding pairs for an input of ``thw`` frames x height x width."""
   sizes = list(thw)
   pads = []
@@ -54,22 +60,24 @@ def pool_paddings(thw: Sequence[int], pool5_padding: str = 'torch'
   return pads
 
 
-def c3d_pool5_shape(clip_shape: Sequence[int], pool5_padding: str = 'torch'
-                    ) -> tuple[int, int, int]:
+def c3d_pool5_shape(
+  clip_shape: Sequence[int], pool5_padding: str = "torch"
+) -> tuple[int, int, int]:
   """(T5, H5, W5) of pool5 for clips of ``clip_shape`` = (T, H, W).
 
   Raises:
     ConfigError: when a clip is too small for the five pools (e.g. fewer than 16 frames).
   """
   if len(clip_shape) != 3:
-    raise ConfigError(f'clip_shape must be (frames, height, width), got {tuple(clip_shape)}')
+    raise ConfigError(f"clip_shape must be (frames, height, width), got {tuple(clip_shape)}")
   sizes = [int(s) for s in clip_shape]
   for window, pad in zip(POOL_WINDOWS, pool_paddings(clip_shape, pool5_padding)):
     sizes = [pool_output_size(s, k, p) for s, k, p in zip(sizes, window, pad)]
     if min(sizes) < 1:
       raise ConfigError(
-          f'clip_shape {tuple(clip_shape)} is too small for C3D: the five pools need at least '
-          '16 frames and 16x16 pixels')
+        f"clip_shape {tuple(clip_shape)} is too small for C3D: the five pools need at least "
+        "16 frames and 16x16 pixels"
+      )
   return tuple(sizes)
 
 
@@ -97,8 +105,8 @@ class C3D(nn.Module):
   fc_dim: int = 4096
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
-  pool5_padding: str = 'torch'
-  conv_norm: str = 'none'
+  pool5_padding: str = "torch"
+  conv_norm: str = "none"
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -110,25 +118,34 @@ class C3D(nn.Module):
     itself; in eval mode (``train=False``) that is all the same.
     """
     if clips.ndim != 5:
-      raise ConfigError(f'C3D expects clips [B, T, H, W, C], got shape {clips.shape}')
+      raise ConfigError(f"C3D expects clips [B, T, H, W, C], got shape {clips.shape}")
     pads = pool_paddings(clips.shape[1:4], self.pool5_padding)
     c3d_pool5_shape(clips.shape[1:4], self.pool5_padding)  # raises on too-small clips.
     x = clips.astype(self.dtype or jnp.float32)
     for i, (name, width) in enumerate(zip(CONV_NAMES, conv_widths(self.width_multiplier))):
-      x = C3DConv(width, conv_impl=self.conv_impl, dtype=self.dtype,
-                  param_dtype=self.param_dtype, name=name)(x)
-      if self.conv_norm == 'group':
-        x = nn.GroupNorm(num_groups=max(1, min(32, width // 4)), dtype=self.dtype,
-                         param_dtype=self.param_dtype, name=f'{name}_norm')(x)
+      x = C3DConv(
+        width, conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+      )(x)
+      if self.conv_norm == "group":
+        x = nn.GroupNorm(
+          num_groups=max(1, min(32, width // 4)),
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          name=f"{name}_norm",
+        )(x)
       x = nn.relu(x)
-      if i in _POOL_AFTER:
-        p = _POOL_AFTER[i]
+      if i in POOL_AFTER:
+        p = POOL_AFTER[i]
         x = max_pool3d(x, POOL_WINDOWS[p], pads[p])
     # Channels-last flatten: (T, H, W, C) order (the converter permutes PyTorch's (C, T, H, W)).
     x = x.reshape(x.shape[0], -1)
-    dense = functools.partial(nn.Dense, self.fc_dim, dtype=self.dtype,
-                              param_dtype=self.param_dtype,
-                              kernel_init=nn.initializers.he_normal())
-    x = nn.relu(dense(name='fc6')(x))
+    dense = functools.partial(
+      nn.Dense,
+      self.fc_dim,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=nn.initializers.he_normal(),
+    )
+    x = nn.relu(dense(name="fc6")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.relu(dense(name='fc7')(x))
+    return nn.relu(dense(name="fc7")(x))

@@ -16,8 +16,8 @@ from segtube_jax.models.c3d import c3d_pool5_shape
 from segtube_jax.models.conv import CONV_IMPLS, DEFAULT_CONV_IMPL, POOL5_PADDINGS
 from segtube_jax.models.networks import ClipSequenceNetwork, TwoHeadNetwork
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-INPUT_NORMS = ('kinetics', 'c3d_sports1m')  # As training.steps.normalize_clips.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+INPUT_NORMS = ("kinetics", "c3d_sports1m")  # As training.steps.normalize_clips.
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -71,18 +71,18 @@ def default_model_config() -> ml_collections.ConfigDict:
   cfg.lstm_features = 256
   cfg.lstm_layers = 2
   cfg.dropout_rate = 0.5
-  cfg.dtype = 'float32'
+  cfg.dtype = "float32"
   cfg.conv_impl = DEFAULT_CONV_IMPL
-  cfg.pool5_padding = 'torch'
+  cfg.pool5_padding = "torch"
   cfg.clip_shape = (16, 112, 112)
   cfg.in_channels = 3
   cfg.shared_trunk = False
   cfg.feature_norm = True
-  cfg.conv_norm = 'none'
+  cfg.conv_norm = "none"
   cfg.input_diff = False
   cfg.feature_skip = False
-  cfg.input_norm = 'kinetics'
-  cfg.pretrained_c3d = ''
+  cfg.input_norm = "kinetics"
+  cfg.pretrained_c3d = ""
   return cfg
 
 
@@ -99,13 +99,13 @@ def tiny_model_config() -> ml_collections.ConfigDict:
 def _positive_int(cfg: Mapping[str, Any], key: str) -> int:
   value = cfg[key]
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ConfigError(f'model.{key} must be a positive integer, got {value!r}')
+    raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
   return value
 
 
 def _choice(cfg: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
   if cfg[key] not in choices:
-    raise ConfigError(f'model.{key} must be one of {choices}, got {cfg[key]!r}')
+    raise ConfigError(f"model.{key} must be one of {choices}, got {cfg[key]!r}")
   return cfg[key]
 
 
@@ -118,63 +118,80 @@ def validate_model_config(cfg: Mapping[str, Any]) -> None:
   known = set(default_model_config().keys())
   given = set(cfg.keys())
   if known - given:
-    raise ConfigError(f'model config is missing keys {sorted(known - given)}')
+    raise ConfigError(f"model config is missing keys {sorted(known - given)}")
   if given - known:
-    raise ConfigError(f'model config has unknown keys {sorted(given - known)}; '
-                      f'known keys: {sorted(known)}')
-  wm = cfg['width_multiplier']
-  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not 0 < wm < float('inf'):
-    raise ConfigError(f'model.width_multiplier must be a number > 0 (finite), got {wm!r}')
-  for key in ('fc_dim', 'lstm_features', 'lstm_layers', 'in_channels'):
+    raise ConfigError(
+      f"model config has unknown keys {sorted(given - known)}; known keys: {sorted(known)}"
+    )
+  wm = cfg["width_multiplier"]
+  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not 0 < wm < float("inf"):
+    raise ConfigError(f"model.width_multiplier must be a number > 0 (finite), got {wm!r}")
+  for key in ("fc_dim", "lstm_features", "lstm_layers", "in_channels"):
     _positive_int(cfg, key)
-  rate = cfg['dropout_rate']
+  rate = cfg["dropout_rate"]
   if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-    raise ConfigError(f'model.dropout_rate must be in [0, 1), got {rate!r}')
-  _choice(cfg, 'dtype', tuple(DTYPES))
-  _choice(cfg, 'conv_impl', CONV_IMPLS)
-  _choice(cfg, 'pool5_padding', POOL5_PADDINGS)
-  _choice(cfg, 'conv_norm', ('none', 'group'))
-  shape = cfg['clip_shape']
-  if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-      or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
-    raise ConfigError(f'model.clip_shape must be 3 positive ints (frames, height, width), '
-                      f'got {shape!r}')
+    raise ConfigError(f"model.dropout_rate must be in [0, 1), got {rate!r}")
+  _choice(cfg, "dtype", tuple(DTYPES))
+  _choice(cfg, "conv_impl", CONV_IMPLS)
+  _choice(cfg, "pool5_padding", POOL5_PADDINGS)
+  _choice(cfg, "conv_norm", ("none", "group"))
+  shape = cfg["clip_shape"]
+  if (
+    not isinstance(shape, (tuple, list))
+    or len(shape) != 3
+    or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+  ):
+    raise ConfigError(
+      f"model.clip_shape must be 3 positive ints (frames, height, width), got {shape!r}"
+    )
   try:
-    c3d_pool5_shape(shape, cfg['pool5_padding'])
+    c3d_pool5_shape(shape, cfg["pool5_padding"])
   except ConfigError as e:
-    raise ConfigError(f'model.clip_shape: {e}') from None
-  for key in ('shared_trunk', 'feature_norm', 'input_diff', 'feature_skip'):
+    raise ConfigError(f"model.clip_shape: {e}") from None
+  for key in ("shared_trunk", "feature_norm", "input_diff", "feature_skip"):
     if not isinstance(cfg[key], bool):
-      raise ConfigError(f'model.{key} must be a bool, got {cfg[key]!r}')
-  _choice(cfg, 'input_norm', INPUT_NORMS)
-  if not isinstance(cfg['pretrained_c3d'], str):
-    raise ConfigError(f"model.pretrained_c3d must be a path string ('' for none), "
-                      f"got {cfg['pretrained_c3d']!r}")
-  if cfg['pretrained_c3d']:
+      raise ConfigError(f"model.{key} must be a bool, got {cfg[key]!r}")
+  _choice(cfg, "input_norm", INPUT_NORMS)
+  if not isinstance(cfg["pretrained_c3d"], str):
+    raise ConfigError(
+      f"model.pretrained_c3d must be a path string ('' for none), got {cfg['pretrained_c3d']!r}"
+    )
+  if cfg["pretrained_c3d"]:
     # The PyTorch C3D has neither per-conv norms nor a 6-channel conv1.
-    if cfg['conv_norm'] != 'none':
-      raise ConfigError(f"model.pretrained_c3d needs model.conv_norm='none' (the Sports-1M C3D "
-                        f"has no normalisation layers), got {cfg['conv_norm']!r}")
-    if cfg['input_diff']:
-      raise ConfigError('model.pretrained_c3d needs model.input_diff=False (the Sports-1M '
-                        'C3D\'s conv1 reads 3 RGB channels)')
+    if cfg["conv_norm"] != "none":
+      raise ConfigError(
+        f"model.pretrained_c3d needs model.conv_norm='none' (the Sports-1M C3D "
+        f"has no normalisation layers), got {cfg['conv_norm']!r}"
+      )
+    if cfg["input_diff"]:
+      raise ConfigError(
+        "model.pretrained_c3d needs model.input_diff=False (the Sports-1M "
+        "C3D's conv1 reads 3 RGB channels)"
+      )
 
 
 def _trunk_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
   validate_model_config(cfg)
-  return dict(width_multiplier=float(cfg['width_multiplier']), fc_dim=cfg['fc_dim'],
-              lstm_features=cfg['lstm_features'], lstm_layers=cfg['lstm_layers'],
-              dropout_rate=float(cfg['dropout_rate']), conv_impl=cfg['conv_impl'],
-              pool5_padding=cfg['pool5_padding'], feature_norm=cfg['feature_norm'],
-              input_diff=cfg['input_diff'], feature_skip=cfg['feature_skip'],
-              conv_norm=cfg['conv_norm'],
-              dtype=None if cfg['dtype'] == 'float32' else DTYPES[cfg['dtype']])
+  return dict(
+    width_multiplier=float(cfg["width_multiplier"]),
+    fc_dim=cfg["fc_dim"],
+    lstm_features=cfg["lstm_features"],
+    lstm_layers=cfg["lstm_layers"],
+    dropout_rate=float(cfg["dropout_rate"]),
+    conv_impl=cfg["conv_impl"],
+    pool5_padding=cfg["pool5_padding"],
+    feature_norm=cfg["feature_norm"],
+    input_diff=cfg["input_diff"],
+    feature_skip=cfg["feature_skip"],
+    conv_norm=cfg["conv_norm"],
+    dtype=None if cfg["dtype"] == "float32" else DTYPES[cfg["dtype"]],
+  )
 
 
 def build_model(model_config: Mapping[str, Any], num_outputs: int) -> ClipSequenceNetwork:
   """A validated :class:`ClipSequenceNetwork` with ``num_outputs`` logits per clip."""
   if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 2:
-    raise ConfigError(f'num_outputs must be an integer >= 2, got {num_outputs!r}')
+    raise ConfigError(f"num_outputs must be an integer >= 2, got {num_outputs!r}")
   return ClipSequenceNetwork(num_outputs=num_outputs, **_trunk_kwargs(model_config))
 
 
@@ -183,23 +200,23 @@ def build_proposal_network(model_config: Mapping[str, Any]) -> ClipSequenceNetwo
   return build_model(model_config, 2)
 
 
-def build_classification_network(model_config: Mapping[str, Any],
-                                 num_classes: int) -> ClipSequenceNetwork:
+def build_classification_network(
+  model_config: Mapping[str, Any], num_classes: int
+) -> ClipSequenceNetwork:
   """Classification network over K = num_classes actions + background 0 (Eq. (2))."""
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-    raise ConfigError(f'num_classes must be a positive integer, got {num_classes!r}')
+    raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
   return build_model(model_config, num_classes + 1)
 
 
 def build_two_head_network(model_config: Mapping[str, Any], num_classes: int) -> TwoHeadNetwork:
   """Shared-trunk network returning (proposal_logits, class_logits); for shared_trunk=True."""
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-    raise ConfigError(f'num_classes must be a positive integer, got {num_classes!r}')
+    raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
   return TwoHeadNetwork(num_classes=num_classes, **_trunk_kwargs(model_config))
 
 
-def input_shape(model_config: Mapping[str, Any], batch_size: int, seq_len: int
-                ) -> tuple[int, ...]:
+def input_shape(model_config: Mapping[str, Any], batch_size: int, seq_len: int) -> tuple[int, ...]:
   """Network input shape [B, S, T, H, W, C] for a config (e.g. for init with zeros)."""
-  t, h, w = model_config['clip_shape']
-  return (batch_size, seq_len, t, h, w, model_config['in_channels'])
+  t, h, w = model_config["clip_shape"]
+  return (batch_size, seq_len, t, h, w, model_config["in_channels"])

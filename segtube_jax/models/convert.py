@@ -54,63 +54,69 @@ from segtube_jax import io_utils
 from segtube_jax.errors import CheckpointError, SegtubeError
 from segtube_jax.models.c3d import CONV_NAMES, FC_NAMES, c3d_pool5_shape
 
-_IGNORED_PREFIXES = ('fc8.',)
-PICKLE_SUFFIXES = ('.pickle', '.pkl', '.pth', '.pt')
-STATE_DICT_KEYS = tuple(f'{n}.{p}' for n in CONV_NAMES + FC_NAMES for p in ('weight', 'bias'))
+_IGNORED_PREFIXES = ("fc8.",)
+PICKLE_SUFFIXES = (".pickle", ".pkl", ".pth", ".pt")
+STATE_DICT_KEYS = tuple(f"{n}.{p}" for n in CONV_NAMES + FC_NAMES for p in ("weight", "bias"))
 
 
 def _get(state_dict: Mapping[str, Any], key: str) -> np.ndarray:
   if key not in state_dict:
-    raise CheckpointError(f'PyTorch C3D state dict is missing key {key!r}')
+    raise CheckpointError(f"PyTorch C3D state dict is missing key {key!r}")
   try:
     array = np.asarray(state_dict[key], dtype=np.float32)
   except (TypeError, ValueError) as e:
-    raise CheckpointError(f'{key}: not a numeric array ({type(e).__name__}: {e})') from None
+    raise CheckpointError(f"{key}: not a numeric array ({type(e).__name__}: {e})") from None
   if not np.all(np.isfinite(array)):
-    raise CheckpointError(f'{key}: holds NaN or infinite values')
+    raise CheckpointError(f"{key}: holds NaN or infinite values")
   return array
 
 
-def _expect_shape(key: str, array: np.ndarray, expected: Sequence[int], hint: str = '') -> None:
+def _expect_shape(key: str, array: np.ndarray, expected: Sequence[int], hint: str = "") -> None:
   if tuple(array.shape) != tuple(expected):
-    raise CheckpointError(f'{key}: expected shape {tuple(expected)}, got {tuple(array.shape)}{hint}')
+    raise CheckpointError(
+      f"{key}: expected shape {tuple(expected)}, got {tuple(array.shape)}{hint}"
+    )
 
 
 def _torch_shape(param: str, shape: Sequence[int]) -> tuple[int, ...]:
   """The PyTorch-layout shape of one of our C3D kernels / biases."""
   shape = tuple(shape)
-  if param == 'bias':
+  if param == "bias":
     return shape
   if len(shape) == 5:  # [t, h, w, in, out] -> [out, in, t, h, w]
     return (shape[4], shape[3]) + shape[:3]
   return shape[::-1]  # Dense [in, out] -> Linear [out, in].
 
 
-def _check_layer(name: str, layer: Mapping[str, np.ndarray], expected: Mapping[str, Any] | None
-                 ) -> None:
+def _check_layer(
+  name: str, layer: Mapping[str, np.ndarray], expected: Mapping[str, Any] | None
+) -> None:
   """Compares one converted layer with the target model's, in the state dict's terms."""
   if expected is None:
     return
   if name not in expected:
-    raise CheckpointError(f'{name}: the target C3D has no such layer (its layers: '
-                          f'{sorted(expected)})')
-  for param, torch_name in (('kernel', 'weight'), ('bias', 'bias')):
+    raise CheckpointError(
+      f"{name}: the target C3D has no such layer (its layers: {sorted(expected)})"
+    )
+  for param, torch_name in (("kernel", "weight"), ("bias", "bias")):
     want = expected[name].get(param) if isinstance(expected[name], Mapping) else None
     if want is None:
-      raise CheckpointError(f'{name}: the target C3D layer has no {param!r}')
+      raise CheckpointError(f"{name}: the target C3D layer has no {param!r}")
     if tuple(layer[param].shape) != tuple(want.shape):
       raise CheckpointError(
-          f'{name}.{torch_name}: expected shape {_torch_shape(param, want.shape)} (the model\'s '
-          f'c3d/{name}/{param} {tuple(want.shape)}), got {_torch_shape(param, layer[param].shape)}; '
-          'do model.width_multiplier, fc_dim, in_channels, clip_shape and pool5_padding match '
-          'the weights (Sports-1M C3D: 1.0, 4096, 3, (16, 112, 112), torch)?')
+        f"{name}.{torch_name}: expected shape {_torch_shape(param, want.shape)} (the model's "
+        f"c3d/{name}/{param} {tuple(want.shape)}), got {_torch_shape(param, layer[param].shape)}; "
+        "do model.width_multiplier, fc_dim, in_channels, clip_shape and pool5_padding match "
+        "the weights (Sports-1M C3D: 1.0, 4096, 3, (16, 112, 112), torch)?"
+      )
 
 
-def convert_torch_c3d(state_dict: Mapping[str, Any],
-                      clip_shape: Sequence[int] = (16, 112, 112),
-                      pool5_padding: str = 'torch',
-                      expected_params: Mapping[str, Any] | None = None
-                      ) -> dict[str, dict[str, np.ndarray]]:
+def convert_torch_c3d(
+  state_dict: Mapping[str, Any],
+  clip_shape: Sequence[int] = (16, 112, 112),
+  pool5_padding: str = "torch",
+  expected_params: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
   """PyTorch C3D state dict -> params of :class:`C3D` (the ``c3d`` subtree of a network).
 
   Args:
@@ -131,81 +137,99 @@ def convert_torch_c3d(state_dict: Mapping[str, Any],
       mismatches (key, expected, given).
   """
   if not isinstance(state_dict, Mapping):
-    raise CheckpointError(f'a PyTorch C3D state dict must be a mapping of key -> array, '
-                          f'got {type(state_dict).__name__}')
-  unexpected = sorted(str(k) for k in state_dict
-                      if k not in STATE_DICT_KEYS and not str(k).startswith(_IGNORED_PREFIXES))
+    raise CheckpointError(
+      f"a PyTorch C3D state dict must be a mapping of key -> array, got {type(state_dict).__name__}"
+    )
+  unexpected = sorted(
+    str(k)
+    for k in state_dict
+    if k not in STATE_DICT_KEYS and not str(k).startswith(_IGNORED_PREFIXES)
+  )
   if unexpected:
-    raise CheckpointError(f'unexpected keys in PyTorch C3D state dict: {unexpected}')
+    raise CheckpointError(f"unexpected keys in PyTorch C3D state dict: {unexpected}")
   if expected_params is not None and set(expected_params) - set(CONV_NAMES + FC_NAMES):
     extra = sorted(set(expected_params) - set(CONV_NAMES + FC_NAMES))
-    raise CheckpointError(f'the target C3D has layers the PyTorch C3D lacks: {extra} '
-                          '(model.conv_norm must be "none" for these weights)')
+    raise CheckpointError(
+      f"the target C3D has layers the PyTorch C3D lacks: {extra} "
+      '(model.conv_norm must be "none" for these weights)'
+    )
 
   params: dict[str, dict[str, np.ndarray]] = {}
   cin = None
   for name in CONV_NAMES:
-    w, b = _get(state_dict, f'{name}.weight'), _get(state_dict, f'{name}.bias')
+    w, b = _get(state_dict, f"{name}.weight"), _get(state_dict, f"{name}.bias")
     if w.ndim != 5 or w.shape[2:] != (3, 3, 3):
-      raise CheckpointError(f'{name}.weight: expected shape (out, in, 3, 3, 3), '
-                            f'got {tuple(w.shape)}')
+      raise CheckpointError(
+        f"{name}.weight: expected shape (out, in, 3, 3, 3), got {tuple(w.shape)}"
+      )
     if cin is not None:
-      _expect_shape(f'{name}.weight', w, (w.shape[0], cin, 3, 3, 3),
-                    f' (its input channels must equal the previous conv\'s {cin} outputs)')
-    _expect_shape(f'{name}.bias', b, (w.shape[0],))
-    params[name] = {'kernel': np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0)), 'bias': b}
+      _expect_shape(
+        f"{name}.weight",
+        w,
+        (w.shape[0], cin, 3, 3, 3),
+        f" (its input channels must equal the previous conv's {cin} outputs)",
+      )
+    _expect_shape(f"{name}.bias", b, (w.shape[0],))
+    params[name] = {"kernel": np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0)), "bias": b}
     _check_layer(name, params[name], expected_params)
     cin = w.shape[0]
 
   t5, h5, w5 = c3d_pool5_shape(clip_shape, pool5_padding)
-  fc6_w, fc6_b = _get(state_dict, 'fc6.weight'), _get(state_dict, 'fc6.bias')
+  fc6_w, fc6_b = _get(state_dict, "fc6.weight"), _get(state_dict, "fc6.bias")
   if fc6_w.ndim != 2:
-    raise CheckpointError(f'fc6.weight: expected shape (out, in), got {tuple(fc6_w.shape)}')
+    raise CheckpointError(f"fc6.weight: expected shape (out, in), got {tuple(fc6_w.shape)}")
   fc_dim = fc6_w.shape[0]
-  _expect_shape('fc6.weight', fc6_w, (fc_dim, cin * t5 * h5 * w5),
-                f' (pool5 of {tuple(clip_shape)} clips is {cin}x{t5}x{h5}x{w5})')
-  _expect_shape('fc6.bias', fc6_b, (fc_dim,))
+  _expect_shape(
+    "fc6.weight",
+    fc6_w,
+    (fc_dim, cin * t5 * h5 * w5),
+    f" (pool5 of {tuple(clip_shape)} clips is {cin}x{t5}x{h5}x{w5})",
+  )
+  _expect_shape("fc6.bias", fc6_b, (fc_dim,))
   # Input index c*T5*H5*W5 + t*H5*W5 + h*W5 + w  ->  ((t*H5 + h)*W5 + w)*C + c.
   fc6_k = fc6_w.reshape(fc_dim, cin, t5, h5, w5).transpose(2, 3, 4, 1, 0)
-  params['fc6'] = {'kernel': np.ascontiguousarray(fc6_k.reshape(-1, fc_dim)), 'bias': fc6_b}
-  _check_layer('fc6', params['fc6'], expected_params)
-  fc7_w, fc7_b = _get(state_dict, 'fc7.weight'), _get(state_dict, 'fc7.bias')
+  params["fc6"] = {"kernel": np.ascontiguousarray(fc6_k.reshape(-1, fc_dim)), "bias": fc6_b}
+  _check_layer("fc6", params["fc6"], expected_params)
+  fc7_w, fc7_b = _get(state_dict, "fc7.weight"), _get(state_dict, "fc7.bias")
   if fc7_w.ndim != 2:
-    raise CheckpointError(f'fc7.weight: expected shape (out, in), got {tuple(fc7_w.shape)}')
-  _expect_shape('fc7.weight', fc7_w, (fc7_w.shape[0], fc_dim))
-  _expect_shape('fc7.bias', fc7_b, (fc7_w.shape[0],))
-  params['fc7'] = {'kernel': np.ascontiguousarray(fc7_w.T), 'bias': fc7_b}
-  _check_layer('fc7', params['fc7'], expected_params)
+    raise CheckpointError(f"fc7.weight: expected shape (out, in), got {tuple(fc7_w.shape)}")
+  _expect_shape("fc7.weight", fc7_w, (fc7_w.shape[0], fc_dim))
+  _expect_shape("fc7.bias", fc7_b, (fc7_w.shape[0],))
+  params["fc7"] = {"kernel": np.ascontiguousarray(fc7_w.T), "bias": fc7_b}
+  _check_layer("fc7", params["fc7"], expected_params)
 
   if expected_params is not None:
     check_param_shapes(params, expected_params)
   return params
 
 
-def check_param_shapes(params: Mapping[str, Any], expected: Mapping[str, Any],
-                       prefix: str = '') -> None:
+def check_param_shapes(
+  params: Mapping[str, Any], expected: Mapping[str, Any], prefix: str = ""
+) -> None:
   """Raises CheckpointError naming the first key whose presence or shape differs."""
   for key in sorted(set(params) | set(expected)):
-    path = f'{prefix}{key}'
+    path = f"{prefix}{key}"
     if key not in params or key not in expected:
-      where = 'converted params' if key not in params else 'target params'
-      raise CheckpointError(f'{path}: missing from the {where}')
+      where = "converted params" if key not in params else "target params"
+      raise CheckpointError(f"{path}: missing from the {where}")
     got, want = params[key], expected[key]
     if isinstance(want, Mapping) or isinstance(got, Mapping):
       if not (isinstance(want, Mapping) and isinstance(got, Mapping)):
-        raise CheckpointError(f'{path}: one side is a sub-tree, the other an array')
-      check_param_shapes(got, want, f'{path}/')
+        raise CheckpointError(f"{path}: one side is a sub-tree, the other an array")
+      check_param_shapes(got, want, f"{path}/")
     elif tuple(np.shape(got)) != tuple(want.shape):
-      raise CheckpointError(f'{path}: expected shape {tuple(want.shape)}, '
-                            f'got {tuple(np.shape(got))}')
+      raise CheckpointError(
+        f"{path}: expected shape {tuple(want.shape)}, got {tuple(np.shape(got))}"
+      )
 
 
-def insert_c3d_params(params: Mapping[str, Any], c3d_params: Mapping[str, Any],
-                      key: str = 'c3d') -> dict[str, Any]:
+def insert_c3d_params(
+  params: Mapping[str, Any], c3d_params: Mapping[str, Any], key: str = "c3d"
+) -> dict[str, Any]:
   """A copy of a network's ``params`` with its ``key`` subtree replaced (shapes checked)."""
   if key not in params:
-    raise CheckpointError(f'network params have no {key!r} subtree; keys: {sorted(params)}')
-  check_param_shapes(c3d_params, params[key], prefix=f'{key}/')
+    raise CheckpointError(f"network params have no {key!r} subtree; keys: {sorted(params)}")
+  check_param_shapes(c3d_params, params[key], prefix=f"{key}/")
   out = dict(params)
   out[key] = {n: dict(v) for n, v in c3d_params.items()}
   return out
@@ -215,11 +239,16 @@ def insert_c3d_params(params: Mapping[str, Any], c3d_params: Mapping[str, Any],
 
 # What a pickle of NumPy arrays (pickle.dump of a dict of ndarrays, any protocol) refers to.
 _NUMPY_PICKLE_GLOBALS = frozenset(
-    [(m, '_reconstruct') for m in ('numpy.core.multiarray', 'numpy._core.multiarray')]
-    + [(m, 'scalar') for m in ('numpy.core.multiarray', 'numpy._core.multiarray')]
-    + [(m, '_frombuffer') for m in ('numpy.core.numeric', 'numpy._core.numeric')]
-    + [('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode'),
-       ('collections', 'OrderedDict')])
+  [(m, "_reconstruct") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
+  + [(m, "scalar") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
+  + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
+  + [
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+  ]
+)
 
 
 class _NeedsTorch(Exception):
@@ -232,61 +261,73 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
   def find_class(self, module: str, name: str) -> Any:
     if (module, name) in _NUMPY_PICKLE_GLOBALS:
       return super().find_class(module, name)
-    raise _NeedsTorch(f'{module}.{name}')
+    raise _NeedsTorch(f"{module}.{name}")
 
   def persistent_load(self, pid: Any) -> Any:  # torch.save's tensor storages.
-    raise _NeedsTorch('a persistent id (a PyTorch tensor storage)')
+    raise _NeedsTorch("a persistent id (a PyTorch tensor storage)")
 
 
 def _conversion_hint(path: str) -> str:
   stem = os.path.splitext(os.path.basename(path))[0]
-  return (f'convert it once on a machine with PyTorch: python -m segtube_jax.models.convert '
-          f'--torch {path} --out {stem}.npz, and use the .npz (e.g. model.pretrained_c3d)')
+  return (
+    f"convert it once on a machine with PyTorch: python -m segtube_jax.models.convert "
+    f"--torch {path} --out {stem}.npz, and use the .npz (e.g. model.pretrained_c3d)"
+  )
 
 
 def _unwrap(state: Any, path: str) -> dict[str, Any]:
   """A {'state_dict': ...} wrapper and DataParallel 'module.' prefixes removed."""
-  if isinstance(state, Mapping) and 'state_dict' in state and isinstance(state['state_dict'], Mapping):
-    state = state['state_dict']
+  if (
+    isinstance(state, Mapping)
+    and "state_dict" in state
+    and isinstance(state["state_dict"], Mapping)
+  ):
+    state = state["state_dict"]
   if not isinstance(state, Mapping):
-    raise CheckpointError(f'{path}: expected a state dict (key -> array), got {type(state).__name__}')
-  return {str(k).removeprefix('module.'): v for k, v in state.items()}
+    raise CheckpointError(
+      f"{path}: expected a state dict (key -> array), got {type(state).__name__}"
+    )
+  return {str(k).removeprefix("module."): v for k, v in state.items()}
 
 
 def _load_pickle(path: str) -> dict[str, Any]:
   """A pickled state dict: NumPy arrays without torch, anything torch.save wrote with it."""
-  with open(path, 'rb') as f:
+  with open(path, "rb") as f:
     head = f.read(4)
-  reason = ''
-  if head.startswith(b'PK'):
-    reason = 'a torch.save zip archive'
+  reason = ""
+  if head.startswith(b"PK"):
+    reason = "a torch.save zip archive"
   else:
     try:
-      with open(path, 'rb') as f:
+      with open(path, "rb") as f:
         state = _NumpyOnlyUnpickler(f).load()
       if isinstance(state, Mapping):
         out = _unwrap(state, path)
         if all(isinstance(v, np.ndarray) for v in out.values()):
           return out
-      reason = f'a pickle of {type(state).__name__}, not of a dict of NumPy arrays'
+      reason = f"a pickle of {type(state).__name__}, not of a dict of NumPy arrays"
     except _NeedsTorch as e:
-      reason = f'a pickle that refers to {e}'
+      reason = f"a pickle that refers to {e}"
     except Exception as e:  # pylint: disable=broad-except  (truncated or not a pickle at all)
-      reason = f'not a readable pickle of NumPy arrays ({type(e).__name__}: {e})'
+      reason = f"not a readable pickle of NumPy arrays ({type(e).__name__}: {e})"
   try:
     import torch  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   except ImportError:
-    raise CheckpointError(f'{path}: {reason}; reading a PyTorch state dict needs PyTorch, which '
-                          f'is not installed here; {_conversion_hint(path)}') from None
+    raise CheckpointError(
+      f"{path}: {reason}; reading a PyTorch state dict needs PyTorch, which "
+      f"is not installed here; {_conversion_hint(path)}"
+    ) from None
   try:
     try:
-      state = torch.load(path, map_location='cpu', weights_only=True)
+      state = torch.load(path, map_location="cpu", weights_only=True)
     except TypeError:  # torch < 1.13 has no weights_only.
-      state = torch.load(path, map_location='cpu')
+      state = torch.load(path, map_location="cpu")
   except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f'{path}: cannot read it with torch.load ({type(e).__name__}: {e})') from None
+    raise CheckpointError(
+      f"{path}: cannot read it with torch.load ({type(e).__name__}: {e})"
+    ) from None
   out = _unwrap(state, path)
-  return {k: (v.detach().cpu().numpy() if hasattr(v, 'detach') else v) for k, v in out.items()}
+  return {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in out.items()}
 
 
 def load_torch_c3d_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -303,35 +344,41 @@ def load_torch_c3d_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise CheckpointError(f'C3D checkpoint not found: {path}')
+    raise CheckpointError(f"C3D checkpoint not found: {path}")
   try:
-    if path.endswith('.npz'):
+    if path.endswith(".npz"):
       try:
         data = np.load(path, allow_pickle=False)
       except Exception as e:  # pylint: disable=broad-except  (ValueError, BadZipFile, EOFError...)
-        raise CheckpointError(f'{path}: not a readable .npz ({type(e).__name__}: {e})') from None
+        raise CheckpointError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
       if not isinstance(data, np.lib.npyio.NpzFile):
-        raise CheckpointError(f'{path}: not an .npz archive (a single {type(data).__name__})')
+        raise CheckpointError(f"{path}: not an .npz archive (a single {type(data).__name__})")
       with data:
         out = {}
         for key in data.files:
           try:
             out[key] = data[key]
           except Exception as e:  # pylint: disable=broad-except
-            raise CheckpointError(f'{path}: cannot read array {key!r} ({type(e).__name__}: {e})') from None
+            raise CheckpointError(
+              f"{path}: cannot read array {key!r} ({type(e).__name__}: {e})"
+            ) from None
         return out
     if path.endswith(PICKLE_SUFFIXES):
       return _load_pickle(path)
   except OSError as e:
-    raise CheckpointError(f'{path}: cannot read ({io_utils.describe_os_error(e)})') from None
-  raise CheckpointError(f'unknown C3D checkpoint format {path!r}: expected .npz, or a PyTorch '
-                        f'state dict ({", ".join(PICKLE_SUFFIXES)})')
+    raise CheckpointError(f"{path}: cannot read ({io_utils.describe_os_error(e)})") from None
+  raise CheckpointError(
+    f"unknown C3D checkpoint format {path!r}: expected .npz, or a PyTorch "
+    f"state dict ({', '.join(PICKLE_SUFFIXES)})"
+  )
 
 
-def load_pretrained_c3d(path: str | os.PathLike, clip_shape: Sequence[int] = (16, 112, 112),
-                        pool5_padding: str = 'torch',
-                        expected_params: Mapping[str, Any] | None = None
-                        ) -> dict[str, dict[str, np.ndarray]]:
+def load_pretrained_c3d(
+  path: str | os.PathLike,
+  clip_shape: Sequence[int] = (16, 112, 112),
+  pool5_padding: str = "torch",
+  expected_params: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
   """Loads and converts a PyTorch C3D checkpoint (.npz, or a pickle/.pth) to C3D params.
 
   Raises:
@@ -341,59 +388,71 @@ def load_pretrained_c3d(path: str | os.PathLike, clip_shape: Sequence[int] = (16
   try:
     return convert_torch_c3d(state_dict, clip_shape, pool5_padding, expected_params)
   except CheckpointError as e:
-    raise CheckpointError(f'{os.fspath(path)}: {e}') from None
+    raise CheckpointError(f"{os.fspath(path)}: {e}") from None
 
 
 def write_npz(state_dict: Mapping[str, Any], out: str | os.PathLike) -> None:
   """Writes a state dict's arrays (float32, same keys) to ``out`` (.npz) atomically."""
   arrays = {k: np.asarray(v, dtype=np.float32) for k, v in state_dict.items()}
-  with io_utils.atomic_writer(out, 'wb', what='converted C3D weights') as f:
+  with io_utils.atomic_writer(out, "wb", what="converted C3D weights") as f:
     np.savez(f, **arrays)
 
 
-def convert_file(torch_path: str | os.PathLike, out: str | os.PathLike,
-                 clip_shape: Sequence[int] = (16, 112, 112)) -> dict[str, np.ndarray]:
+def convert_file(
+  torch_path: str | os.PathLike, out: str | os.PathLike, clip_shape: Sequence[int] = (16, 112, 112)
+) -> dict[str, np.ndarray]:
   """The CLI's work: reads a C3D state dict, checks it converts for ``clip_shape``, writes the .npz.
 
   The .npz keeps the state dict's keys and PyTorch layouts (fc8 included), as float32; it is what
   ``model.pretrained_c3d`` reads without torch.
   """
-  if not os.fspath(out).endswith('.npz'):
-    raise CheckpointError(f'--out must end in .npz, got {os.fspath(out)!r}')
+  if not os.fspath(out).endswith(".npz"):
+    raise CheckpointError(f"--out must end in .npz, got {os.fspath(out)!r}")
   state_dict = load_torch_c3d_state_dict(torch_path)
   try:
     convert_torch_c3d(state_dict, clip_shape)
   except CheckpointError as e:
-    raise CheckpointError(f'{os.fspath(torch_path)}: {e}') from None
+    raise CheckpointError(f"{os.fspath(torch_path)}: {e}") from None
   write_npz(state_dict, out)
   return state_dict
 
 
 def main(argv: Sequence[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+
   if len(argv) > 1:
-    print(f'error: unexpected arguments {list(argv[1:])}', file=sys.stderr)
+    print(f"error: unexpected arguments {list(argv[1:])}", file=sys.stderr)
     sys.exit(2)
   args = flags.FLAGS
   try:
     clip_shape = tuple(int(s) for s in args.clip_shape)
     if len(clip_shape) != 3:
-      raise CheckpointError(f'--clip_shape must be 3 integers (frames, height, width), '
-                            f'got {args.clip_shape}')
+      raise CheckpointError(
+        f"--clip_shape must be 3 integers (frames, height, width), got {args.clip_shape}"
+      )
     state_dict = convert_file(args.torch, args.out, clip_shape)
   except (SegtubeError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   total = sum(int(np.prod(np.shape(v))) for v in state_dict.values())
-  print(f'wrote {len(state_dict)} arrays ({total:,} values) to {args.out}')
+  print(f"wrote {len(state_dict)} arrays ({total:,} values) to {args.out}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   from absl import app, flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('torch', None, 'PyTorch C3D state dict (.pickle/.pkl/.pth/.pt; a torch.save '
-                      'file needs torch), or an .npz to check.')
-  flags.DEFINE_string('out', None, 'The .npz to write (same keys, float32).')
-  flags.DEFINE_list('clip_shape', ['16', '112', '112'], 'frames,height,width of the clips the '
-                    'weights will see (fixes fc6\'s input size; Sports-1M C3D: 16,112,112).')
-  flags.mark_flags_as_required(['torch', 'out'])
+
+  flags.DEFINE_string(
+    "torch",
+    None,
+    "PyTorch C3D state dict (.pickle/.pkl/.pth/.pt; a torch.save "
+    "file needs torch), or an .npz to check.",
+  )
+  flags.DEFINE_string("out", None, "The .npz to write (same keys, float32).")
+  flags.DEFINE_list(
+    "clip_shape",
+    ["16", "112", "112"],
+    "frames,height,width of the clips the "
+    "weights will see (fixes fc6's input size; Sports-1M C3D: 16,112,112).",
+  )
+  flags.mark_flags_as_required(["torch", "out"])
   app.run(main)

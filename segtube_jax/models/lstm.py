@@ -24,7 +24,7 @@ Array = jax.Array
 Carry = tuple[Array, Array]
 
 # Column blocks of the fused kernels and bias, in this order.
-GATE_ORDER = ('i', 'f', 'c', 'o')
+GATE_ORDER = ("i", "f", "c", "o")
 
 
 class PeepholeLSTMCell(nn.RNNCellBase):
@@ -49,21 +49,24 @@ class PeepholeLSTMCell(nn.RNNCellBase):
   def _bias_init(self, key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
     del key
     h = self.features
-    return jnp.zeros(shape, dtype).at[h:2 * h].set(self.forget_bias)
+    return jnp.zeros(shape, dtype).at[h : 2 * h].set(self.forget_bias)
 
   @nn.compact
   def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
     """One step: ((c, h), x) -> ((c', h'), h'), Eqs. of the class docstring."""
     c, h = carry
     n = self.features
-    w_x = self.param('input_kernel', nn.initializers.lecun_normal(),
-                     (inputs.shape[-1], 4 * n), self.param_dtype)
-    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(column_axis=-1),
-                     (n, 4 * n), self.param_dtype)
-    b = self.param('bias', self._bias_init, (4 * n,), self.param_dtype)
+    w_x = self.param(
+      "input_kernel", nn.initializers.lecun_normal(), (inputs.shape[-1], 4 * n), self.param_dtype
+    )
+    w_h = self.param(
+      "recurrent_kernel", nn.initializers.orthogonal(column_axis=-1), (n, 4 * n), self.param_dtype
+    )
+    b = self.param("bias", self._bias_init, (4 * n,), self.param_dtype)
     w_ci, w_cf, w_co = (
-        self.param(f'peephole_{g}', nn.initializers.zeros_init(), (n,), self.param_dtype)
-        for g in ('i', 'f', 'o'))
+      self.param(f"peephole_{g}", nn.initializers.zeros_init(), (n,), self.param_dtype)
+      for g in ("i", "f", "o")
+    )
     # Only the matmuls run in `dtype`; the cell state path stays in the carry's dtype
     # (param_dtype) so nn.RNN's scan carry keeps one dtype and c does not drift over time.
     x_, h_, w_x, w_h, b = nn.dtypes.promote_dtype(inputs, h, w_x, w_h, b, dtype=self.dtype)
@@ -108,11 +111,12 @@ class StackedPeepholeLSTM(nn.Module):
   def __call__(self, inputs: Array) -> Array:
     """Hidden states of the top layer [B, S, features] for inputs [B, S, Din]."""
     if self.num_layers < 1:
-      raise ConfigError(f'lstm num_layers must be >= 1, got {self.num_layers}')
+      raise ConfigError(f"lstm num_layers must be >= 1, got {self.num_layers}")
     x = inputs
     for layer in range(self.num_layers):
       # parent=None: the cell must belong to its nn.RNN (params at layer{i}/cell), not to us.
-      cell = PeepholeLSTMCell(self.features, dtype=self.dtype, param_dtype=self.param_dtype,
-                              parent=None)
-      x = nn.RNN(cell, name=f'layer{layer}')(x)
+      cell = PeepholeLSTMCell(
+        self.features, dtype=self.dtype, param_dtype=self.param_dtype, parent=None
+      )
+      x = nn.RNN(cell, name=f"layer{layer}")(x)
     return x

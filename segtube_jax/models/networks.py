@@ -40,16 +40,23 @@ def _trunk_features(module: nn.Module, clips: Array, train: bool) -> Array:
   flat, b, s = _clips_to_batch(clips)
   if module.input_diff:
     flat = frame_differences(flat)
-  feats = C3D(width_multiplier=module.width_multiplier, fc_dim=module.fc_dim,
-              dropout_rate=module.dropout_rate, conv_impl=module.conv_impl,
-              pool5_padding=module.pool5_padding, conv_norm=module.conv_norm, dtype=module.dtype,
-              param_dtype=module.param_dtype, name='c3d')(flat, train=train)
+  feats = C3D(
+    width_multiplier=module.width_multiplier,
+    fc_dim=module.fc_dim,
+    dropout_rate=module.dropout_rate,
+    conv_impl=module.conv_impl,
+    pool5_padding=module.pool5_padding,
+    conv_norm=module.conv_norm,
+    dtype=module.dtype,
+    param_dtype=module.param_dtype,
+    name="c3d",
+  )(flat, train=train)
   return feats.astype(jnp.float32).reshape(b, s, -1)
 
 
 def _clips_to_batch(clips: Array) -> tuple[Array, int, int]:
   if clips.ndim != 6:
-    raise ConfigError(f'networks expect clips [B, S, T, H, W, C], got shape {clips.shape}')
+    raise ConfigError(f"networks expect clips [B, S, T, H, W, C], got shape {clips.shape}")
   b, s = clips.shape[:2]
   return clips.reshape(b * s, *clips.shape[2:]), b, s
 
@@ -69,18 +76,21 @@ class _SequenceHead(nn.Module):
   def __call__(self, features: Array, *, train: bool) -> Array:
     if self.feature_norm:
       # fc7 of a from-scratch C3D grows without bound; unnormalised it saturates the gates.
-      features = nn.LayerNorm(param_dtype=self.param_dtype, name='feature_norm')(features)
+      features = nn.LayerNorm(param_dtype=self.param_dtype, name="feature_norm")(features)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
     # The recurrence and logits stay float32 even with a bfloat16 trunk: they are cheap and
     # rounding would accumulate over the sequence.
-    h = StackedPeepholeLSTM(self.lstm_features, self.lstm_layers,
-                            param_dtype=self.param_dtype, name='lstm')(x.astype(jnp.float32))
-    logits = nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name='logits')(h)
+    h = StackedPeepholeLSTM(
+      self.lstm_features, self.lstm_layers, param_dtype=self.param_dtype, name="lstm"
+    )(x.astype(jnp.float32))
+    logits = nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name="logits")(h)
     if self.feature_skip:
       # A linear path from the clip feature to the logits, beside the LSTM's: trained from
       # scratch, gated LSTM outputs start near zero and the whole network learned slowly or
       # not at all on CPU budgets; with the skip the LSTM only has to add temporal context.
-      logits = logits + nn.Dense(self.num_outputs, param_dtype=self.param_dtype, name='skip_logits')(x)
+      logits = logits + nn.Dense(
+        self.num_outputs, param_dtype=self.param_dtype, name="skip_logits"
+      )(x)
     return logits
 
 
@@ -107,8 +117,8 @@ class ClipSequenceNetwork(nn.Module):
   lstm_layers: int = 2
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
-  pool5_padding: str = 'torch'
-  conv_norm: str = 'none'
+  pool5_padding: str = "torch"
+  conv_norm: str = "none"
   feature_norm: bool = True
   input_diff: bool = False
   feature_skip: bool = False
@@ -116,8 +126,9 @@ class ClipSequenceNetwork(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, clips: Array, *, train: bool = False, return_features: bool = False
-               ) -> Array | tuple[Array, Array]:
+  def __call__(
+    self, clips: Array, *, train: bool = False, return_features: bool = False
+  ) -> Array | tuple[Array, Array]:
     """Logits [B, S, num_outputs] (and fc7 features [B, S, fc_dim] if return_features).
 
     Args:
@@ -126,9 +137,16 @@ class ClipSequenceNetwork(nn.Module):
       return_features: also return the per-clip fc7 activations (float32).
     """
     feats = _trunk_features(self, clips, train)
-    logits = _SequenceHead(self.num_outputs, self.lstm_features, self.lstm_layers,
-                           self.dropout_rate, self.feature_norm, self.feature_skip, self.param_dtype,
-                           name='head')(feats, train=train)
+    logits = _SequenceHead(
+      self.num_outputs,
+      self.lstm_features,
+      self.lstm_layers,
+      self.dropout_rate,
+      self.feature_norm,
+      self.feature_skip,
+      self.param_dtype,
+      name="head",
+    )(feats, train=train)
     return (logits, feats) if return_features else logits
 
 
@@ -149,8 +167,8 @@ class TwoHeadNetwork(nn.Module):
   lstm_layers: int = 2
   dropout_rate: float = 0.5
   conv_impl: str = DEFAULT_CONV_IMPL
-  pool5_padding: str = 'torch'
-  conv_norm: str = 'none'
+  pool5_padding: str = "torch"
+  conv_norm: str = "none"
   feature_norm: bool = True
   input_diff: bool = False
   feature_skip: bool = False
@@ -158,16 +176,22 @@ class TwoHeadNetwork(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, clips: Array, *, train: bool = False, return_features: bool = False
-               ) -> tuple[Array, Array] | tuple[Array, Array, Array]:
+  def __call__(
+    self, clips: Array, *, train: bool = False, return_features: bool = False
+  ) -> tuple[Array, Array] | tuple[Array, Array, Array]:
     """(proposal_logits [B,S,2], class_logits [B,S,K+1][, fc7 features [B,S,fc_dim]])."""
     feats = _trunk_features(self, clips, train)
-    head = functools.partial(_SequenceHead, lstm_features=self.lstm_features,
-                             lstm_layers=self.lstm_layers, dropout_rate=self.dropout_rate,
-                             feature_norm=self.feature_norm, feature_skip=self.feature_skip,
-                             param_dtype=self.param_dtype)
-    proposal = head(2, name='proposal_head')(feats, train=train)
-    classification = head(self.num_classes + 1, name='classification_head')(feats, train=train)
+    head = functools.partial(
+      _SequenceHead,
+      lstm_features=self.lstm_features,
+      lstm_layers=self.lstm_layers,
+      dropout_rate=self.dropout_rate,
+      feature_norm=self.feature_norm,
+      feature_skip=self.feature_skip,
+      param_dtype=self.param_dtype,
+    )
+    proposal = head(2, name="proposal_head")(feats, train=train)
+    classification = head(self.num_classes + 1, name="classification_head")(feats, train=train)
     if return_features:
       return proposal, classification, feats
     return proposal, classification
@@ -182,8 +206,10 @@ def ProposalNetwork(**kwargs: Any) -> ClipSequenceNetwork:  # pylint: disable=in
   return ClipSequenceNetwork(num_outputs=2, **kwargs)
 
 
-def ClassificationNetwork(num_classes: int, **kwargs: Any  # pylint: disable=invalid-name
-                          ) -> ClipSequenceNetwork:
+def ClassificationNetwork(
+  num_classes: int,
+  **kwargs: Any,  # pylint: disable=invalid-name
+) -> ClipSequenceNetwork:
   """The classification network: K = num_classes actions + background 0 (Eq. (2)).
 
   Args:
@@ -191,5 +217,5 @@ def ClassificationNetwork(num_classes: int, **kwargs: Any  # pylint: disable=inv
     **kwargs: ClipSequenceNetwork attributes other than num_outputs.
   """
   if num_classes < 1:
-    raise ConfigError(f'num_classes must be >= 1, got {num_classes}')
+    raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
   return ClipSequenceNetwork(num_outputs=num_classes + 1, **kwargs)

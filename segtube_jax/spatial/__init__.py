@@ -9,24 +9,29 @@ Public API:
 
 from segtube_jax.spatial.batch import JobResult, SegmentJob, run_job, segment_videos, write_masks
 from segtube_jax.spatial.config import default_config, validate_config
-from segtube_jax.spatial.frames import (check_span, initial_masks, iter_span_masks, segment_video,
-                                        upsample_masks)
+from segtube_jax.spatial.frames import (
+  check_span,
+  initial_masks,
+  iter_span_masks,
+  segment_video,
+  upsample_masks,
+)
 from segtube_jax.spatial.segment import SpanResult, initial_segmentation, segment_span
 
 __all__ = [
-    "JobResult",
-    "SegmentJob",
-    "SpanResult",
-    "check_span",
-    "default_config",
-    "initial_masks",
-    "initial_segmentation",
-    "iter_span_masks",
-    "run_job",
-    "segment_span",
-    "segment_video",
-    "segment_videos",
-    "upsample_masks",
-    "validate_config",
-    "write_masks",
+  "JobResult",
+  "SegmentJob",
+  "SpanResult",
+  "check_span",
+  "default_config",
+  "initial_masks",
+  "initial_segmentation",
+  "iter_span_masks",
+  "run_job",
+  "segment_span",
+  "segment_video",
+  "segment_videos",
+  "upsample_masks",
+  "validate_config",
+  "write_masks",
 ]

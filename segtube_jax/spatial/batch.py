@@ -5,13 +5,13 @@ single-threaded (see :func:`segment.segment_span`). Workers write their masks as
 than sending full-resolution arrays back through the pool.
 """
 
+from collections.abc import Sequence
 import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
 import pathlib
 import time
-from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
@@ -61,8 +61,9 @@ class JobResult:
   error: str | None = None
 
 
-def write_masks(masks: np.ndarray, out_dir: str | os.PathLike, names: Sequence[str],
-                first: int = 0) -> None:
+def write_masks(
+  masks: np.ndarray, out_dir: str | os.PathLike, names: Sequence[str], first: int = 0
+) -> None:
   """Writes ``masks`` [t,H,W] as ``out_dir/<names[first + i]>.png`` (0 / 255 greyscale)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,9 @@ def write_masks(masks: np.ndarray, out_dir: str | os.PathLike, names: Sequence[s
     Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(out / f"{names[first + i]}.png")
 
 
-def write_empty_masks(out_dir: str | os.PathLike, names: Sequence[str], size: tuple[int, int]
-                      ) -> None:
+def write_empty_masks(
+  out_dir: str | os.PathLike, names: Sequence[str], size: tuple[int, int]
+) -> None:
   """Writes an all-zero mask of ``size`` = (rows, cols) for each of ``names``."""
   if not names:
     return
@@ -86,6 +88,7 @@ def write_empty_masks(out_dir: str | os.PathLike, names: Sequence[str], size: tu
 
 def _read_previous(folder: str, num_frames: int, size: tuple[int, int]) -> np.ndarray:
   from segtube_jax.data import video  # Local: keeps PyAV out of library users' imports.
+
   masks, _ = video.MaskFolderReader(folder, num_frames).read(0, num_frames, size)
   return masks
 
@@ -94,6 +97,7 @@ def run_job(job: SegmentJob, config: ml_collections.ConfigDict | None = None) ->
   """Runs one job in this process. Errors of the project's types land in ``error``."""
   gmm_lib.import_in_background()  # Overlaps scikit-learn's 1.4 s import with the decoding.
   from segtube_jax.data import video
+
   start_time = time.perf_counter()
   result = JobResult(job=job)
   try:
@@ -110,16 +114,20 @@ def run_job(job: SegmentJob, config: ml_collections.ConfigDict | None = None) ->
       start, end = frames_lib.check_span(job.span, reader.num_frames)
       for first, masks in frames_lib.iter_span_masks(reader, (start, end), previous, config):
         write_masks(masks, job.out_dir, names, first)
-      write_empty_masks(job.out_dir, names[:start] + names[end + 1:], size)
+      write_empty_masks(job.out_dir, names[:start] + names[end + 1 :], size)
   except SegtubeError as e:
     result.error = str(e) if str(job.source) in str(e) else f"{job.source}: {e}"
   result.seconds = time.perf_counter() - start_time
   return result
 
 
-def segment_videos(jobs: Sequence[SegmentJob], config: ml_collections.ConfigDict | None = None,
-                   workers: int | None = None, progress: bool = True,
-                   strict: bool = True) -> list[JobResult]:
+def segment_videos(
+  jobs: Sequence[SegmentJob],
+  config: ml_collections.ConfigDict | None = None,
+  workers: int | None = None,
+  progress: bool = True,
+  strict: bool = True,
+) -> list[JobResult]:
   """Segments many videos in a process pool, with a progress bar.
 
   Args:

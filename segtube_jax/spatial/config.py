@@ -5,6 +5,8 @@ was chosen to be resolution independent (sizes are fractions of the frame or cou
 that the same defaults serve DAVIS (854x480), UCF101 (320x240) and synthetic clips.
 """
 
+import ast
+
 import ml_collections
 
 from segtube_jax.errors import ConfigError
@@ -122,37 +124,86 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Args:
     config: A config shaped like :func:`default_config`.
   """
+
   def need(cond: bool, what: str) -> None:
     if not cond:
       raise ConfigError(f"segmentation config: expected {what}")
 
   need(config.work_height >= 16, f"work_height >= 16, got {config.work_height}")
-  need(8 <= config.graph_height <= config.work_height,
-       f"8 <= graph_height <= work_height, got {config.graph_height}")
+  need(
+    8 <= config.graph_height <= config.work_height,
+    f"8 <= graph_height <= work_height, got {config.graph_height}",
+  )
   need(config.superpixels.n_segments >= 4, "superpixels.n_segments >= 4")
   need(config.superpixels.max_num_iter >= 1, "superpixels.max_num_iter >= 1")
-  need(config.flow.preset in ("ultrafast", "fast", "medium"),
-       f"flow.preset in ultrafast/fast/medium, got {config.flow.preset!r}")
+  need(
+    config.flow.preset in ("ultrafast", "fast", "medium"),
+    f"flow.preset in ultrafast/fast/medium, got {config.flow.preset!r}",
+  )
   need(0.0 <= config.beta <= 1.0, f"0 <= beta <= 1, got {config.beta}")
-  need(0.0 <= config.saliency_weight <= 1.0,
-       f"0 <= saliency_weight <= 1, got {config.saliency_weight}")
-  need(config.lambda_spatial >= 0 and config.lambda_temporal >= 0,
-       "non-negative lambda_spatial and lambda_temporal")
+  need(
+    0.0 <= config.saliency_weight <= 1.0, f"0 <= saliency_weight <= 1, got {config.saliency_weight}"
+  )
+  need(
+    config.lambda_spatial >= 0 and config.lambda_temporal >= 0,
+    "non-negative lambda_spatial and lambda_temporal",
+  )
   need(config.sigma_scale > 0, f"sigma_scale > 0, got {config.sigma_scale}")
   need(config.max_span_frames >= 1, f"max_span_frames >= 1, got {config.max_span_frames}")
   need(config.max_rounds >= 1, f"max_rounds >= 1, got {config.max_rounds}")
-  need(config.gmm.location_model in ("frame", "video"),
-       f"gmm.location_model in frame/video, got {config.gmm.location_model!r}")
-  need(config.gmm.location_bandwidth > 0 and config.gmm.location_window >= 0,
-       "gmm.location_bandwidth > 0 and gmm.location_window >= 0")
-  need(min(config.gmm.color_components, config.gmm.bg_color_components,
-           config.gmm.location_components) >= 1, "at least one component in every GMM")
-  need(config.saliency.threshold_method in ("otsu", "mean_std"),
-       f"saliency.threshold_method in otsu/mean_std, got {config.saliency.threshold_method!r}")
-  need(0.0 <= config.saliency.seed_fraction <= 1.0
-       and 0.0 <= config.saliency.region_fraction <= 1.0,
-       "saliency.seed_fraction and saliency.region_fraction in [0, 1]")
-  need(config.refine.band >= 0 and config.refine.weight >= 0 and config.refine.chroma_sigma >= 0,
-       "non-negative refine.band, refine.weight and refine.chroma_sigma")
-  need(0.0 <= config.refine.color_weight <= 1.0,
-       f"0 <= refine.color_weight <= 1, got {config.refine.color_weight}")
+  need(
+    config.gmm.location_model in ("frame", "video"),
+    f"gmm.location_model in frame/video, got {config.gmm.location_model!r}",
+  )
+  need(
+    config.gmm.location_bandwidth > 0 and config.gmm.location_window >= 0,
+    "gmm.location_bandwidth > 0 and gmm.location_window >= 0",
+  )
+  need(
+    min(config.gmm.color_components, config.gmm.bg_color_components, config.gmm.location_components)
+    >= 1,
+    "at least one component in every GMM",
+  )
+  need(
+    config.saliency.threshold_method in ("otsu", "mean_std"),
+    f"saliency.threshold_method in otsu/mean_std, got {config.saliency.threshold_method!r}",
+  )
+  need(
+    0.0 <= config.saliency.seed_fraction <= 1.0 and 0.0 <= config.saliency.region_fraction <= 1.0,
+    "saliency.seed_fraction and saliency.region_fraction in [0, 1]",
+  )
+  need(
+    config.refine.band >= 0 and config.refine.weight >= 0 and config.refine.chroma_sigma >= 0,
+    "non-negative refine.band, refine.weight and refine.chroma_sigma",
+  )
+  need(
+    0.0 <= config.refine.color_weight <= 1.0,
+    f"0 <= refine.color_weight <= 1, got {config.refine.color_weight}",
+  )
+
+
+def apply_overrides(
+  config: ml_collections.ConfigDict, overrides: list[str]
+) -> ml_collections.ConfigDict:
+  """Applies ``key.path=value`` overrides (values parsed as Python literals) to ``config``."""
+  for item in overrides:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ConfigError(f"--set {item!r}: expected key=value, e.g. refine.enabled=False")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text  # Bare words are strings (flow.preset=medium).
+    node = config
+    *path, last = key.split(".")
+    try:
+      for part in path:
+        node = node[part]
+      if last not in node:
+        raise KeyError(last)
+      node[last] = value
+    except KeyError:
+      raise ConfigError(f"--set {item!r}: no config key {key!r}") from None
+    except TypeError as e:
+      raise ConfigError(f"--set {item!r}: wrong type for {key!r} ({e})") from None
+  return config

@@ -14,9 +14,9 @@ from segtube_jax.errors import SegmentationError
 MIN_FLOW_SIZE = 16
 
 _PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+  "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+  "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+  "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 
 
@@ -41,12 +41,14 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   if labels.shape[1:3] == (rows, cols):
     return labels
   # cv2 nearest resize does not take int64; int32 labels suffice for any frame.
-  return np.stack([cv2.resize(l.astype(np.int32), (cols, rows), interpolation=cv2.INTER_NEAREST)
-                   for l in labels])
+  return np.stack(
+    [cv2.resize(l.astype(np.int32), (cols, rows), interpolation=cv2.INTER_NEAREST) for l in labels]
+  )
 
 
-def dense_flows(frames: np.ndarray, preset: str = "fast", size: tuple[int, int] | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def dense_flows(
+  frames: np.ndarray, preset: str = "fast", size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """Forward and backward DIS optical flow between consecutive frames.
 
   Args:
@@ -100,4 +102,3 @@ def warp_targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
   source = (ys * w + xs)[inside]
   return source.astype(np.int64), (ty * w + tx)[inside]
-

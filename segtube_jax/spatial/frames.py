@@ -24,8 +24,7 @@ class FrameReader(Protocol):
   height: int
   width: int
 
-  def read(self, start: int = 0, stop: int | None = None, size: Any = None) -> np.ndarray:
-    ...
+  def read(self, start: int = 0, stop: int | None = None, size: Any = None) -> np.ndarray: ...
 
 
 Frames = np.ndarray | Sequence[np.ndarray] | FrameReader
@@ -39,20 +38,23 @@ def _as_source(frames: Frames) -> tuple[np.ndarray | FrameReader, int, int, int]
     shapes = sorted({tuple(np.shape(f)) for f in frames})
     if len(shapes) > 1:
       raise SegmentationError(
-          f"frames: expected frames of one size, got {len(shapes)} different shapes "
-          f"{shapes[:3]}; resize them to one size first")
+        f"frames: expected frames of one size, got {len(shapes)} different shapes "
+        f"{shapes[:3]}; resize them to one size first"
+      )
     frames = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
   if isinstance(frames, np.ndarray):
     if frames.ndim != 4 or frames.shape[-1] != 3:
       raise SegmentationError(
-          f"frames: expected an RGB array [T,H,W,3], got shape {tuple(frames.shape)}")
+        f"frames: expected an RGB array [T,H,W,3], got shape {tuple(frames.shape)}"
+      )
     if frames.dtype != np.uint8:
       raise SegmentationError(f"frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}")
     return frames, frames.shape[0], frames.shape[1], frames.shape[2]
   if not all(hasattr(frames, a) for a in ("num_frames", "height", "width", "read")):
     raise SegmentationError(
-        f"frames: expected a uint8 array [T,H,W,3] or a frame reader (num_frames, height, width, "
-        f"read), got {type(frames).__name__}")
+      f"frames: expected a uint8 array [T,H,W,3] or a frame reader (num_frames, height, width, "
+      f"read), got {type(frames).__name__}"
+    )
   return frames, int(frames.num_frames), int(frames.height), int(frames.width)
 
 
@@ -74,24 +76,29 @@ def check_span(span: Sequence[int] | None, num_frames: int) -> tuple[int, int]:
     raise SegmentationError(f"span [{start}, {end}]: expected f_s <= f_e (the span is empty)")
   if start < 0 or end >= num_frames:
     raise SegmentationError(
-        f"span [{start}, {end}]: expected 0 <= f_s <= f_e <= {num_frames - 1} (the video has "
-        f"{num_frames} frames)")
+      f"span [{start}, {end}]: expected 0 <= f_s <= f_e <= {num_frames - 1} (the video has "
+      f"{num_frames} frames)"
+    )
   return start, end
 
 
-def _read(source: np.ndarray | FrameReader, start: int, stop: int, size: tuple[int, int]
-          ) -> np.ndarray:
+def _read(
+  source: np.ndarray | FrameReader, start: int, stop: int, size: tuple[int, int]
+) -> np.ndarray:
   """Frames [start, stop) as uint8 [T,H,W,3], checked against the video's size."""
-  clip = source[start:stop] if isinstance(source, np.ndarray) else np.asarray(
-      source.read(start, stop))
+  clip = (
+    source[start:stop] if isinstance(source, np.ndarray) else np.asarray(source.read(start, stop))
+  )
   if clip.dtype != np.uint8 or clip.ndim != 4 or clip.shape[-1] != 3:
     raise SegmentationError(
-        f"frames [{start}, {stop}): expected uint8 [T,H,W,3] RGB from the reader, got "
-        f"{clip.dtype} {tuple(clip.shape)}")
+      f"frames [{start}, {stop}): expected uint8 [T,H,W,3] RGB from the reader, got "
+      f"{clip.dtype} {tuple(clip.shape)}"
+    )
   if clip.shape[0] != stop - start or clip.shape[1:3] != size:
     raise SegmentationError(
-        f"frames [{start}, {stop}): expected {stop - start} frames of {size[1]}x{size[0]}, the "
-        f"reader returned {clip.shape[0]} of {clip.shape[2]}x{clip.shape[1]}")
+      f"frames [{start}, {stop}): expected {stop - start} frames of {size[1]}x{size[0]}, the "
+      f"reader returned {clip.shape[0]} of {clip.shape[2]}x{clip.shape[1]}"
+    )
   return clip
 
 
@@ -104,14 +111,21 @@ def upsample_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   rows, cols = size
   if masks.shape[1:3] == (rows, cols):
     return masks.astype(bool)
-  return np.stack([cv2.resize(m.astype(np.float32), (cols, rows),
-                              interpolation=cv2.INTER_LINEAR) > 0.5 for m in masks])
+  return np.stack(
+    [
+      cv2.resize(m.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR) > 0.5
+      for m in masks
+    ]
+  )
 
 
-def iter_span_masks(frames: Frames, span: Sequence[int] | None = None,
-                    previous_masks: np.ndarray | None = None,
-                    config: ml_collections.ConfigDict | None = None,
-                    initial_only: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+def iter_span_masks(
+  frames: Frames,
+  span: Sequence[int] | None = None,
+  previous_masks: np.ndarray | None = None,
+  config: ml_collections.ConfigDict | None = None,
+  initial_only: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
   """Segments the span chunk by chunk, yielding (first frame, bool masks [t,H,W]).
 
   Spans longer than ``config.max_span_frames`` are cut into that many frames per graph, so
@@ -125,13 +139,15 @@ def iter_span_masks(frames: Frames, span: Sequence[int] | None = None,
   start, end = check_span(span, num)
   if min(height, width) < MIN_SIZE:
     raise SegmentationError(
-        f"frames: expected at least {MIN_SIZE}x{MIN_SIZE} pixels, got {width}x{height}")
+      f"frames: expected at least {MIN_SIZE}x{MIN_SIZE} pixels, got {width}x{height}"
+    )
   if previous_masks is not None:
     previous_masks = np.asarray(previous_masks)
     if previous_masks.shape != (num, height, width):
       raise SegmentationError(
-          f"previous_masks: expected shape {(num, height, width)} (one mask per video frame), "
-          f"got {tuple(previous_masks.shape)}")
+        f"previous_masks: expected shape {(num, height, width)} (one mask per video frame), "
+        f"got {tuple(previous_masks.shape)}"
+      )
   size = flow_lib.work_size(height, width, config.work_height)
   step = config.max_span_frames
   for first in range(start, end + 1, step):
@@ -147,9 +163,12 @@ def iter_span_masks(frames: Frames, span: Sequence[int] | None = None,
     yield first, upsample_masks(result.masks, (height, width))
 
 
-def segment_video(frames: Frames, span: Sequence[int] | None = None,
-                  previous_masks: np.ndarray | None = None,
-                  config: ml_collections.ConfigDict | None = None) -> np.ndarray:
+def segment_video(
+  frames: Frames,
+  span: Sequence[int] | None = None,
+  previous_masks: np.ndarray | None = None,
+  config: ml_collections.ConfigDict | None = None,
+) -> np.ndarray:
   """Segments the actor in frames f_s..f_e of a video by minimising Eq. (5).
 
   Args:
@@ -172,12 +191,13 @@ def segment_video(frames: Frames, span: Sequence[int] | None = None,
   source, num, height, width = _as_source(frames)
   out = np.zeros((num, height, width), bool)
   for first, masks in iter_span_masks(source, span, previous_masks, config):
-    out[first:first + masks.shape[0]] = masks
+    out[first : first + masks.shape[0]] = masks
   return out
 
 
-def initial_masks(frames: Frames, span: Sequence[int] | None = None,
-                  config: ml_collections.ConfigDict | None = None) -> np.ndarray:
+def initial_masks(
+  frames: Frames, span: Sequence[int] | None = None, config: ml_collections.ConfigDict | None = None
+) -> np.ndarray:
   """The initial segmentation B_o of Sec. 2.3 (saliency, no graph cut) of frames f_s..f_e.
 
   The saliency-aware clips of Sec. 2.1 attenuate the background outside these masks. Arguments
@@ -189,5 +209,5 @@ def initial_masks(frames: Frames, span: Sequence[int] | None = None,
   source, num, height, width = _as_source(frames)
   out = np.zeros((num, height, width), bool)
   for first, masks in iter_span_masks(source, span, None, config, initial_only=True):
-    out[first:first + masks.shape[0]] = masks
+    out[first : first + masks.shape[0]] = masks
   return out

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import warnings
 from typing import TYPE_CHECKING
+import warnings
 
 import numpy as np
 
@@ -46,6 +46,7 @@ def _sklearn():
   """(GaussianMixture, ConvergenceWarning), imported on first use."""
   from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
   from sklearn.mixture import GaussianMixture  # pylint: disable=g-import-not-at-top
+
   return GaussianMixture, ConvergenceWarning
 
 
@@ -96,12 +97,19 @@ def fit_gmm(samples: np.ndarray, settings: GmmSettings, init: Model = None) -> M
   k = max(1, min(settings.components, n // settings.min_samples, distinct))
   warm = {}
   if init is not None and init.n_components == k and init.means_.shape[1] == samples.shape[1]:
-    warm = dict(weights_init=init.weights_, means_init=init.means_,
-                precisions_init=init.precisions_)
+    warm = dict(
+      weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_
+    )
   gaussian_mixture, convergence_warning = _sklearn()
-  gmm = gaussian_mixture(n_components=k, covariance_type="full", max_iter=settings.max_iter,
-                        reg_covar=settings.reg_covar, init_params="k-means++",
-                        random_state=settings.seed, **warm)
+  gmm = gaussian_mixture(
+    n_components=k,
+    covariance_type="full",
+    max_iter=settings.max_iter,
+    reg_covar=settings.reg_covar,
+    init_params="k-means++",
+    random_state=settings.seed,
+    **warm,
+  )
   with warnings.catch_warnings():
     # A few EM iterations are enough for a data term; unconverged fits are expected.
     warnings.simplefilter("ignore", convergence_warning)
@@ -152,8 +160,12 @@ def log_density(model: GaussianMixture, samples: np.ndarray) -> np.ndarray:
   return (peak[:, 0] + np.log(log_prob.sum(axis=1))).astype(np.float64)
 
 
-def fit_label_models(features: np.ndarray, labels: np.ndarray, settings: GmmSettings,
-                     init: tuple[Model, Model] = (None, None)) -> tuple[Model, Model]:
+def fit_label_models(
+  features: np.ndarray,
+  labels: np.ndarray,
+  settings: GmmSettings,
+  init: tuple[Model, Model] = (None, None),
+) -> tuple[Model, Model]:
   """Fits the foreground (labels True) and background GMMs of ``features`` [N,D].
 
   Args:
@@ -162,5 +174,7 @@ def fit_label_models(features: np.ndarray, labels: np.ndarray, settings: GmmSett
     settings: How to fit.
     init: Previous (fg, bg) models to warm-start EM from.
   """
-  return (fit_gmm(features[labels], settings, init[0]),
-          fit_gmm(features[~labels], settings, init[1]))
+  return (
+    fit_gmm(features[labels], settings, init[0]),
+    fit_gmm(features[~labels], settings, init[1]),
+  )

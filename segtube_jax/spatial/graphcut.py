@@ -39,8 +39,9 @@ def contrast_sigma2(color_a: np.ndarray, color_b: np.ndarray, scale: float) -> f
   return max(scale * d2, 1e-6)
 
 
-def smoothness_edges(graph: SuperpixelGraph, lambda_spatial: float, lambda_temporal: float,
-                     sigma_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def smoothness_edges(
+  graph: SuperpixelGraph, lambda_spatial: float, lambda_temporal: float, sigma_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
   """Neighbour pairs and weights of the smoothness term S_iv, Eq. (7).
 
   Spatial pairs get lambda_spatial exp(-||c - c'||^2 / sigma^2). Temporal pairs get the same
@@ -54,13 +55,18 @@ def smoothness_edges(graph: SuperpixelGraph, lambda_spatial: float, lambda_tempo
   ca, cb = graph.color[edges[:, 0]], graph.color[edges[:, 1]]
   sigma2 = contrast_sigma2(ca, cb, sigma_scale)
   contrast = np.exp(-np.sum((ca - cb) ** 2, axis=1) / sigma2)
-  scale = np.concatenate([np.full(graph.spatial_edges.shape[0], lambda_spatial),
-                          lambda_temporal * graph.temporal_overlap])
+  scale = np.concatenate(
+    [
+      np.full(graph.spatial_edges.shape[0], lambda_spatial),
+      lambda_temporal * graph.temporal_overlap,
+    ]
+  )
   return edges.astype(np.int64), (scale * contrast).astype(np.float64)
 
 
-def min_cut(d_fg: np.ndarray, d_bg: np.ndarray, edges: np.ndarray, weights: np.ndarray
-            ) -> np.ndarray:
+def min_cut(
+  d_fg: np.ndarray, d_bg: np.ndarray, edges: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
   """Minimises Eq. (5) exactly (binary, submodular) with one max-flow -> fg labels bool [N].
 
   Args:
@@ -72,8 +78,9 @@ def min_cut(d_fg: np.ndarray, d_bg: np.ndarray, edges: np.ndarray, weights: np.n
   n = d_fg.shape[0]
   if d_bg.shape != (n,) or edges.shape != (weights.shape[0], 2):
     raise SegmentationError(
-        f"graph cut: expected d_fg, d_bg of shape ({n},) and edges [E,2] matching weights [E], "
-        f"got {d_bg.shape}, {edges.shape}, {weights.shape}")
+      f"graph cut: expected d_fg, d_bg of shape ({n},) and edges [E,2] matching weights [E], "
+      f"got {d_bg.shape}, {edges.shape}, {weights.shape}"
+    )
   if n == 0:
     return np.zeros(0, bool)
   if not (np.all(np.isfinite(d_fg)) and np.all(np.isfinite(d_bg)) and np.all(weights >= 0)):

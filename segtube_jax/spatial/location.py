@@ -26,8 +26,9 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
   return cv2.GaussianBlur(image, (0, 0), sigmaX=max(sigma, 0.5), borderType=cv2.BORDER_REFLECT)
 
 
-def frame_location_posterior(graph: SuperpixelGraph, labels: np.ndarray, bandwidth: float,
-                             window: int) -> np.ndarray:
+def frame_location_posterior(
+  graph: SuperpixelGraph, labels: np.ndarray, bandwidth: float, window: int
+) -> np.ndarray:
   """U^loc_fg of every superpixel from its frame's (and neighbours') labelling -> [N].
 
   Args:

@@ -94,9 +94,15 @@ _RIGHT = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
 _DOWN = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
 
 
-def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
-                 band_px: int, weight: float, color_weight: float = 0.5,
-                 chroma_sigma: float = 0.0) -> np.ndarray:
+def refine_frame(
+  frame: np.ndarray,
+  mask: np.ndarray,
+  lookup: np.ndarray | None,
+  band_px: int,
+  weight: float,
+  color_weight: float = 0.5,
+  chroma_sigma: float = 0.0,
+) -> np.ndarray:
   """Pixel-level cut of one frame in a band of ``band_px`` pixels around the mask boundary.
 
   Args:
@@ -142,14 +148,20 @@ def refine_frame(frame: np.ndarray, mask: np.ndarray, lookup: np.ndarray | None,
   return out
 
 
-def refine_masks(frames: np.ndarray, masks: np.ndarray,
-                 color_models: tuple[gmm_lib.Model, gmm_lib.Model],
-                 config: ml_collections.ConfigDict) -> np.ndarray:
+def refine_masks(
+  frames: np.ndarray,
+  masks: np.ndarray,
+  color_models: tuple[gmm_lib.Model, gmm_lib.Model],
+  config: ml_collections.ConfigDict,
+) -> np.ndarray:
   """Refines every frame's mask [T,H,W] with :func:`refine_frame`."""
   if color_models[0] is None or color_models[1] is None:
     return masks  # Without both colour models the pixel data term carries no information.
   lookup = color_lookup(color_models)
   band_px = int(round(config.band * frames.shape[1]))
-  return np.stack([refine_frame(f, m, lookup, band_px, config.weight, config.color_weight,
-                                config.chroma_sigma)
-                   for f, m in zip(frames, masks)])
+  return np.stack(
+    [
+      refine_frame(f, m, lookup, band_px, config.weight, config.color_weight, config.chroma_sigma)
+      for f, m in zip(frames, masks)
+    ]
+  )

@@ -55,8 +55,9 @@ def appearance_saliency(graph: SuperpixelGraph) -> np.ndarray:
   return np.where(peak > 1.0, dist / np.maximum(peak, 1e-9), 0.0)
 
 
-def _affine_residual(graph: SuperpixelGraph, flow: np.ndarray, keep: float = 0.7,
-                     iters: int = 3) -> np.ndarray:
+def _affine_residual(
+  graph: SuperpixelGraph, flow: np.ndarray, keep: float = 0.7, iters: int = 3
+) -> np.ndarray:
   """Per-superpixel distance of ``flow`` [N,2] to a trimmed affine fit of border flow."""
   out = np.zeros(graph.num_nodes)
   design = np.concatenate([graph.centroid, np.ones((graph.num_nodes, 1), np.float32)], axis=1)
@@ -75,8 +76,9 @@ def _affine_residual(graph: SuperpixelGraph, flow: np.ndarray, keep: float = 0.7
   return out
 
 
-def motion_saliency(graph: SuperpixelGraph, forward: np.ndarray, backward: np.ndarray,
-                    noise: float, min_motion: float) -> tuple[np.ndarray, bool]:
+def motion_saliency(
+  graph: SuperpixelGraph, forward: np.ndarray, backward: np.ndarray, noise: float, min_motion: float
+) -> tuple[np.ndarray, bool]:
   """Flow relative to the background motion model, scaled to [0, 1] over the span.
 
   The scale is a high quantile of the frames' strongest residuals, not each frame's own
@@ -122,8 +124,9 @@ def _otsu(graph: SuperpixelGraph, saliency: np.ndarray, bins: int = 64) -> np.nd
   t = len(graph.offsets) - 1
   peak = np.maximum(_frame_max(graph, saliency), 1e-12)
   bin_of = np.minimum((saliency / peak[graph.frame] * bins).astype(np.int64), bins - 1)
-  hist = np.bincount(graph.frame.astype(np.int64) * bins + bin_of, graph.area,
-                     t * bins).reshape(t, bins)
+  hist = np.bincount(graph.frame.astype(np.int64) * bins + bin_of, graph.area, t * bins).reshape(
+    t, bins
+  )
   centres = (np.arange(bins) + 0.5) / bins
   w0 = np.cumsum(hist, axis=1)  # Weight and first moment of the class below each cut.
   m0 = np.cumsum(hist * centres, axis=1)
@@ -134,9 +137,14 @@ def _otsu(graph: SuperpixelGraph, saliency: np.ndarray, bins: int = 64) -> np.nd
   return (cut + 1) / bins * peak
 
 
-def adaptive_threshold(graph: SuperpixelGraph, saliency: np.ndarray, k: float,
-                       min_fraction: float, span_fraction: float, method: str = "otsu"
-                       ) -> np.ndarray:
+def adaptive_threshold(
+  graph: SuperpixelGraph,
+  saliency: np.ndarray,
+  k: float,
+  min_fraction: float,
+  span_fraction: float,
+  method: str = "otsu",
+) -> np.ndarray:
   """Per-frame saliency threshold -> [T].
 
   Within a frame: Otsu's threshold of the area-weighted saliency histogram (``method="otsu"``)
@@ -173,8 +181,9 @@ def _regions(graph: SuperpixelGraph, labels: np.ndarray) -> np.ndarray:
   return connected_components(adj, directed=False)[1]
 
 
-def initial_labels(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray,
-                   seed_fraction: float = 0.0) -> np.ndarray:
+def initial_labels(
+  graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray, seed_fraction: float = 0.0
+) -> np.ndarray:
   """Initial segmentation B_o: superpixels above their frame's threshold -> bool [N].
 
   With ``seed_fraction`` > 0 the threshold is a hysteresis, as in Canny's edge detector: a
@@ -191,8 +200,9 @@ def initial_labels(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.n
   return above & np.isin(region, region[seeds])
 
 
-def keep_salient_regions(graph: SuperpixelGraph, labels: np.ndarray, saliency: np.ndarray,
-                         fraction: float) -> np.ndarray:
+def keep_salient_regions(
+  graph: SuperpixelGraph, labels: np.ndarray, saliency: np.ndarray, fraction: float
+) -> np.ndarray:
   """Drops foreground regions whose saliency mass is below ``fraction`` of their frame's best.
 
   A region is a connected component of ``labels`` in one frame; its mass is the sum of
@@ -214,8 +224,9 @@ def keep_salient_regions(graph: SuperpixelGraph, labels: np.ndarray, saliency: n
   return labels & (mass >= fraction * best[frame_of])[region]
 
 
-def saliency_probability(graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray
-                         ) -> np.ndarray:
+def saliency_probability(
+  graph: SuperpixelGraph, saliency: np.ndarray, threshold: np.ndarray
+) -> np.ndarray:
   """Foreground probability s / (s + threshold): 0.5 at the threshold, 0 at zero -> [N].
 
   Frames whose threshold is zero (no saliency at all) get probability 0: nothing stands out.

@@ -65,8 +65,9 @@ def _location_features(graph: sp_lib.SuperpixelGraph, time_scale: float) -> np.n
   return np.concatenate([loc, (time_scale * graph.frame / (t - 1))[:, None]], axis=1)
 
 
-def segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
-                 init_masks: np.ndarray | None = None) -> SpanResult:
+def segment_span(
+  frames: np.ndarray, config: ml_collections.ConfigDict, init_masks: np.ndarray | None = None
+) -> SpanResult:
   """Segments uint8 frames [T,h,w,3] already at work resolution.
 
   Args:
@@ -104,17 +105,23 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   forward, backward = flow_lib.dense_flows(frames, config.flow.preset, gsize)
   sp = config.superpixels
   labels = sp_lib.slic_labels(gframes, sp.n_segments, sp.compactness, sp.max_num_iter, gsize)
-  graph = sp_lib.build_graph(labels, sp_lib.lab_frames(gframes), forward, config.saliency.border,
-                             sp.min_temporal_overlap)
+  graph = sp_lib.build_graph(
+    labels, sp_lib.lab_frames(gframes), forward, config.saliency.border, sp.min_temporal_overlap
+  )
   sal_cfg = config.saliency
   appearance = saliency_lib.appearance_saliency(graph)
-  motion, usable = saliency_lib.motion_saliency(graph, forward, backward,
-                                                sal_cfg.motion_noise * gsize[0],
-                                                sal_cfg.min_motion * gsize[0])
+  motion, usable = saliency_lib.motion_saliency(
+    graph, forward, backward, sal_cfg.motion_noise * gsize[0], sal_cfg.min_motion * gsize[0]
+  )
   saliency = saliency_lib.combined_saliency(appearance, motion, usable)
-  threshold = saliency_lib.adaptive_threshold(graph, saliency, sal_cfg.threshold_k,
-                                              sal_cfg.min_threshold, sal_cfg.span_threshold,
-                                              sal_cfg.threshold_method)
+  threshold = saliency_lib.adaptive_threshold(
+    graph,
+    saliency,
+    sal_cfg.threshold_k,
+    sal_cfg.min_threshold,
+    sal_cfg.span_threshold,
+    sal_cfg.threshold_method,
+  )
   initial = saliency_lib.initial_labels(graph, saliency, threshold, sal_cfg.seed_fraction)
   return _Saliency(graph, saliency, threshold, initial)
 
@@ -131,12 +138,14 @@ def initial_segmentation(frames: np.ndarray, config: ml_collections.ConfigDict) 
   """
   with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
     cues = _saliency(frames, config)
-  return flow_lib.resize_labels(cues.initial[cues.graph.labels].astype(np.uint8),
-                                frames.shape[1:3]) > 0
+  return (
+    flow_lib.resize_labels(cues.initial[cues.graph.labels].astype(np.uint8), frames.shape[1:3]) > 0
+  )
 
 
-def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
-                  init_masks: np.ndarray | None) -> SpanResult:
+def _segment_span(
+  frames: np.ndarray, config: ml_collections.ConfigDict, init_masks: np.ndarray | None
+) -> SpanResult:
   """:func:`segment_span` with BLAS threads already limited."""
   h, w = frames.shape[1:3]
   cues = _saliency(frames, config)
@@ -150,17 +159,18 @@ def _segment_span(frames: np.ndarray, config: ml_collections.ConfigDict,
 
   labels_fg, col_models, rounds = _alternate(graph, initial, p_sal, config)
   # After the rounds, not inside them: dropping regions between rounds gained nothing.
-  labels_fg = saliency_lib.keep_salient_regions(graph, labels_fg, saliency,
-                                                config.saliency.region_fraction)
+  labels_fg = saliency_lib.keep_salient_regions(
+    graph, labels_fg, saliency, config.saliency.region_fraction
+  )
   masks = flow_lib.resize_labels(labels_fg[graph.labels].astype(np.uint8), (h, w)) > 0
   if config.refine.enabled:
     masks = refine_lib.refine_masks(frames, masks, col_models, config.refine)
-  return SpanResult(masks=masks, labels=labels_fg, initial=initial, saliency=saliency,
-                    graph=graph, rounds=rounds)
+  return SpanResult(
+    masks=masks, labels=labels_fg, initial=initial, saliency=saliency, graph=graph, rounds=rounds
+  )
 
 
-def _foreground_prior(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, power: float
-                      ) -> float:
+def _foreground_prior(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, power: float) -> float:
   """Tempered foreground prior: B_o's area share, its odds raised to ``power``.
 
   Fixed over the rounds: a prior re-estimated from every round's labelling feeds back on
@@ -173,9 +183,12 @@ def _foreground_prior(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, power:
   return odds / (1.0 + odds)
 
 
-def _alternate(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, p_sal: np.ndarray,
-               config: ml_collections.ConfigDict
-               ) -> tuple[np.ndarray, tuple[gmm_lib.Model, gmm_lib.Model], int]:
+def _alternate(
+  graph: sp_lib.SuperpixelGraph,
+  initial: np.ndarray,
+  p_sal: np.ndarray,
+  config: ml_collections.ConfigDict,
+) -> tuple[np.ndarray, tuple[gmm_lib.Model, gmm_lib.Model], int]:
   """Rounds of GMM estimation and one graph cut of Eq. (5) each, from labelling ``initial``.
 
   The data term is Eq. (6) with U as label posteriors, mixed with the saliency probability
@@ -185,26 +198,42 @@ def _alternate(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, p_sal: np.nda
     (fg labels bool [N], (fg, bg) colour GMMs of the last round, rounds run).
   """
   g_cfg = config.gmm
-  col_fg = gmm_lib.GmmSettings(g_cfg.color_components, g_cfg.max_samples, g_cfg.max_iter,
-                               g_cfg.min_samples, reg_covar=1.0, seed=g_cfg.seed)
+  col_fg = gmm_lib.GmmSettings(
+    g_cfg.color_components,
+    g_cfg.max_samples,
+    g_cfg.max_iter,
+    g_cfg.min_samples,
+    reg_covar=1.0,
+    seed=g_cfg.seed,
+  )
   col_bg = dataclasses.replace(col_fg, components=g_cfg.bg_color_components)
-  loc = gmm_lib.GmmSettings(g_cfg.location_components, g_cfg.max_samples, g_cfg.max_iter,
-                            g_cfg.min_samples, reg_covar=1e-3, seed=g_cfg.seed)
+  loc = gmm_lib.GmmSettings(
+    g_cfg.location_components,
+    g_cfg.max_samples,
+    g_cfg.max_iter,
+    g_cfg.min_samples,
+    reg_covar=1e-3,
+    seed=g_cfg.seed,
+  )
   color = graph.color.astype(np.float64)
   location = _location_features(graph, g_cfg.location_time_scale)
   prior = _foreground_prior(graph, initial, g_cfg.prior_power)
-  edges, weights = graphcut.smoothness_edges(graph, config.lambda_spatial,
-                                             config.lambda_temporal, config.sigma_scale)
+  edges, weights = graphcut.smoothness_edges(
+    graph, config.lambda_spatial, config.lambda_temporal, config.sigma_scale
+  )
   current = initial
   col_models = loc_models = (None, None)
   rounds = 0
   for rounds in range(1, config.max_rounds + 1):
-    col_models = (gmm_lib.fit_gmm(color[current], col_fg, col_models[0]),
-                  gmm_lib.fit_gmm(color[~current], col_bg, col_models[1]))
+    col_models = (
+      gmm_lib.fit_gmm(color[current], col_fg, col_models[0]),
+      gmm_lib.fit_gmm(color[~current], col_bg, col_models[1]),
+    )
     u_col = gmm_lib.label_posterior(*col_models, color, prior)
     if g_cfg.location_model == "frame":
-      u_loc = location_lib.frame_location_posterior(graph, current, g_cfg.location_bandwidth,
-                                                    g_cfg.location_window)
+      u_loc = location_lib.frame_location_posterior(
+        graph, current, g_cfg.location_bandwidth, g_cfg.location_window
+      )
     else:
       loc_models = gmm_lib.fit_label_models(location, current, loc, loc_models)
       u_loc = gmm_lib.label_posterior(*loc_models, location, prior)

@@ -52,8 +52,12 @@ class SuperpixelGraph:
     if values.ndim == self.labels.ndim:
       return np.bincount(flat, values.reshape(-1), self.num_nodes) / self.area
     vals = values.reshape(flat.shape[0], -1)
-    return np.stack([np.bincount(flat, vals[:, k], self.num_nodes) for k in range(vals.shape[1])],
-                    axis=1) / self.area[:, None]
+    return (
+      np.stack(
+        [np.bincount(flat, vals[:, k], self.num_nodes) for k in range(vals.shape[1])], axis=1
+      )
+      / self.area[:, None]
+    )
 
 
 def lab_frames(frames: np.ndarray) -> np.ndarray:
@@ -61,8 +65,9 @@ def lab_frames(frames: np.ndarray) -> np.ndarray:
   return np.stack([cv2.cvtColor(f.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab) for f in frames])
 
 
-def slic_labels(frames: np.ndarray, n_segments: int, compactness: float, max_num_iter: int,
-                size: tuple[int, int]) -> np.ndarray:
+def slic_labels(
+  frames: np.ndarray, n_segments: int, compactness: float, max_num_iter: int, size: tuple[int, int]
+) -> np.ndarray:
   """SLIC labels [T,rows,cols] (int32, per-frame ids from 0, contiguous) of uint8 RGB frames.
 
   SLIC runs on the frames as given and the labels are resized by nearest neighbour to
@@ -72,8 +77,16 @@ def slic_labels(frames: np.ndarray, n_segments: int, compactness: float, max_num
   """
   out = []
   for f in frames:
-    lab = slic(f, n_segments=n_segments, compactness=compactness, max_num_iter=max_num_iter,
-               start_label=0, enforce_connectivity=True, convert2lab=True, channel_axis=-1)
+    lab = slic(
+      f,
+      n_segments=n_segments,
+      compactness=compactness,
+      max_num_iter=max_num_iter,
+      start_label=0,
+      enforce_connectivity=True,
+      convert2lab=True,
+      channel_axis=-1,
+    )
     out.append(lab)
   labels = flow_lib.resize_labels(np.stack(out), size)
   # Nearest resizing may drop a sliver label; renumber so ids stay contiguous.
@@ -84,8 +97,9 @@ def slic_labels(frames: np.ndarray, n_segments: int, compactness: float, max_num
   return labels.astype(np.int32)
 
 
-def _unique_pairs(a: np.ndarray, b: np.ndarray, size_b: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unique_pairs(
+  a: np.ndarray, b: np.ndarray, size_b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Distinct (a, b) pairs of local ids (b < size_b) and how often each occurs."""
   keys, counts = np.unique(a.astype(np.int64) * size_b + b, return_counts=True)
   return keys // size_b, keys % size_b, counts
@@ -107,9 +121,14 @@ def _spatial_edges(labels: np.ndarray, counts: np.ndarray, offsets: np.ndarray) 
   return np.concatenate(edges).astype(np.int64)
 
 
-def _temporal_edges(labels: np.ndarray, forward: np.ndarray, counts: np.ndarray,
-                    offsets: np.ndarray, area: np.ndarray, min_overlap: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _temporal_edges(
+  labels: np.ndarray,
+  forward: np.ndarray,
+  counts: np.ndarray,
+  offsets: np.ndarray,
+  area: np.ndarray,
+  min_overlap: float,
+) -> tuple[np.ndarray, np.ndarray]:
   """Flow-linked global pairs (i in frame t, j in frame t+1) and their overlap fractions."""
   edges, overlaps = [], []
   for t in range(labels.shape[0] - 1):
@@ -127,8 +146,13 @@ def _temporal_edges(labels: np.ndarray, forward: np.ndarray, counts: np.ndarray,
   return np.concatenate(edges).astype(np.int64), np.concatenate(overlaps)
 
 
-def build_graph(labels: np.ndarray, lab: np.ndarray, forward: np.ndarray, border: float,
-                min_temporal_overlap: float) -> SuperpixelGraph:
+def build_graph(
+  labels: np.ndarray,
+  lab: np.ndarray,
+  forward: np.ndarray,
+  border: float,
+  min_temporal_overlap: float,
+) -> SuperpixelGraph:
   """Builds the superpixel graph of a span.
 
   Args:
@@ -159,10 +183,16 @@ def build_graph(labels: np.ndarray, lab: np.ndarray, forward: np.ndarray, border
   strip[:b], strip[-b:], strip[:, :b], strip[:, -b:] = True, True, True, True
   is_border = np.zeros(n, bool)
   is_border[np.unique(glabels[:, strip])] = True
-  temporal, overlap = _temporal_edges(labels, forward, counts, offsets, area,
-                                      min_temporal_overlap)
+  temporal, overlap = _temporal_edges(labels, forward, counts, offsets, area, min_temporal_overlap)
   return SuperpixelGraph(
-      labels=glabels, frame=frame, offsets=offsets, color=color.astype(np.float32),
-      centroid=np.stack([cx, cy], axis=1).astype(np.float32), area=area, border=is_border,
-      spatial_edges=_spatial_edges(labels, counts, offsets), temporal_edges=temporal,
-      temporal_overlap=overlap)
+    labels=glabels,
+    frame=frame,
+    offsets=offsets,
+    color=color.astype(np.float32),
+    centroid=np.stack([cx, cy], axis=1).astype(np.float32),
+    area=area,
+    border=is_border,
+    spatial_edges=_spatial_edges(labels, counts, offsets),
+    temporal_edges=temporal,
+    temporal_overlap=overlap,
+  )

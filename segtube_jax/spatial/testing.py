@@ -9,9 +9,14 @@ import cv2
 import numpy as np
 
 
-def moving_actor_clip(num_frames: int = 12, size: tuple[int, int] = (96, 128), seed: int = 0,
-                      jitter: int = 2, speed: float = 0.04, exit_frame: int | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def moving_actor_clip(
+  num_frames: int = 12,
+  size: tuple[int, int] = (96, 128),
+  seed: int = 0,
+  jitter: int = 2,
+  speed: float = 0.04,
+  exit_frame: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """Renders (frames uint8 [T,H,W,3], masks bool [T,H,W]).
 
   Args:
@@ -37,7 +42,7 @@ def moving_actor_clip(num_frames: int = 12, size: tuple[int, int] = (96, 128), s
   x0 = 0.3 * w - 0.5 * speed * w * num_frames
   for t in range(num_frames):
     dx, dy = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
-    frame = bg[pad + dy:pad + dy + h, pad + dx:pad + dx + w].copy()
+    frame = bg[pad + dy : pad + dy + h, pad + dx : pad + dx + w].copy()
     cx = float(np.clip(x0 + speed * w * t, a, w - a) + 0.2 * w)
     if exit_frame is not None and t >= exit_frame:
       cx += 0.25 * w * (t - exit_frame + 1)

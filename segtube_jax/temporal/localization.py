@@ -53,7 +53,9 @@ def specific_labels(class_logits: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.argmax(probs, axis=-1).astype(jnp.int32), jnp.max(probs, axis=-1)
 
 
-def window_scores(proposal_logits: jax.Array, class_logits: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+def window_scores(
+  proposal_logits: jax.Array, class_logits: jax.Array, valid: jax.Array | None = None
+) -> jax.Array:
   """Per-window class scores from the two networks, Eqs. (1) and (2).
 
   Args:
@@ -75,7 +77,9 @@ def window_scores(proposal_logits: jax.Array, class_logits: jax.Array, valid: ja
   return one_hot * jnp.where(keep, v_spe, 0.0)[:, None]
 
 
-def aggregate_frame_scores(starts: jax.Array, ends: jax.Array, scores: jax.Array, num_frames: int) -> jax.Array:
+def aggregate_frame_scores(
+  starts: jax.Array, ends: jax.Array, scores: jax.Array, num_frames: int
+) -> jax.Array:
   """Frame score alpha_t for every class at once, Eq. (3).
 
   alpha[t, k] is the sum of ``scores[j, k]`` over the windows j that contain frame t divided by
@@ -127,10 +131,16 @@ def aggregate_frame_scores(starts: jax.Array, ends: jax.Array, scores: jax.Array
   empty = ends <= starts
   starts = jnp.where(empty, num_blocks * block, starts)
   ends = jnp.where(empty, num_blocks * block, ends)
-  fixed = jnp.round(jnp.clip(jnp.asarray(scores).astype(jnp.float32), 0.0, 1.0) * float(1 << _FIXED_POINT_BITS))
+  fixed = jnp.round(
+    jnp.clip(jnp.asarray(scores).astype(jnp.float32), 0.0, 1.0) * float(1 << _FIXED_POINT_BITS)
+  )
   # Column K counts the windows.
-  fixed_int = jnp.concatenate([fixed.astype(jnp.int32), jnp.ones((num_windows, 1), jnp.int32)], axis=1)
-  values = jnp.concatenate([fixed * 2.0**-_FIXED_POINT_BITS, jnp.ones((num_windows, 1), jnp.float32)], axis=1)
+  fixed_int = jnp.concatenate(
+    [fixed.astype(jnp.int32), jnp.ones((num_windows, 1), jnp.int32)], axis=1
+  )
+  values = jnp.concatenate(
+    [fixed * 2.0**-_FIXED_POINT_BITS, jnp.ones((num_windows, 1), jnp.float32)], axis=1
+  )
 
   # Carry of block i, the total over frames < i * block: an int32 cumulative sum over the blocks of
   # the windows starting (ending) before the block. associative_scan is faster than cumsum here.
@@ -143,11 +153,16 @@ def aggregate_frame_scores(starts: jax.Array, ends: jax.Array, scores: jax.Array
   # Difference array [block, class, frame in block] holding the carry on each block's first frame;
   # its prefix sums along the last axis are then the running totals.
   diff = jnp.pad(carry[:, :, None], ((0, 0), (0, 0), (0, block - 1)))
-  dims = jax.lax.ScatterDimensionNumbers(update_window_dims=(1,), inserted_window_dims=(0, 2),
-                                         scatter_dims_to_operand_dims=(0, 2))
+  dims = jax.lax.ScatterDimensionNumbers(
+    update_window_dims=(1,), inserted_window_dims=(0, 2), scatter_dims_to_operand_dims=(0, 2)
+  )
   mode = jax.lax.GatherScatterMode.FILL_OR_DROP
-  diff = jax.lax.scatter_add(diff, jnp.stack([starts // block, starts % block], axis=1), values, dims, mode=mode)
-  diff = jax.lax.scatter_sub(diff, jnp.stack([ends // block, ends % block], axis=1), values, dims, mode=mode)
+  diff = jax.lax.scatter_add(
+    diff, jnp.stack([starts // block, starts % block], axis=1), values, dims, mode=mode
+  )
+  diff = jax.lax.scatter_sub(
+    diff, jnp.stack([ends // block, ends % block], axis=1), values, dims, mode=mode
+  )
   upper = jnp.triu(jnp.ones((block, block), jnp.float32))  # upper[i, j] = 1 for i <= j.
   total = jnp.dot(diff, upper, precision=jax.lax.Precision.HIGHEST)
   count = total[:, num_classes:, :]
@@ -155,7 +170,9 @@ def aggregate_frame_scores(starts: jax.Array, ends: jax.Array, scores: jax.Array
   return alpha.transpose(0, 2, 1).reshape(num_blocks * block, num_classes)[:num_frames]
 
 
-def frame_labels(alpha: jax.Array, gamma: float = 0.6, video_class: jax.Array | int | None = None) -> jax.Array:
+def frame_labels(
+  alpha: jax.Array, gamma: float = 0.6, video_class: jax.Array | int | None = None
+) -> jax.Array:
   """Frame labels l_t, Eq. (4): the class whose alpha_t exceeds gamma, else 0 (background).
 
   Args:
@@ -207,6 +224,7 @@ def video_class(scores: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class Segment:
   """A temporal detection: class id (1-based), frames [start, end) and score (mean alpha)."""
+
   label: int
   start: int
   end: int
@@ -255,7 +273,9 @@ def temporal_nms(segments: Sequence[Segment], iou_threshold: float) -> list[Segm
   return sorted(kept, key=lambda s: (s.start, s.label))
 
 
-def pad_windows(starts: np.ndarray, ends: np.ndarray, bucket: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_windows(
+  starts: np.ndarray, ends: np.ndarray, bucket: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Pads window arrays to a multiple of ``bucket`` with empty windows (start == end == 0).
 
   Returns (starts, ends, valid) so jitted code compiles once per bucket, not once per video.
@@ -264,5 +284,8 @@ def pad_windows(starts: np.ndarray, ends: np.ndarray, bucket: int = 256) -> tupl
   size = max(bucket, -(-h // bucket) * bucket)
   pad = size - h
   valid = np.concatenate([np.ones(h, bool), np.zeros(pad, bool)])
-  return (np.concatenate([starts, np.zeros(pad, starts.dtype)]),
-          np.concatenate([ends, np.zeros(pad, ends.dtype)]), valid)
+  return (
+    np.concatenate([starts, np.zeros(pad, starts.dtype)]),
+    np.concatenate([ends, np.zeros(pad, ends.dtype)]),
+    valid,
+  )

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 
-import jax
 from absl import logging
+import jax
 
 from segtube_jax.errors import ConfigError
 
@@ -47,8 +47,10 @@ def detect_launch() -> str | None:
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):
     return "jax"
   # The variables JAX's SLURM detection needs; srun sets them for each task of a step.
-  if all(v in os.environ for v in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")) \
-      and _several("SLURM_NTASKS"):
+  if all(
+    v in os.environ
+    for v in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
+  ) and _several("SLURM_NTASKS"):
     return "slurm"
   if "OMPI_MCA_orte_hnp_uri" in os.environ and _several("OMPI_COMM_WORLD_SIZE"):
     return "mpi"
@@ -87,12 +89,22 @@ def initialize(mode: str = "auto") -> bool:
   try:
     jax.distributed.initialize(**kwargs)
   except RuntimeError as e:  # E.g. devices already in use, or the coordinator never answered.
-    raise ConfigError(f"config.distributed={mode!r} ({launch} launch): jax.distributed.initialize failed: {e} "
-                      "(it must run before any JAX computation; config.distributed='off' keeps one process)") from None
+    raise ConfigError(
+      f"config.distributed={mode!r} ({launch} launch): jax.distributed.initialize failed: {e} "
+      "(it must run before any JAX computation; config.distributed='off' keeps one process)"
+    ) from None
   except ValueError as e:  # JAX names the missing piece; say where it comes from.
-    raise ConfigError(f"config.distributed={mode!r}: {e} Set JAX_COORDINATOR_ADDRESS (host:port of process 0), "
-                      "JAX_NUM_PROCESSES and JAX_PROCESS_ID on every process, or launch with srun / mpirun "
-                      "or on a TPU slice") from None
-  logging.info("JAX distributed (%s launch): process %d of %d, %d local device(s) of %d", launch,
-               jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+    raise ConfigError(
+      f"config.distributed={mode!r}: {e} Set JAX_COORDINATOR_ADDRESS (host:port of process 0), "
+      "JAX_NUM_PROCESSES and JAX_PROCESS_ID on every process, or launch with srun / mpirun "
+      "or on a TPU slice"
+    ) from None
+  logging.info(
+    "JAX distributed (%s launch): process %d of %d, %d local device(s) of %d",
+    launch,
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
   return True

@@ -21,7 +21,8 @@ import numpy as np
 from segtube_jax import clips as clips_lib
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
-from segtube_jax.data import tfds_builder, video as video_lib
+from segtube_jax.data import tfds_builder
+from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError, DatasetError
 from segtube_jax.training import saliency_cache
 
@@ -33,6 +34,7 @@ MASK_SOURCES = clips_lib.MASK_SOURCES
 @dataclasses.dataclass(frozen=True)
 class Sequence:
   """``seq_len`` consecutive windows of one scale of one video (padding windows: valid False)."""
+
   video_id: str
   starts: np.ndarray
   ends: np.ndarray
@@ -41,15 +43,20 @@ class Sequence:
   class_labels: np.ndarray
 
 
-def tfds_location(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[pathlib.Path, str]:
+def tfds_location(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> tuple[pathlib.Path, str]:
   """Where the packed chunks of ``config.dataset.root`` live: (data_dir, name)."""
   data_dir = pathlib.Path(config.dataset.tfds_dir or pathlib.Path(workdir) / "tfds")
   size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
-  return data_dir, tfds_builder.default_name(config.dataset.root, size, config.dataset.get("encoding", "png"))
+  return data_dir, tfds_builder.default_name(
+    config.dataset.root, size, config.dataset.get("encoding", "png")
+  )
 
 
-def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike, saliency: bool = True
-                 ) -> tuple[pathlib.Path, str]:
+def ensure_built(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike, saliency: bool = True
+) -> tuple[pathlib.Path, str]:
   """Packs the dataset folder into array_record chunks once (process 0), validating it first.
 
   With ``config.clips.mask_source='saliency'`` (and ``saliency``) it then computes the missing
@@ -62,10 +69,17 @@ def ensure_built(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
   if not built and jax.process_index() == 0:
     dataset_lib.load_dataset(config.dataset.root)  # One clear DatasetError before any packing.
     size = tuple(config.dataset.frame_size) if config.dataset.frame_size else None
-    tfds_builder.build_tfds(config.dataset.root, data_dir, name, frame_size=size, chunk_len=config.dataset.chunk_len,
-                            encoding=config.dataset.get("encoding", "png"))
+    tfds_builder.build_tfds(
+      config.dataset.root,
+      data_dir,
+      name,
+      frame_size=size,
+      chunk_len=config.dataset.chunk_len,
+      encoding=config.dataset.get("encoding", "png"),
+    )
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices("segtube_tfds_built")
   if saliency and config.clips.mask_source == "saliency":
     saliency_cache.build(config, data_dir, name, config.clips.saliency_workers or None)
@@ -83,15 +97,19 @@ def check_masks_on_every_frame(ds: dataset_lib.Dataset) -> None:
     reader = ds.masks(info.video_id)
     have = len(reader.indices) if reader is not None else 0
     if info.num_frames is None or have < info.num_frames:
-      first_missing = next((i for i in range(info.num_frames or 0) if reader is None or not reader.has(i)), 0)
+      first_missing = next(
+        (i for i in range(info.num_frames or 0) if reader is None or not reader.has(i)), 0
+      )
       raise DatasetError(
-          f"config.clips.mask_source='dataset' needs a ground-truth mask on every frame, but video "
-          f"{info.video_id!r} has {have} masks for {info.num_frames} frames (first without: frame "
-          f"{first_missing}); use mask_source='saliency' (the paper's B_o) instead")
+        f"config.clips.mask_source='dataset' needs a ground-truth mask on every frame, but video "
+        f"{info.video_id!r} has {have} masks for {info.num_frames} frames (first without: frame "
+        f"{first_missing}); use mask_source='saliency' (the paper's B_o) instead"
+      )
 
 
-def build_sequences(source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, *,
-                    balance_seed: int | None) -> list[Sequence]:
+def build_sequences(
+  source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, *, balance_seed: int | None
+) -> list[Sequence]:
   """All window sequences of a split with their labels (Sec. 2.1, SCNN-style).
 
   Args:
@@ -104,67 +122,103 @@ def build_sequences(source: chunk_pipeline.ChunkSource, cfg: ml_collections.Conf
   per_video = []
   for vid, entry in source.videos.items():
     windows = clips_lib.enumerate_windows(entry.num_frames, tuple(cfg.window_lengths), cfg.overlap)
-    spans = [dataset_lib.Instance(lbl, t0, t1).frame_span(entry.fps) + (classes[lbl],) for lbl, t0, t1 in entry.segments]
-    labels = clips_lib.window_labels(windows, spans, positive_coverage=cfg.positive_coverage,
-                                     background_coverage=cfg.background_coverage)
+    spans = [
+      dataset_lib.Instance(lbl, t0, t1).frame_span(entry.fps) + (classes[lbl],)
+      for lbl, t0, t1 in entry.segments
+    ]
+    labels = clips_lib.window_labels(
+      windows,
+      spans,
+      positive_coverage=cfg.positive_coverage,
+      background_coverage=cfg.background_coverage,
+    )
     per_video.append((vid, windows, labels))
-  all_labels = np.concatenate([labels for _, _, labels in per_video]) if per_video else np.zeros(0, np.int32)
+  all_labels = (
+    np.concatenate([labels for _, _, labels in per_video]) if per_video else np.zeros(0, np.int32)
+  )
   class_labels = all_labels
   if balance_seed is not None:
     class_labels = clips_lib.balance_background(all_labels, np.random.default_rng(balance_seed))
   sequences, offset = [], 0
   s = cfg.seq_len
   for vid, windows, labels in per_video:
-    cls = class_labels[offset:offset + len(labels)]
+    cls = class_labels[offset : offset + len(labels)]
     offset += len(labels)
     for scale in range(len(cfg.window_lengths)):
       idx = windows.of_scale(scale)
       for first in range(0, len(idx), s):
-        part = idx[first:first + s]
+        part = idx[first : first + s]
         pad = s - len(part)
         padded = lambda a, fill: np.concatenate([a[part], np.full(pad, fill, a.dtype)])  # pylint: disable=cell-var-from-loop
-        sequences.append(Sequence(
-            vid, padded(windows.starts, 0), padded(windows.ends, 0),
+        sequences.append(
+          Sequence(
+            vid,
+            padded(windows.starts, 0),
+            padded(windows.ends, 0),
             np.concatenate([np.ones(len(part), bool), np.zeros(pad, bool)]),
-            padded(clips_lib.proposal_labels(labels), clips_lib.IGNORE), padded(cls, clips_lib.IGNORE)))
+            padded(clips_lib.proposal_labels(labels), clips_lib.IGNORE),
+            padded(cls, clips_lib.IGNORE),
+          )
+        )
   return sequences
 
 
 class LoadClips:
   """Reads one sequence's frames (only the chunks it needs) and assembles augmented clips."""
 
-  def __init__(self, source: chunk_pipeline.ChunkSource, cfg: ml_collections.ConfigDict, clip_shape: tuple[int, int, int],
-               train: bool, saliency: saliency_cache.SaliencyCache | None = None):
+  def __init__(
+    self,
+    source: chunk_pipeline.ChunkSource,
+    cfg: ml_collections.ConfigDict,
+    clip_shape: tuple[int, int, int],
+    train: bool,
+    saliency: saliency_cache.SaliencyCache | None = None,
+  ):
     self.source, self.cfg, self.train, self.saliency = source, cfg, train, saliency
     if cfg.mask_source == "saliency" and saliency is None:
-      raise ConfigError("config.clips.mask_source='saliency' needs the B_o cache (training/saliency_cache.py)")
+      raise ConfigError(
+        "config.clips.mask_source='saliency' needs the B_o cache (training/saliency_cache.py)"
+      )
     self.clip_len, self.crop = clip_shape[0], (clip_shape[1], clip_shape[2])
     self.resize = tuple(cfg.resize) if cfg.resize else self.crop
     if self.resize[0] < self.crop[0] or self.resize[1] < self.crop[1]:
-      raise ConfigError(f"config.clips.resize {self.resize} must be at least the clip size {self.crop}")
+      raise ConfigError(
+        f"config.clips.resize {self.resize} must be at least the clip size {self.crop}"
+      )
 
-  def _masks(self, seq: Sequence, lo: int, hi: int, read: dict[str, np.ndarray]) -> np.ndarray | None:
+  def _masks(
+    self, seq: Sequence, lo: int, hi: int, read: dict[str, np.ndarray]
+  ) -> np.ndarray | None:
     mode = self.cfg.mask_source
     if mode == "none":
       return None
     if mode == "saliency":  # B_o on every frame: nothing here depends on the labels.
       masks = self.saliency.read(seq.video_id, lo, hi)
       size = read["frames"].shape[1:3]
-      return masks if masks.shape[1:] == size else video_lib.resize_frames(
-          masks[..., None].astype(np.uint8) * 255, size)[..., 0] > 127
+      return (
+        masks
+        if masks.shape[1:] == size
+        else video_lib.resize_frames(masks[..., None].astype(np.uint8) * 255, size)[..., 0] > 127
+      )
     if mode == "dataset":
       masks, present = read["masks"], read["mask_present"]
       if not present.all():
-        raise DatasetError(f"video {seq.video_id!r} has no ground-truth mask on frame "
-                           f"{lo + int(np.argmin(present))}; mask_source='dataset' needs one on every frame")
+        raise DatasetError(
+          f"video {seq.video_id!r} has no ground-truth mask on frame "
+          f"{lo + int(np.argmin(present))}; mask_source='dataset' needs one on every frame"
+        )
       return masks
     else:
-      masks, present = read_mask_folder(self.cfg.mask_dir, seq.video_id, lo, hi, read["frames"].shape[1:3])
+      masks, present = read_mask_folder(
+        self.cfg.mask_dir, seq.video_id, lo, hi, read["frames"].shape[1:3]
+      )
     # Frames without a mask are left as they are: attenuating them would tell the network which
     # frames the mask producer thought were actions.
     return np.where(present[:, None, None], masks, True)
 
-  def __call__(self, seq: Sequence, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+  def __call__(
+    self, seq: Sequence, rng: np.random.Generator | None = None
+  ) -> dict[str, np.ndarray]:
     lo, hi = int(seq.starts[seq.valid].min()), int(seq.ends[seq.valid].max())
     read = chunk_pipeline.read_video_clip(self.source, seq.video_id, lo, hi)
     h, w = self.resize
@@ -173,8 +227,15 @@ class LoadClips:
       flip = bool(self.cfg.flip and rng.random() < 0.5)
     else:
       y, x, flip = (h - self.crop[0]) // 2, (w - self.crop[1]) // 2, False
-    frames = clips_lib.saliency_aware_crops(read["frames"], self._masks(seq, lo, hi, read), self.cfg.saliency_mode,
-                                            self.cfg.background_weight, self.resize, self.crop, (y, x))
+    frames = clips_lib.saliency_aware_crops(
+      read["frames"],
+      self._masks(seq, lo, hi, read),
+      self.cfg.saliency_mode,
+      self.cfg.background_weight,
+      self.resize,
+      self.crop,
+      (y, x),
+    )
     if flip:
       frames = frames[:, :, ::-1]
     if self.train and rng is not None and self.cfg.color_augment:
@@ -185,8 +246,9 @@ class LoadClips:
     return {"clips": out, "proposal_labels": seq.proposal_labels, "class_labels": seq.class_labels}
 
 
-def read_mask_folder(mask_dir: str, video_id: str, lo: int, hi: int, size: tuple[int, int]
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def read_mask_folder(
+  mask_dir: str, video_id: str, lo: int, hi: int, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
   """Masks ``<mask_dir>/<video_id>/<frame>.png`` of frames [lo, hi) (e.g. written by the
   segmentation stage), resized to ``size``; no folder: no masks."""
   folder = pathlib.Path(mask_dir) / video_id
@@ -214,22 +276,26 @@ class _Load(grain.transforms.Map):
 def _check(config: ml_collections.ConfigDict) -> None:
   cfg = config.clips
   if cfg.mask_source not in MASK_SOURCES:
-    raise ConfigError(f"config.clips.mask_source must be one of {MASK_SOURCES}, got {cfg.mask_source!r}")
+    raise ConfigError(
+      f"config.clips.mask_source must be one of {MASK_SOURCES}, got {cfg.mask_source!r}"
+    )
   if cfg.mask_source == "folder" and not cfg.mask_dir:
     raise ConfigError("config.clips.mask_source='folder' needs config.clips.mask_dir")
   if cfg.seq_len < 1:
     raise ConfigError(f"config.clips.seq_len must be >= 1, got {cfg.seq_len}")
 
 
-def _saliency(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str
-              ) -> saliency_cache.SaliencyCache | None:
+def _saliency(
+  config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str
+) -> saliency_cache.SaliencyCache | None:
   if config.clips.mask_source != "saliency":
     return None
   return saliency_cache.SaliencyCache(saliency_cache.cache_dir(config, data_dir, name))
 
 
-def train_dataset(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str,
-                  batch_per_process: int) -> tuple[grain.IterDataset, int]:
+def train_dataset(
+  config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str, batch_per_process: int
+) -> tuple[grain.IterDataset, int]:
   """Shuffled, repeated, augmented, batched training sequences: this process's share of each global batch.
 
   Every process computes the same shuffled, augmented stream (one seed); global batch k is its
@@ -243,19 +309,28 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: pathlib.Path, nam
   if not sequences:
     raise DatasetError(f"{data_dir}/{name}: the training split has no window sequences")
   ds = grain.MapDataset.source(sequences).shuffle(seed=config.seed).repeat(None)
-  load = LoadClips(source, config.clips, tuple(config.model.clip_shape), train=True, saliency=saliency)
+  load = LoadClips(
+    source, config.clips, tuple(config.model.clip_shape), train=True, saliency=saliency
+  )
   ds = ds.random_map(_RandomLoad(load), seed=config.seed)
   if jax.process_count() > 1:  # Lazy: a process reads the frames of its own elements only.
-    ds = ds[jax.process_index()::jax.process_count()]
+    ds = ds[jax.process_index() :: jax.process_count()]
   ds = ds.batch(batch_per_process, drop_remainder=True, batch_fn=_stack)
   # grain reads with at most prefetch_buffer_size threads in flight: a smaller buffer idles threads.
-  options = grain.ReadOptions(num_threads=config.data_threads,
-                              prefetch_buffer_size=max(config.data_prefetch, config.data_threads))
+  options = grain.ReadOptions(
+    num_threads=config.data_threads,
+    prefetch_buffer_size=max(config.data_prefetch, config.data_threads),
+  )
   return ds.to_iter_dataset(options), len(source.classes)
 
 
-def eval_batches(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str, split: str,
-                 batch_per_process: int) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+  config: ml_collections.ConfigDict,
+  data_dir: pathlib.Path,
+  name: str,
+  split: str,
+  batch_per_process: int,
+) -> Iterator[dict[str, np.ndarray]]:
   """Every window sequence of ``split`` once, centre-cropped, padded to full batches (labels -1).
 
   Process p reads ``sequences[p::P]``; every process yields the same number of batches (the
@@ -267,16 +342,31 @@ def eval_batches(config: ml_collections.ConfigDict, data_dir: pathlib.Path, name
   largest_shard = -(-len(sequences) // jax.process_count())
   num_batches = -(-largest_shard // batch_per_process)
   if jax.process_count() > 1:
-    sequences = sequences[jax.process_index()::jax.process_count()]
-  load = LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False,
-                   saliency=_saliency(config, data_dir, name))
+    sequences = sequences[jax.process_index() :: jax.process_count()]
+  load = LoadClips(
+    source,
+    config.clips,
+    tuple(config.model.clip_shape),
+    train=False,
+    saliency=_saliency(config, data_dir, name),
+  )
   ds = grain.MapDataset.source(sequences).map(_Load(load))
   ds = ds.batch(batch_per_process, drop_remainder=False, batch_fn=_stack)
-  empty = {"clips": np.zeros((0, config.clips.seq_len, *config.model.clip_shape, 3), np.uint8),
-           "proposal_labels": np.zeros((0, config.clips.seq_len), np.int32),
-           "class_labels": np.zeros((0, config.clips.seq_len), np.int32)}
+  empty = {
+    "clips": np.zeros((0, config.clips.seq_len, *config.model.clip_shape, 3), np.uint8),
+    "proposal_labels": np.zeros((0, config.clips.seq_len), np.int32),
+    "class_labels": np.zeros((0, config.clips.seq_len), np.int32),
+  }
   count = 0
-  for batch in ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data_threads, prefetch_buffer_size=max(2, config.data_threads))) if sequences else ():
+  for batch in (
+    ds.to_iter_dataset(
+      grain.ReadOptions(
+        num_threads=config.data_threads, prefetch_buffer_size=max(2, config.data_threads)
+      )
+    )
+    if sequences
+    else ()
+  ):
     empty = {k: v[:0] for k, v in batch.items()}
     count += 1
     yield pad_batch(batch, batch_per_process)

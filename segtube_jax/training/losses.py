@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import optax
 
 
-def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def masked_cross_entropy(
+  logits: jax.Array, labels: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Mean softmax cross-entropy over windows whose label is >= 0 (-1 marks ignored windows).
 
   Args:
@@ -32,5 +34,8 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Arra
 def summarize(sums: dict[str, jax.Array], prefix: str) -> dict[str, jax.Array]:
   """Turns summed counts into ``{prefix}_loss`` and ``{prefix}_accuracy``."""
   n = jnp.maximum(sums["count"], 1.0)
-  return {f"{prefix}_loss": sums["loss_sum"] / n, f"{prefix}_accuracy": sums["correct"] / n,
-          f"{prefix}_windows": sums["count"]}
+  return {
+    f"{prefix}_loss": sums["loss_sum"] / n,
+    f"{prefix}_accuracy": sums["correct"] / n,
+    f"{prefix}_windows": sums["count"],
+  }

@@ -8,12 +8,12 @@ from typing import Any, Callable
 
 import flax
 import flax.linen as nn
+from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax.training import train_state
 
 from segtube_jax import models
 from segtube_jax.errors import CheckpointError, ConfigError
@@ -42,6 +42,7 @@ def make_rng(seed: int) -> jax.Array:
 
 class TrainState(train_state.TrainState):
   """Flax TrainState plus the base dropout RNG key (as raw key data, so it checkpoints)."""
+
   rng: jax.Array
 
 
@@ -52,6 +53,7 @@ class SegtubeNetworks(nn.Module):
   parameter sets under ``proposal`` and ``classification`` (the paper's setting). Either way one
   call returns ``(proposal_logits [B, S, 2], class_logits [B, S, K + 1])``.
   """
+
   model_config: Any
   num_classes: int
 
@@ -68,7 +70,9 @@ class SegtubeNetworks(nn.Module):
     return self.proposal(clips, train=train), self.classification(clips, train=train)
 
 
-def normalize_clips(clips: jax.Array, dtype: Any = jnp.float32, mode: str = "kinetics") -> jax.Array:
+def normalize_clips(
+  clips: jax.Array, dtype: Any = jnp.float32, mode: str = "kinetics"
+) -> jax.Array:
   """uint8 RGB clips [..., 3] -> network input (``mode``: model.input_norm).
 
   'kinetics': (x / 255 - Kinetics mean) / Kinetics std, RGB. 'c3d_sports1m': channels reversed
@@ -93,11 +97,15 @@ def c3d_param_shapes(model_config: ml_collections.ConfigDict) -> Any:
   """Shapes (``jax.ShapeDtypeStruct``) of one network's C3D trunk params; traces, never compiles."""
   net = models.build_proposal_network(model_config)
   shape = models.input_shape(model_config, 1, 1)
-  tree = jax.eval_shape(lambda x: net.init(make_rng(0), x, train=False), jax.ShapeDtypeStruct(shape, jnp.float32))
+  tree = jax.eval_shape(
+    lambda x: net.init(make_rng(0), x, train=False), jax.ShapeDtypeStruct(shape, jnp.float32)
+  )
   return tree["params"]["c3d"]
 
 
-def load_pretrained_c3d(model_config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]]:
+def load_pretrained_c3d(
+  model_config: ml_collections.ConfigDict,
+) -> dict[str, dict[str, np.ndarray]]:
   """The C3D trunk params converted from ``model_config.pretrained_c3d`` (NumPy, float32).
 
   Checks every key and shape against the trunk this config builds, without compiling anything.
@@ -111,19 +119,28 @@ def load_pretrained_c3d(model_config: ml_collections.ConfigDict) -> dict[str, di
   path = model_config.pretrained_c3d
   if not os.path.isfile(path):
     raise CheckpointError(
-        f"model.pretrained_c3d={path}: C3D checkpoint not found (relative paths are read from "
-        f"{os.getcwd()}). Get the Sports-1M C3D state dict (DavideA/c3d-pytorch's c3d.pickle), "
-        f"convert it once where PyTorch is installed: python -m segtube_jax.models.convert "
-        f"--torch c3d.pickle --out {path}; or set --config.model.pretrained_c3d='' to train "
-        f"the trunk from scratch")
+      f"model.pretrained_c3d={path}: C3D checkpoint not found (relative paths are read from "
+      f"{os.getcwd()}). Get the Sports-1M C3D state dict (DavideA/c3d-pytorch's c3d.pickle), "
+      f"convert it once where PyTorch is installed: python -m segtube_jax.models.convert "
+      f"--torch c3d.pickle --out {path}; or set --config.model.pretrained_c3d='' to train "
+      f"the trunk from scratch"
+    )
   try:
-    return models.load_pretrained_c3d(path, tuple(model_config.clip_shape), model_config.pool5_padding,
-                                      expected_params=c3d_param_shapes(model_config))
+    return models.load_pretrained_c3d(
+      path,
+      tuple(model_config.clip_shape),
+      model_config.pool5_padding,
+      expected_params=c3d_param_shapes(model_config),
+    )
   except CheckpointError as e:
-    raise CheckpointError(f"model.pretrained_c3d={path}: {str(e).removeprefix(f'{path}: ')}") from None
+    raise CheckpointError(
+      f"model.pretrained_c3d={path}: {str(e).removeprefix(f'{path}: ')}"
+    ) from None
 
 
-def insert_pretrained_c3d(params: Any, c3d_params: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+def insert_pretrained_c3d(
+  params: Any, c3d_params: dict[str, dict[str, np.ndarray]]
+) -> dict[str, Any]:
   """``params`` of SegtubeNetworks with the C3D trunk of every network replaced by ``c3d_params``.
 
   The trunks are ``proposal/c3d`` and ``classification/c3d`` (the paper's two networks) or
@@ -153,13 +170,19 @@ def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> op
   elif opt.schedule == "cosine":
     main = optax.cosine_decay_schedule(base, max(1, num_steps - opt.warmup_steps))
   else:
-    raise ConfigError(f"config.optimizer.schedule must be 'constant', 'step' or 'cosine', got {opt.schedule!r}")
+    raise ConfigError(
+      f"config.optimizer.schedule must be 'constant', 'step' or 'cosine', got {opt.schedule!r}"
+    )
   if opt.warmup_steps > 0:
-    return optax.join_schedules([optax.linear_schedule(0.0, base, opt.warmup_steps), main], [opt.warmup_steps])
+    return optax.join_schedules(
+      [optax.linear_schedule(0.0, base, opt.warmup_steps), main], [opt.warmup_steps]
+    )
   return main
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+  opt: ml_collections.ConfigDict, num_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """SGD with momentum or Adam(W), weight decay and gradient clipping."""
   schedule = learning_rate_schedule(opt, num_steps)
   chain = []
@@ -176,28 +199,42 @@ def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> tuple[opta
   return optax.chain(*chain), schedule
 
 
-def per_network_optimizer(tx: optax.GradientTransformation, params: Any) -> optax.GradientTransformation:
+def per_network_optimizer(
+  tx: optax.GradientTransformation, params: Any
+) -> optax.GradientTransformation:
   """Applies ``tx`` to each top-level network separately, so clipping never couples the two networks."""
   keys = tuple(params.keys())
   return optax.multi_transform({k: tx for k in keys}, {k: k for k in keys})
 
 
-def create_train_state(config: ml_collections.ConfigDict, num_classes: int, rng: jax.Array,
-                       num_steps: int) -> tuple[TrainState, SegtubeNetworks, optax.Schedule]:
+def create_train_state(
+  config: ml_collections.ConfigDict, num_classes: int, rng: jax.Array, num_steps: int
+) -> tuple[TrainState, SegtubeNetworks, optax.Schedule]:
   """Initialises the networks and the optimizer (host-local, unreplicated)."""
   model = SegtubeNetworks(config.model, num_classes)
   init_rng, dropout_rng = jax.random.split(rng)
   shape = models.input_shape(config.model, 1, config.clips.seq_len)
-  params = jax.jit(functools.partial(model.init, train=False))(init_rng, jnp.zeros(shape, jnp.float32))["params"]
+  params = jax.jit(functools.partial(model.init, train=False))(
+    init_rng, jnp.zeros(shape, jnp.float32)
+  )["params"]
   tx, schedule = make_optimizer(config.optimizer, num_steps)
   if not config.model.shared_trunk:
     tx = per_network_optimizer(tx, params)
-  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=jax.random.key_data(dropout_rng))
+  state = TrainState.create(
+    apply_fn=model.apply, params=params, tx=tx, rng=jax.random.key_data(dropout_rng)
+  )
   return state, model, schedule
 
 
-def _forward_sums(model: SegtubeNetworks, params: Any, batch: dict[str, jax.Array], *, train: bool,
-                  rng: jax.Array | None, dtype: Any) -> tuple[jax.Array, dict[str, dict[str, jax.Array]]]:
+def _forward_sums(
+  model: SegtubeNetworks,
+  params: Any,
+  batch: dict[str, jax.Array],
+  *,
+  train: bool,
+  rng: jax.Array | None,
+  dtype: Any,
+) -> tuple[jax.Array, dict[str, dict[str, jax.Array]]]:
   clips = normalize_clips(batch["clips"], dtype, _input_norm(model))
   rngs = {"dropout": rng} if train else {}
   pro_logits, cla_logits = model.apply({"params": params}, clips, train=train, rngs=rngs)
@@ -215,13 +252,18 @@ def _microbatches(batch: dict[str, jax.Array], size: int) -> tuple[int, dict[str
   if size <= 0 or size >= n:
     return 1, batch
   if n % size:
-    raise ConfigError(f"config.train.microbatch_size={size} must divide the {n} sequences per device")
+    raise ConfigError(
+      f"config.train.microbatch_size={size} must divide the {n} sequences per device"
+    )
   return n // size, jax.tree.map(lambda x: x.reshape((n // size, size) + x.shape[1:]), batch)
 
 
-def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any = jnp.float32,
-                    microbatch_size: int = 0
-                    ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+def make_train_step(
+  model: SegtubeNetworks,
+  schedule: optax.Schedule,
+  dtype: Any = jnp.float32,
+  microbatch_size: int = 0,
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
   """``train_step(state, batch) -> (state, metrics)`` for use under ``jax.pmap(axis_name='batch')``.
 
   Each network's loss is its summed window loss divided by its labelled-window count over the
@@ -238,12 +280,18 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
   cache) than 32 clips at once.
   """
 
-  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+  def train_step(
+    state: TrainState, batch: dict[str, jax.Array]
+  ) -> tuple[TrainState, dict[str, jax.Array]]:
     device = jax.lax.axis_index("batch")
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng, impl=PRNG_IMPL), state.step), device)
+    rng = jax.random.fold_in(
+      jax.random.fold_in(jax.random.wrap_key_data(state.rng, impl=PRNG_IMPL), state.step), device
+    )
     counts = {
-        "proposal": jax.lax.psum((batch["proposal_labels"] >= 0).sum().astype(jnp.float32), "batch"),
-        "classification": jax.lax.psum((batch["class_labels"] >= 0).sum().astype(jnp.float32), "batch"),
+      "proposal": jax.lax.psum((batch["proposal_labels"] >= 0).sum().astype(jnp.float32), "batch"),
+      "classification": jax.lax.psum(
+        (batch["class_labels"] >= 0).sum().astype(jnp.float32), "batch"
+      ),
     }
 
     def grads_and_sums(params, part, part_rng):
@@ -251,6 +299,7 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
         _, sums = _forward_sums(model, params, part, train=True, rng=part_rng, dtype=dtype)
         loss = sum(sums[k]["loss_sum"] / jnp.maximum(counts[k], 1.0) for k in sums)
         return loss, sums
+
       return jax.grad(loss_fn, has_aux=True)(params)
 
     num_micro, parts = _microbatches(batch, microbatch_size)
@@ -258,8 +307,10 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
       grads, sums = grads_and_sums(state.params, batch, rng)
     else:
       first = jax.tree.map(lambda x: x[0], parts)
-      zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
-                           jax.eval_shape(grads_and_sums, state.params, first, rng))
+      zeros = jax.tree.map(
+        lambda a: jnp.zeros(a.shape, a.dtype),
+        jax.eval_shape(grads_and_sums, state.params, first, rng),
+      )
 
       def accumulate(total, xs):
         index, part = xs
@@ -267,11 +318,16 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
         return jax.tree.map(jnp.add, total, out), None
 
       # Unrolled: as a loop, XLA:CPU ran the same microbatches 10x slower than the whole batch.
-      (grads, sums), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(num_micro), parts), unroll=True)
+      (grads, sums), _ = jax.lax.scan(
+        accumulate, zeros, (jnp.arange(num_micro), parts), unroll=True
+      )
     grads = jax.lax.psum(grads, "batch")
     sums = jax.lax.psum(sums, "batch")
     new_state = state.apply_gradients(grads=grads)
-    metrics = {**losses.summarize(sums["proposal"], "proposal"), **losses.summarize(sums["classification"], "classification")}
+    metrics = {
+      **losses.summarize(sums["proposal"], "proposal"),
+      **losses.summarize(sums["classification"], "classification"),
+    }
     metrics["loss"] = metrics["proposal_loss"] + metrics["classification_loss"]
     metrics["learning_rate"] = schedule(state.step)
     metrics["grad_norm"] = optax.global_norm(grads)
@@ -280,7 +336,9 @@ def make_train_step(model: SegtubeNetworks, schedule: optax.Schedule, dtype: Any
   return train_step
 
 
-def make_eval_step(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callable[[Any, dict[str, jax.Array]], dict[str, Any]]:
+def make_eval_step(
+  model: SegtubeNetworks, dtype: Any = jnp.float32
+) -> Callable[[Any, dict[str, jax.Array]], dict[str, Any]]:
   """``eval_step(params, batch) -> summed counts`` (psum over devices) for exact averaging."""
 
   def eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, Any]:
@@ -296,11 +354,15 @@ def make_eval_step(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callable
   return eval_step
 
 
-def make_predict_fn(model: SegtubeNetworks, dtype: Any = jnp.float32) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+def make_predict_fn(
+  model: SegtubeNetworks, dtype: Any = jnp.float32
+) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
   """``predict(params, clips uint8 [B, S, ...]) -> (proposal_logits, class_logits)`` (jit, no pmap)."""
 
   @jax.jit
   def predict(params, clips):
-    return model.apply({"params": params}, normalize_clips(clips, dtype, _input_norm(model)), train=False)
+    return model.apply(
+      {"params": params}, normalize_clips(clips, dtype, _input_norm(model)), train=False
+    )
 
   return predict

@@ -27,18 +27,17 @@ import threading
 import time
 from typing import Any
 
+from absl import logging
 import flax
+from flax import jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
-from flax import jax_utils
 
-from segtube_jax import defaults, models
+from segtube_jax import defaults, io_utils, models
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import CheckpointError
-from segtube_jax import io_utils
 from segtube_jax.io_utils import write_json_atomic
 from segtube_jax.training import checkpointing, config_checks, distributed, input_pipeline, steps
 
@@ -69,7 +68,9 @@ def load_experiment(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDi
     config = _merged(defaults.base_config(), data["config"])
     classes = [str(c) for c in data["classes"]]
   except FileNotFoundError:
-    raise CheckpointError(f"{path}: not found; is {workdir} a training workdir (python train.py ... --workdir)?") from None
+    raise CheckpointError(
+      f"{path}: not found; is {workdir} a training workdir (python train.py ... --workdir)?"
+    ) from None
   except (ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"{path}: unreadable experiment file ({type(e).__name__}: {e})") from None
   return config, classes
@@ -87,6 +88,7 @@ class MetricWriter:
     self._tb = None
     if self.enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
       self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
   def resume_at(self, step: int) -> None:
@@ -101,9 +103,15 @@ class MetricWriter:
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
       return
-    row = {"step": int(step), "split": split, "time": time.time(),
-           **{k: float(v) for k, v in metrics.items()}}
-    io_utils.append_text(self.path, json.dumps(row) + "\n", what="metrics log")  # Never a torn line.
+    row = {
+      "step": int(step),
+      "split": split,
+      "time": time.time(),
+      **{k: float(v) for k, v in metrics.items()},
+    }
+    io_utils.append_text(
+      self.path, json.dumps(row) + "\n", what="metrics log"
+    )  # Never a torn line.
     for k, v in metrics.items():
       self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
     self._tb.flush()
@@ -160,19 +168,30 @@ def _merge_init_from(params: Any, path: str) -> Any:
   ours = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
   matched = [k for k in ours if k in loaded and np.shape(loaded[k]) == np.shape(ours[k])]
   if not matched:
-    raise CheckpointError(f"config.init_from={path}: no parameter matches this model (different config?)")
+    raise CheckpointError(
+      f"config.init_from={path}: no parameter matches this model (different config?)"
+    )
   for k in matched:
     ours[k] = jnp.asarray(loaded[k], ours[k].dtype)
   logging.info("init_from %s: loaded %d of %d parameter arrays", path, len(matched), len(ours))
   return flax.traverse_util.unflatten_dict(ours, sep="/")
 
 
-def evaluate_windows(config: ml_collections.ConfigDict, p_eval_step, params_repl: Any, data_dir: pathlib.Path,
-                     name: str, split: str, batch_per_process: int) -> dict[str, float]:
+def evaluate_windows(
+  config: ml_collections.ConfigDict,
+  p_eval_step,
+  params_repl: Any,
+  data_dir: pathlib.Path,
+  name: str,
+  split: str,
+  batch_per_process: int,
+) -> dict[str, float]:
   """Proposal and classification accuracy over every labelled window of ``split``."""
   totals: dict[str, dict[str, float]] = {}
   for batch in input_pipeline.eval_batches(config, data_dir, name, split, batch_per_process):
-    sums = jax.device_get(p_eval_step(params_repl, input_pipeline.shard(batch, jax.local_device_count())))
+    sums = jax.device_get(
+      p_eval_step(params_repl, input_pipeline.shard(batch, jax.local_device_count()))
+    )
     for net, s in sums.items():
       acc = totals.setdefault(net, {"loss_sum": 0.0, "correct": 0.0, "count": 0.0})
       for k in acc:
@@ -186,7 +205,9 @@ def evaluate_windows(config: ml_collections.ConfigDict, p_eval_step, params_repl
   return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> dict[str, float]:
   """Trains both networks of Sec. 2.1 and evaluates them on the validation windows.
 
   Several processes (``config.distributed``, see ``distributed.py``) run the same call with the
@@ -204,48 +225,73 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir = pathlib.Path(workdir)
   num_devices = jax.local_device_count()
   config_checks.check_training_config(config, num_devices * jax.process_count())
-  io_utils.ensure_writable_dir(workdir, "training workdir")  # OutputError now, not after packing data.
+  io_utils.ensure_writable_dir(
+    workdir, "training workdir"
+  )  # OutputError now, not after packing data.
   # Sports-1M weights: read and checked now, before the data is packed and anything compiles.
   pretrained_c3d, resume_step = None, checkpointing.latest_step(workdir)
   if config.model.pretrained_c3d:
     if resume_step is not None:
-      logging.info("Resuming from checkpoint step %d in %s: model.pretrained_c3d=%s is ignored", resume_step,
-                   workdir / "checkpoints", config.model.pretrained_c3d)
+      logging.info(
+        "Resuming from checkpoint step %d in %s: model.pretrained_c3d=%s is ignored",
+        resume_step,
+        workdir / "checkpoints",
+        config.model.pretrained_c3d,
+      )
     else:
       pretrained_c3d = steps.load_pretrained_c3d(config.model)
       if config.model.input_norm != "c3d_sports1m":
-        logging.warning("model.pretrained_c3d with model.input_norm=%r: the Sports-1M C3D weights expect "
-                        "'c3d_sports1m' input (BGR, 0..255 minus the Sports-1M mean)", config.model.input_norm)
+        logging.warning(
+          "model.pretrained_c3d with model.input_norm=%r: the Sports-1M C3D weights expect "
+          "'c3d_sports1m' input (BGR, 0..255 minus the Sports-1M mean)",
+          config.model.input_norm,
+        )
   batch_per_process = config.train.global_batch_size // jax.process_count()
   data_dir, name = input_pipeline.ensure_built(config, workdir)
   train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
   if jax.process_index() == 0:
     # What evaluate.py and detect need besides the weights: the config and the class names.
     source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
-    write_json_atomic(workdir / EXPERIMENT_FILE, {"config": json.loads(config.to_json()), "classes": list(source.classes)})
+    write_json_atomic(
+      workdir / EXPERIMENT_FILE,
+      {"config": json.loads(config.to_json()), "classes": list(source.classes)},
+    )
 
   num_steps = config.train.num_steps
-  state, model, schedule = steps.create_train_state(config, num_classes, steps.make_rng(config.seed), num_steps)
+  state, model, schedule = steps.create_train_state(
+    config, num_classes, steps.make_rng(config.seed), num_steps
+  )
   dtype = models.DTYPES[config.model.dtype]
-  manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints, config.train.async_checkpoints)
+  manager = checkpointing.make_manager(
+    workdir, config.train.keep_checkpoints, config.train.async_checkpoints
+  )
   train_iter = iter(train_ds)
   restored = checkpointing.restore(manager, state)
   if restored is not None:
     _, state, data_state = restored
     train_iter.set_state(data_state)
     if config.init_from:
-      logging.info("Resumed from this workdir's checkpoint: config.init_from=%s is ignored", config.init_from)
+      logging.info(
+        "Resumed from this workdir's checkpoint: config.init_from=%s is ignored", config.init_from
+      )
   else:
     if pretrained_c3d is not None:
       state = state.replace(params=steps.insert_pretrained_c3d(state.params, pretrained_c3d))
-      logging.info("model.pretrained_c3d %s: C3D trunk of %s", config.model.pretrained_c3d,
-                   "the shared network" if config.model.shared_trunk else "both networks")
+      logging.info(
+        "model.pretrained_c3d %s: C3D trunk of %s",
+        config.model.pretrained_c3d,
+        "the shared network" if config.model.shared_trunk else "both networks",
+      )
       del pretrained_c3d
     if config.init_from:
       state = state.replace(params=_merge_init_from(state.params, config.init_from))
   start_step = int(state.step)
 
-  p_train_step = jax.pmap(steps.make_train_step(model, schedule, dtype, config.train.microbatch_size), axis_name="batch", donate_argnums=(0,))
+  p_train_step = jax.pmap(
+    steps.make_train_step(model, schedule, dtype, config.train.microbatch_size),
+    axis_name="batch",
+    donate_argnums=(0,),
+  )
   p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
   # Through an identity pmap, the replicated state has the sharding the step's outputs have, so
   # the step compiles once instead of once for the first call and again for the rest.
@@ -254,14 +300,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   writer.resume_at(start_step)
   clips_per_step = config.train.global_batch_size * config.clips.seq_len
   if start_step < num_steps:
-    logging.info("Training steps %d..%d on %d device(s) (%d process(es)), %d clips per step",
-                 start_step, num_steps, num_devices, jax.process_count(), clips_per_step)
+    logging.info(
+      "Training steps %d..%d on %d device(s) (%d process(es)), %d clips per step",
+      start_step,
+      num_steps,
+      num_devices,
+      jax.process_count(),
+      clips_per_step,
+    )
 
   def save(step: int, metrics: dict[str, Any] | None) -> None:
     # Never checkpoint a state produced by a non-finite step: the last good one must survive.
     if metrics is not None and not math.isfinite(float(np.asarray(metrics["loss"])[0])):
-      raise NonFiniteLossError(f"loss is {float(np.asarray(metrics['loss'])[0])} at step {step}; "
-                               f"kept the last good checkpoint (step {manager.latest_step()}) in {manager.directory}")
+      raise NonFiniteLossError(
+        f"loss is {float(np.asarray(metrics['loss'])[0])} at step {step}; "
+        f"kept the last good checkpoint (step {manager.latest_step()}) in {manager.directory}"
+      )
     checkpointing.save(manager, step, _host(state_repl), train_iter.get_state())
 
   step, pending, t_log, steps_since_log = start_step, None, time.perf_counter(), 0
@@ -283,9 +337,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           host["clips_per_second"] = clips_per_step * steps_since_log / elapsed
           writer.write(step, "train", host)
           eta = (num_steps - step) * host["step_time"]
-          logging.info("step %d/%d loss %.4f pro_acc %.3f cla_acc %.3f lr %.2e %.1f clips/s ETA %.0fs", step, num_steps,
-                       host["loss"], host["proposal_accuracy"], host["classification_accuracy"],
-                       host["learning_rate"], host["clips_per_second"], eta)
+          logging.info(
+            "step %d/%d loss %.4f pro_acc %.3f cla_acc %.3f lr %.2e %.1f clips/s ETA %.0fs",
+            step,
+            num_steps,
+            host["loss"],
+            host["proposal_accuracy"],
+            host["classification_accuracy"],
+            host["learning_rate"],
+            host["clips_per_second"],
+            eta,
+          )
           t_log, steps_since_log = time.perf_counter(), 0
         saved = step % config.train.checkpoint_every == 0 or step == num_steps
         if saved:
@@ -294,16 +356,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           if not saved:  # Saving a step twice is an orbax error.
             save(step, metrics)
           manager.wait_until_finished()
-          why = f"received signal {stop.signal}" if stop.signal is not None else "another process received a signal"
-          raise TrainingStopped(f"{why}; saved checkpoint step {step} in {manager.directory}; "
-                                "rerun the same command to resume")
+          why = (
+            f"received signal {stop.signal}"
+            if stop.signal is not None
+            else "another process received a signal"
+          )
+          raise TrainingStopped(
+            f"{why}; saved checkpoint step {step} in {manager.directory}; "
+            "rerun the same command to resume"
+          )
       if pending is not None:
         _check_finite(*pending, manager)
     finally:
       manager.wait_until_finished()
       manager.close()
 
-  result = evaluate_windows(config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process)
+  result = evaluate_windows(
+    config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process
+  )
   writer.write(num_steps, "validation", result)
   writer.close()
   logging.info("validation: %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
@@ -322,11 +392,14 @@ def _stop_agreed(stop: _StopRequest, logged: bool) -> bool:
   if not logged:
     return False
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   return bool(np.max(multihost_utils.process_allgather(np.int32(stop.signal is not None))))
 
 
 def _check_finite(step: int, metrics: dict[str, Any], manager) -> None:
   loss = float(np.asarray(jax.device_get(metrics["loss"]))[0])
   if not math.isfinite(loss):
-    raise NonFiniteLossError(f"loss is {loss} at step {step}; stopped and kept the last good checkpoint "
-                             f"(step {manager.latest_step()}) in {manager.directory}")
+    raise NonFiniteLossError(
+      f"loss is {loss} at step {step}; stopped and kept the last good checkpoint "
+      f"(step {manager.latest_step()}) in {manager.directory}"
+    )

@@ -19,8 +19,12 @@ from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import frames as frames_lib
 
 
-def span_quality(root: str, subset: str = "testing", max_videos: int | None = None,
-                 config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+def span_quality(
+  root: str,
+  subset: str = "testing",
+  max_videos: int | None = None,
+  config: ml_collections.ConfigDict | None = None,
+) -> dict[str, Any]:
   """Per-video mean IoU of the unsupervised stage on the ground-truth spans, and their mean.
 
   Args:
@@ -53,5 +57,10 @@ def span_quality(root: str, subset: str = "testing", max_videos: int | None = No
     per_video[info.video_id] = float(np.mean(ious))
   seconds = time.perf_counter() - t0
   mean = float(np.mean(list(per_video.values()))) if per_video else float("nan")
-  return {"per_video": per_video, "mean_iou": mean, "videos": len(per_video),
-          "frames": frames_done, "seconds": seconds}
+  return {
+    "per_video": per_video,
+    "mean_iou": mean,
+    "videos": len(per_video),
+    "frames": frames_done,
+    "seconds": seconds,
+  }
