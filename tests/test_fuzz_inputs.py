@@ -947,6 +947,7 @@ _CHOICES = {
   "model.dtype": ("float32", "bfloat16"),
   "model.pool5_padding": ("torch", "caffe"),
   "model.conv_norm": ("none", "group"),
+  "model.input_norm": ("kinetics", "c3d_sports1m"),
   "model.conv_impl": None,
   "dataset.encoding": ("png", "jpeg"),
 }  # conv_impl: models.conv.CONV_IMPLS
@@ -1087,11 +1088,14 @@ def _invalid_keys(c) -> set[str]:
     "model.dropout_rate": _real(m.dropout_rate) and 0 <= m.dropout_rate < 1,
     "model.conv_impl": m.conv_impl in conv.CONV_IMPLS,
     **{
-      f"model.{k}": m[k] in _CHOICES[f"model.{k}"] for k in ("dtype", "pool5_padding", "conv_norm")
+      f"model.{k}": m[k] in _CHOICES[f"model.{k}"]
+      for k in ("dtype", "pool5_padding", "conv_norm", "input_norm")
     },
     **{
       f"model.{k}": _int(m[k], 1) for k in ("fc_dim", "lstm_features", "lstm_layers", "in_channels")
     },
+    # Sports-1M weights fit only the plain C3D (their file is read later, by training).
+    "model.pretrained_c3d": not m.pretrained_c3d or (m.conv_norm == "none" and not m.input_diff),
     "optimizer.name": o.name in _CHOICES["optimizer.name"],
     "optimizer.schedule": o.schedule in _CHOICES["optimizer.schedule"],
     "optimizer.learning_rate": _real(o.learning_rate) and o.learning_rate > 0,
