@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from segtube_jax import cli
 from segtube_jax.errors import SegtubeError
 from segtube_jax.evaluation import detector_eval, score_detections, temporal_map
 
@@ -82,6 +83,7 @@ def _detector_mode() -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_library_logs()
   if _DETECTIONS.value and _CONFIG.value is not None:
     raise app.UsageError(
       "pass either --config/--workdir (detector mode) or --detections (scoring mode)"

@@ -9,6 +9,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from segtube_jax import cli
 from segtube_jax.errors import SegtubeError
 from segtube_jax.training import (
   NonFiniteLossError,
@@ -32,6 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  cli.quiet_library_logs()
   try:
     if _DISTRIBUTED.value:  # The same as --config.distributed=on.
       distributed.initialize("on")

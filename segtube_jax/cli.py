@@ -10,6 +10,8 @@ process), prints the module docstring and the flags for ``--help``, and turns a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import logging
+import os
 import sys
 
 from absl import flags
@@ -17,6 +19,9 @@ from absl import flags
 from segtube_jax.errors import ConfigError, SegtubeError
 
 HELP_FLAGS = ("-h", "-?", "--help", "-help", "--helpshort", "--helpfull")
+# This project's sources: the package and the entry scripts beside it (train.py, evaluate.py).
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PROJECT_DIR = os.path.dirname(_PACKAGE_DIR)
 flags.disclaim_key_flags()  # Flags defined through this module belong to the calling tool.
 
 
@@ -89,3 +94,37 @@ def run_command(
   except (SegtubeError, flags.Error) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+
+
+def is_project_source(path: str) -> bool:
+  """Whether ``path`` (a log record's pathname) is one of this project's own files."""
+  path = os.path.abspath(path)
+  return path.startswith(_PACKAGE_DIR + os.sep) or os.path.dirname(path) == _PROJECT_DIR
+
+
+class ProjectInfoOnly(logging.Filter):
+  """Lets warnings and errors through from anywhere, info and debug only from this project."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or is_project_source(record.pathname)
+
+
+_QUIET = ProjectInfoOnly()
+
+
+def quiet_library_logs(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
+  """A quiet console for the entry points: the project's progress lines and every warning.
+
+  Libraries log pages of INFO lines (orbax about fifteen per checkpoint restore). Unless
+  ``--verbosity`` was given on the command line, this hides INFO and DEBUG records that do not
+  come from this project on the absl handler (which also prints Python logging's records).
+  Returns whether the filter is on.
+  """
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+
+  handler = absl_logging.get_absl_handler()
+  if "verbosity" in flag_values and flag_values["verbosity"].present:
+    handler.removeFilter(_QUIET)
+    return False
+  handler.addFilter(_QUIET)
+  return True

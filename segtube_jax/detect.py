@@ -33,6 +33,7 @@ import cv2
 import ml_collections
 import numpy as np
 
+from segtube_jax import cli
 from segtube_jax.data import video as video_lib
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.detection import streaming
@@ -279,6 +280,7 @@ def _print_result(result: dict[str, Any]) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_library_logs()
   for flag in (_VIDEO, _WORKDIR, _OUT):
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required")

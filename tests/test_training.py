@@ -349,6 +349,8 @@ def test_cli_killed_after_checkpoint_resumes_and_finishes(tiny_synthetic, tmp_pa
   )
   assert done.returncode == 0, done.stderr[-3000:]
   assert "Restored checkpoint step" in done.stderr
+  # A quiet console: the project's progress lines, none of orbax's INFO pages.
+  assert "trainer.py" in done.stderr and "checkpoint_manager.py" not in done.stderr
   _, step = _params(tmp_path / "w")
   assert step == 6
   train_and_evaluate(config, tmp_path / "straight")

@@ -89,9 +89,10 @@ def latest_step(workdir: str | os.PathLike) -> int | None:
   directory = pathlib.Path(workdir).absolute() / "checkpoints"
   if not directory.is_dir():
     return None
+  # Not read_only: that mode logs two warnings, and a manager that never saves writes nothing.
   manager = ocp.CheckpointManager(
     directory,
-    options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+    options=ocp.CheckpointManagerOptions(create=False),
     item_names=("state", "data"),
   )
   try:
