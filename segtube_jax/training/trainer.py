@@ -223,49 +223,81 @@ def train_and_evaluate(
   """
   distributed.initialize(config.get("distributed", "auto"))  # Before anything touches a device.
   workdir = pathlib.Path(workdir)
-  num_devices = jax.local_device_count()
-  config_checks.check_training_config(config, num_devices * jax.process_count())
-  io_utils.ensure_writable_dir(
-    workdir, "training workdir"
-  )  # OutputError now, not after packing data.
-  # Sports-1M weights: read and checked now, before the data is packed and anything compiles.
-  pretrained_c3d, resume_step = None, checkpointing.latest_step(workdir)
-  if config.model.pretrained_c3d:
-    if resume_step is not None:
-      logging.info(
-        "Resuming from checkpoint step %d in %s: model.pretrained_c3d=%s is ignored",
-        resume_step,
-        workdir / "checkpoints",
-        config.model.pretrained_c3d,
-      )
-    else:
-      pretrained_c3d = steps.load_pretrained_c3d(config.model)
-      if config.model.input_norm != "c3d_sports1m":
-        logging.warning(
-          "model.pretrained_c3d with model.input_norm=%r: the Sports-1M C3D weights expect "
-          "'c3d_sports1m' input (BGR, 0..255 minus the Sports-1M mean)",
-          config.model.input_norm,
-        )
+  config_checks.check_training_config(config, jax.local_device_count() * jax.process_count())
+  io_utils.ensure_writable_dir(workdir, "training workdir")  # Now, not after packing the data.
+  pretrained_c3d = _read_pretrained_c3d(config, workdir)
   batch_per_process = config.train.global_batch_size // jax.process_count()
   data_dir, name = input_pipeline.ensure_built(config, workdir)
   train_ds, num_classes = input_pipeline.train_dataset(config, data_dir, name, batch_per_process)
+  _write_experiment(config, workdir, data_dir, name)
+  state, model, schedule = steps.create_train_state(
+    config, num_classes, steps.make_rng(config.seed), config.train.num_steps
+  )
+  manager = checkpointing.make_manager(
+    workdir, config.train.keep_checkpoints, config.train.async_checkpoints
+  )
+  train_iter = iter(train_ds)
+  state = _initial_state(config, state, manager, train_iter, pretrained_c3d)
+  del pretrained_c3d  # The host copy of the trunk; the state holds it now.
+  dtype = models.DTYPES[config.model.dtype]
+  p_train_step = jax.pmap(
+    steps.make_train_step(model, schedule, dtype, config.train.microbatch_size),
+    axis_name="batch",
+    donate_argnums=(0,),
+  )
+  writer = MetricWriter(workdir)
+  writer.resume_at(int(state.step))
+  state_repl = _train_steps(config, state, p_train_step, train_iter, manager, writer)
+  p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
+  result = evaluate_windows(
+    config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process
+  )
+  writer.write(config.train.num_steps, "validation", result)
+  writer.close()
+  logging.info("validation: %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
+  return result
+
+
+def _read_pretrained_c3d(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
+  """model.pretrained_c3d for a new run, read and checked before the data is packed and
+  anything compiles; None when unset or when the workdir resumes."""
+  if not config.model.pretrained_c3d:
+    return None
+  resume_step = checkpointing.latest_step(workdir)
+  if resume_step is not None:
+    logging.info(
+      "Resuming from checkpoint step %d in %s: model.pretrained_c3d=%s is ignored",
+      resume_step,
+      workdir / "checkpoints",
+      config.model.pretrained_c3d,
+    )
+    return None
+  if config.model.input_norm != "c3d_sports1m":
+    logging.warning(
+      "model.pretrained_c3d with model.input_norm=%r: the Sports-1M C3D weights expect "
+      "'c3d_sports1m' input (BGR, 0..255 minus the Sports-1M mean)",
+      config.model.input_norm,
+    )
+  return steps.load_pretrained_c3d(config.model)
+
+
+def _write_experiment(
+  config: ml_collections.ConfigDict, workdir: pathlib.Path, data_dir: str, name: str
+) -> None:
+  """experiment.json (process 0): what evaluate.py and detect need besides the weights."""
   if jax.process_index() == 0:
-    # What evaluate.py and detect need besides the weights: the config and the class names.
     source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
     write_json_atomic(
       workdir / EXPERIMENT_FILE,
       {"config": json.loads(config.to_json()), "classes": list(source.classes)},
     )
 
-  num_steps = config.train.num_steps
-  state, model, schedule = steps.create_train_state(
-    config, num_classes, steps.make_rng(config.seed), num_steps
-  )
-  dtype = models.DTYPES[config.model.dtype]
-  manager = checkpointing.make_manager(
-    workdir, config.train.keep_checkpoints, config.train.async_checkpoints
-  )
-  train_iter = iter(train_ds)
+
+def _initial_state(
+  config: ml_collections.ConfigDict, state: Any, manager, train_iter, pretrained_c3d: Any
+) -> Any:
+  """The workdir's latest checkpoint (and data position), or a new run's initial weights:
+  random, then model.pretrained_c3d's trunk, then config.init_from's parameters."""
   restored = checkpointing.restore(manager, state)
   if restored is not None:
     _, state, data_state = restored
@@ -274,30 +306,29 @@ def train_and_evaluate(
       logging.info(
         "Resumed from this workdir's checkpoint: config.init_from=%s is ignored", config.init_from
       )
-  else:
-    if pretrained_c3d is not None:
-      state = state.replace(params=steps.insert_pretrained_c3d(state.params, pretrained_c3d))
-      logging.info(
-        "model.pretrained_c3d %s: C3D trunk of %s",
-        config.model.pretrained_c3d,
-        "the shared network" if config.model.shared_trunk else "both networks",
-      )
-      del pretrained_c3d
-    if config.init_from:
-      state = state.replace(params=_merge_init_from(state.params, config.init_from))
-  start_step = int(state.step)
+    return state
+  if pretrained_c3d is not None:
+    state = state.replace(params=steps.insert_pretrained_c3d(state.params, pretrained_c3d))
+    logging.info(
+      "model.pretrained_c3d %s: C3D trunk of %s",
+      config.model.pretrained_c3d,
+      "the shared network" if config.model.shared_trunk else "both networks",
+    )
+  if config.init_from:
+    state = state.replace(params=_merge_init_from(state.params, config.init_from))
+  return state
 
-  p_train_step = jax.pmap(
-    steps.make_train_step(model, schedule, dtype, config.train.microbatch_size),
-    axis_name="batch",
-    donate_argnums=(0,),
-  )
-  p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
+
+def _train_steps(
+  config: ml_collections.ConfigDict, state: Any, p_train_step, train_iter, manager, writer
+) -> Any:
+  """Runs the steps left, logging, checkpointing and stopping on a signal; returns the
+  replicated final state. Closes ``manager``."""
+  num_steps, num_devices = config.train.num_steps, jax.local_device_count()
+  start_step = int(state.step)
   # Through an identity pmap, the replicated state has the sharding the step's outputs have, so
   # the step compiles once instead of once for the first call and again for the rest.
   state_repl = jax.pmap(lambda t: t, axis_name="batch")(jax_utils.replicate(state))
-  writer = MetricWriter(workdir)
-  writer.resume_at(start_step)
   clips_per_step = config.train.global_batch_size * config.clips.seq_len
   if start_step < num_steps:
     logging.info(
@@ -329,30 +360,17 @@ def train_and_evaluate(
         if pending is not None:  # Checked one step late so the host never stalls the device.
           _check_finite(*pending, manager)
         pending = (step, metrics)
-        if step % config.train.log_every == 0 or step == num_steps:
-          host = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(metrics).items()}
+        logged = step % config.train.log_every == 0 or step == num_steps
+        if logged:
           _check_finite(step, metrics, manager)
-          elapsed = time.perf_counter() - t_log
-          host["step_time"] = elapsed / steps_since_log
-          host["clips_per_second"] = clips_per_step * steps_since_log / elapsed
-          writer.write(step, "train", host)
-          eta = (num_steps - step) * host["step_time"]
-          logging.info(
-            "step %d/%d loss %.4f pro_acc %.3f cla_acc %.3f lr %.2e %.1f clips/s ETA %.0fs",
-            step,
-            num_steps,
-            host["loss"],
-            host["proposal_accuracy"],
-            host["classification_accuracy"],
-            host["learning_rate"],
-            host["clips_per_second"],
-            eta,
+          _log_train_metrics(
+            writer, step, num_steps, metrics, t_log, steps_since_log, clips_per_step
           )
           t_log, steps_since_log = time.perf_counter(), 0
         saved = step % config.train.checkpoint_every == 0 or step == num_steps
         if saved:
           save(step, metrics)
-        if _stop_agreed(stop, logged=step % config.train.log_every == 0 or step == num_steps):
+        if _stop_agreed(stop, logged=logged):
           if not saved:  # Saving a step twice is an orbax error.
             save(step, metrics)
           manager.wait_until_finished()
@@ -370,14 +388,36 @@ def train_and_evaluate(
     finally:
       manager.wait_until_finished()
       manager.close()
+  return state_repl
 
-  result = evaluate_windows(
-    config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process
+
+def _log_train_metrics(
+  writer,
+  step: int,
+  num_steps: int,
+  metrics: dict[str, Any],
+  t_log: float,
+  steps: int,
+  clips_per_step: int,
+) -> None:
+  """One metrics.jsonl row and one console line for the steps since the last log."""
+  host = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(metrics).items()}
+  elapsed = time.perf_counter() - t_log
+  host["step_time"] = elapsed / steps
+  host["clips_per_second"] = clips_per_step * steps / elapsed
+  writer.write(step, "train", host)
+  eta = (num_steps - step) * host["step_time"]
+  logging.info(
+    "step %d/%d loss %.4f pro_acc %.3f cla_acc %.3f lr %.2e %.1f clips/s ETA %.0fs",
+    step,
+    num_steps,
+    host["loss"],
+    host["proposal_accuracy"],
+    host["classification_accuracy"],
+    host["learning_rate"],
+    host["clips_per_second"],
+    eta,
   )
-  writer.write(num_steps, "validation", result)
-  writer.close()
-  logging.info("validation: %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
-  return result
 
 
 def _stop_agreed(stop: _StopRequest, logged: bool) -> bool:
