@@ -91,6 +91,22 @@ def parse_annotations(
   problems: list[str] = []
   if not isinstance(data, dict):
     return "", [], {}, [f"{source}: top level must be a JSON object, got {type(data).__name__}"]
+  classes = _parse_classes(data, source, problems)
+  known = set(classes)
+  database = data.get("database")
+  if not isinstance(database, dict):
+    problems.append(f"{source}: 'database' must be an object mapping video ids to records")
+    database = {}
+  videos: dict[str, VideoInfo] = {}
+  for vid, rec in database.items():
+    info = _parse_video(vid, rec, source, known, problems)
+    if info is not None:
+      videos[vid] = info
+  return str(data.get("version", "")), list(classes), videos, problems
+
+
+def _parse_classes(data: dict, source: str, problems: list[str]) -> list:
+  """Reads and checks the top-level 'classes' list ([] when it is unusable)."""
   classes = data.get("classes")
   if (
     not isinstance(classes, list)
@@ -101,96 +117,122 @@ def parse_annotations(
     classes = []
   elif len(set(classes)) != len(classes):
     problems.append(f"{source}: 'classes' has duplicate names")
-  known = set(classes)
-  database = data.get("database")
-  if not isinstance(database, dict):
-    problems.append(f"{source}: 'database' must be an object mapping video ids to records")
-    database = {}
-  videos: dict[str, VideoInfo] = {}
-  for vid, rec in database.items():
-    where = f"{source}: video {vid!r}"
-    before = len(problems)
-    if _bad_video_id(vid):
-      problems.append(f"{where}: video id must be a file name (non-empty, no '/', not '.' or '..')")
-    if not isinstance(rec, dict):
-      problems.append(f"{where}: record must be an object")
+  return classes
+
+
+def _parse_video(
+  vid: Any, rec: Any, source: str, known: set[str], problems: list[str]
+) -> VideoInfo | None:
+  """Parses one database record; returns None when it has problems."""
+  where = f"{source}: video {vid!r}"
+  before = len(problems)
+  if _bad_video_id(vid):
+    problems.append(f"{where}: video id must be a file name (non-empty, no '/', not '.' or '..')")
+  if not isinstance(rec, dict):
+    problems.append(f"{where}: record must be an object")
+    return None
+  subset, fps, num_frames, duration = _parse_video_header(rec, where, problems)
+  header_ok = len(problems) == before
+  if header_ok and duration is None and fps and num_frames:
+    duration = num_frames / fps
+  instances = _parse_instances(rec, where, known, header_ok, fps, duration, problems)
+  ambiguous = _parse_ambiguous(rec, where, problems)
+  if len(problems) != before:
+    return None
+  return VideoInfo(
+    vid,
+    subset,
+    None if fps is None else float(fps),
+    num_frames,
+    None if duration is None else float(duration),
+    tuple(instances),
+    tuple(ambiguous),
+  )
+
+
+def _parse_video_header(rec: dict, where: str, problems: list[str]) -> tuple[Any, Any, Any, Any]:
+  """Reads and checks a record's 'subset', 'fps', 'num_frames' and 'duration'."""
+  subset = rec.get("subset")
+  if subset not in SUBSETS:
+    problems.append(f"{where}: 'subset' must be one of {SUBSETS}, got {subset!r}")
+  fps, num_frames, duration = rec.get("fps"), rec.get("num_frames"), rec.get("duration")
+  if fps is not None and not (_is_number(fps) and fps > 0):
+    problems.append(f"{where}: 'fps' must be a positive number or null, got {fps!r}")
+  if num_frames is not None and not (
+    isinstance(num_frames, int)
+    and not isinstance(num_frames, bool)
+    and 0 < num_frames <= _MAX_FRAMES
+  ):
+    problems.append(
+      f"{where}: 'num_frames' must be a positive integer (at most {_MAX_FRAMES}) or null, "
+      f"got {num_frames!r}"
+    )
+  if duration is not None and not (_is_number(duration) and duration > 0):
+    problems.append(f"{where}: 'duration' must be a positive number or null, got {duration!r}")
+  return subset, fps, num_frames, duration
+
+
+def _parse_instances(
+  rec: dict,
+  where: str,
+  known: set[str],
+  header_ok: bool,
+  fps: Any,
+  duration: Any,
+  problems: list[str],
+) -> list[Instance]:
+  """Reads and checks a record's 'annotations' list into instances."""
+  instances = []
+  anns = rec.get("annotations", [])
+  if not isinstance(anns, list):
+    problems.append(f"{where}: 'annotations' must be a list")
+    anns = []
+  for i, ann in enumerate(anns):
+    field = f"{where}: annotations[{i}]"
+    if not isinstance(ann, dict):
+      problems.append(f"{field} must be an object with 'label' and 'segment'")
       continue
-    subset = rec.get("subset")
-    if subset not in SUBSETS:
-      problems.append(f"{where}: 'subset' must be one of {SUBSETS}, got {subset!r}")
-    fps, num_frames, duration = rec.get("fps"), rec.get("num_frames"), rec.get("duration")
-    if fps is not None and not (_is_number(fps) and fps > 0):
-      problems.append(f"{where}: 'fps' must be a positive number or null, got {fps!r}")
-    if num_frames is not None and not (
-      isinstance(num_frames, int)
-      and not isinstance(num_frames, bool)
-      and 0 < num_frames <= _MAX_FRAMES
+    label, seg = ann.get("label"), ann.get("segment")
+    if not isinstance(label, str) or label not in known:
+      problems.append(f"{field}.label {label!r} is not one of the dataset's classes")
+    if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(t) for t in seg)):
+      problems.append(f"{field}.segment must be [t_start, t_end] in seconds, got {seg!r}")
+      continue
+    t0, t1 = float(seg[0]), float(seg[1])
+    if t0 < 0 or t0 >= t1:
+      problems.append(f"{field}.segment {seg} must satisfy 0 <= t_start < t_end")
+      continue
+    if (
+      header_ok
+      and duration is not None
+      and fps is not None
+      and t1 > duration + _TIME_TOLERANCE_FRAMES / fps
     ):
-      problems.append(
-        f"{where}: 'num_frames' must be a positive integer (at most {_MAX_FRAMES}) or null, "
-        f"got {num_frames!r}"
-      )
-    if duration is not None and not (_is_number(duration) and duration > 0):
-      problems.append(f"{where}: 'duration' must be a positive number or null, got {duration!r}")
-    header_ok = len(problems) == before
-    if header_ok and duration is None and fps and num_frames:
-      duration = num_frames / fps
-    instances = []
-    anns = rec.get("annotations", [])
-    if not isinstance(anns, list):
-      problems.append(f"{where}: 'annotations' must be a list")
-      anns = []
-    for i, ann in enumerate(anns):
-      field = f"{where}: annotations[{i}]"
-      if not isinstance(ann, dict):
-        problems.append(f"{field} must be an object with 'label' and 'segment'")
-        continue
-      label, seg = ann.get("label"), ann.get("segment")
-      if not isinstance(label, str) or label not in known:
-        problems.append(f"{field}.label {label!r} is not one of the dataset's classes")
-      if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(t) for t in seg)):
-        problems.append(f"{field}.segment must be [t_start, t_end] in seconds, got {seg!r}")
-        continue
-      t0, t1 = float(seg[0]), float(seg[1])
-      if t0 < 0 or t0 >= t1:
-        problems.append(f"{field}.segment {seg} must satisfy 0 <= t_start < t_end")
-        continue
-      if (
-        header_ok
-        and duration is not None
-        and fps is not None
-        and t1 > duration + _TIME_TOLERANCE_FRAMES / fps
-      ):
-        problems.append(f"{field}.segment {seg} ends after the video's duration {duration:.3f} s")
-        continue
-      if isinstance(label, str) and label in known:
-        instances.append(Instance(label, t0, t1))
-    ambiguous = []
-    amb = rec.get("ambiguous", [])
-    if not isinstance(amb, list):
-      problems.append(f"{where}: 'ambiguous' must be a list of [t0, t1]")
-      amb = []
-    for i, seg in enumerate(amb):
-      if not (
-        isinstance(seg, list)
-        and len(seg) == 2
-        and all(_is_number(t) for t in seg)
-        and seg[0] < seg[1]
-      ):
-        problems.append(f"{where}: ambiguous[{i}] must be [t0, t1] with t0 < t1, got {seg!r}")
-        continue
-      ambiguous.append((float(seg[0]), float(seg[1])))
-    if len(problems) == before:
-      videos[vid] = VideoInfo(
-        vid,
-        subset,
-        None if fps is None else float(fps),
-        num_frames,
-        None if duration is None else float(duration),
-        tuple(instances),
-        tuple(ambiguous),
-      )
-  return str(data.get("version", "")), list(classes), videos, problems
+      problems.append(f"{field}.segment {seg} ends after the video's duration {duration:.3f} s")
+      continue
+    if isinstance(label, str) and label in known:
+      instances.append(Instance(label, t0, t1))
+  return instances
+
+
+def _parse_ambiguous(rec: dict, where: str, problems: list[str]) -> list[tuple[float, float]]:
+  """Reads and checks a record's 'ambiguous' list of [t0, t1] intervals."""
+  ambiguous = []
+  amb = rec.get("ambiguous", [])
+  if not isinstance(amb, list):
+    problems.append(f"{where}: 'ambiguous' must be a list of [t0, t1]")
+    amb = []
+  for i, seg in enumerate(amb):
+    if not (
+      isinstance(seg, list)
+      and len(seg) == 2
+      and all(_is_number(t) for t in seg)
+      and seg[0] < seg[1]
+    ):
+      problems.append(f"{where}: ambiguous[{i}] must be [t0, t1] with t0 < t1, got {seg!r}")
+      continue
+    ambiguous.append((float(seg[0]), float(seg[1])))
+  return ambiguous
 
 
 def _unique_keys(path: pathlib.Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -137,7 +137,34 @@ def merge_datasets(
   classes: list[str] = list(class_names) if class_names is not None else []
   if len(set(classes)) != len(classes):
     raise DatasetError(f"class_names has duplicates: {classes}")
-  taken: dict[str, tuple[MixSource, dataset_lib.Dataset, dataset_lib.VideoInfo]] = {}
+  taken, known = _collect_videos(sources, loaded, classes, class_names, keep_empty)
+  missing = [c for c in classes if c not in known]
+  if missing:
+    raise DatasetError(
+      f"class_names {missing} are classes of none of {[str(s.root) for s in sources]} "
+      f"(check the spelling or MixSource.rename)"
+    )
+  if not taken:
+    raise DatasetError(
+      f"no video of {[str(s.root) for s in sources]} has an instance of the classes {classes}"
+    )
+
+  _write_mix(out_root, taken, classes, link, overwrite=overwrite, version=version)
+  return dataset_lib.load_dataset(out_root)
+
+
+_Taken = dict[str, tuple[MixSource, dataset_lib.Dataset, dataset_lib.VideoInfo]]
+
+
+def _collect_videos(
+  sources: list[MixSource],
+  loaded: list[dataset_lib.Dataset],
+  classes: list[str],
+  class_names: Sequence[str] | None,
+  keep_empty: bool,
+) -> tuple[_Taken, set[str]]:
+  """Picks the sources' videos for the mix; returns (taken, known); may extend ``classes``."""
+  taken: _Taken = {}
   known: set[str] = set()  # Every class name the sources offer, to catch misspelt class_names.
   for src, ds in zip(sources, loaded):
     known.update(src.rename.get(c, c) for c in ds.classes)
@@ -177,17 +204,19 @@ def merge_datasets(
         ds,
         dataclasses.replace(info, video_id=new_id, subset=subset, annotations=instances),
       )
-  missing = [c for c in classes if c not in known]
-  if missing:
-    raise DatasetError(
-      f"class_names {missing} are classes of none of {[str(s.root) for s in sources]} "
-      f"(check the spelling or MixSource.rename)"
-    )
-  if not taken:
-    raise DatasetError(
-      f"no video of {[str(s.root) for s in sources]} has an instance of the classes {classes}"
-    )
+  return taken, known
 
+
+def _write_mix(
+  out_root: pathlib.Path,
+  taken: _Taken,
+  classes: list[str],
+  link: bool,
+  *,
+  overwrite: bool,
+  version: str,
+) -> None:
+  """Places the taken videos' media in ``out_root`` and writes its annotations.json."""
   out_root.mkdir(parents=True, exist_ok=True)
   _clear_output(out_root, overwrite)
   database = {}
@@ -212,4 +241,3 @@ def merge_datasets(
   dataset_lib.write_annotations(
     out_root / "annotations.json", {"version": version, "classes": classes, "database": database}
   )
-  return dataset_lib.load_dataset(out_root)

@@ -174,6 +174,23 @@ def load_thumos14_annotations(
     )
   classes = read_class_list(class_list_path)
 
+  _check_class_files(annotation_dir, suffix, classes, class_list_path)
+  database = _read_interval_files(annotation_dir, suffix, classes, subset)
+
+  dataset = {
+    "version": DATASET_VERSION,
+    "classes": list(classes),
+    "database": {video: database[video] for video in sorted(database)},
+  }
+  if video_dir is not None:
+    add_video_metadata(dataset, video_dir)
+  return dataset
+
+
+def _check_class_files(
+  annotation_dir: pathlib.Path, suffix: str, classes: list[str], class_list_path: pathlib.Path
+) -> None:
+  """Rejects ``*_<suffix>.txt`` files whose class is not in the class list."""
   # A class file the class list does not know would be silently dropped otherwise.
   known = set(classes) | {AMBIGUOUS_CLASS}
   for path in sorted(annotation_dir.glob(f"*_{suffix}.txt")):
@@ -182,6 +199,12 @@ def load_thumos14_annotations(
       raise AnnotationError(
         f"{path}: class {name!r} is not listed in {class_list_path}; expected one of {classes}"
       )
+
+
+def _read_interval_files(
+  annotation_dir: pathlib.Path, suffix: str, classes: list[str], subset: str
+) -> dict[str, dict[str, Any]]:
+  """Reads every class file and the Ambiguous file into per-video database entries."""
 
   def entry() -> dict[str, Any]:
     return {
@@ -203,15 +226,7 @@ def load_thumos14_annotations(
         database[video]["ambiguous"].append([t0, t1])
       else:
         database[video]["annotations"].append({"label": name, "segment": [t0, t1]})
-
-  dataset = {
-    "version": DATASET_VERSION,
-    "classes": list(classes),
-    "database": {video: database[video] for video in sorted(database)},
-  }
-  if video_dir is not None:
-    add_video_metadata(dataset, video_dir)
-  return dataset
+  return database
 
 
 def add_video_metadata(dataset: dict[str, Any], video_dir: PathLike) -> None:
