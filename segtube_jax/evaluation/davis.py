@@ -268,6 +268,22 @@ def evaluate_folder(
     (name, frames, masks, str(out), config, worst, save_masks)
     for name, (frames, masks) in layout.items()
   ]
+  results = _run_jobs(jobs, workers, progress)
+  per_seq = {name: results[name] for name in layout}
+  summary = _summarize(per_seq, time.perf_counter() - start, workers)
+  report = {
+    "root": str(pathlib.Path(root).resolve()),
+    "sequences": per_seq,
+    "summary": summary,
+    "config": config.to_dict(),
+  }
+  io_utils.write_json_atomic(out / RESULTS_FILE, report, what="results file")
+  io_utils.write_text_atomic(out / TABLE_FILE, format_table(report, markdown=True), what="table")
+  return report
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> dict[str, dict[str, Any]]:
+  """Runs :func:`evaluate_sequence` on every job (here or in spawned workers); name -> result."""
   results: dict[str, dict[str, Any]] = {}
   with tqdm.tqdm(total=len(jobs), desc="davis", unit="seq", disable=not progress) as bar:
     if workers == 1:
@@ -287,8 +303,11 @@ def evaluate_folder(
         except BaseException:
           pool.shutdown(cancel_futures=True)
           raise
-  per_seq = {name: results[name] for name in layout}
-  wall = time.perf_counter() - start
+  return results
+
+
+def _summarize(per_seq: dict[str, dict[str, Any]], wall: float, workers: int) -> dict[str, Any]:
+  """The results.json summary (totals, means, worst sequence, speed) of the per-sequence results."""
   total = sum(r["frames"] for r in per_seq.values())
   j_min_seq = min(per_seq, key=lambda s: per_seq[s]["j_mean"])
   summary = {
@@ -302,15 +321,7 @@ def evaluate_folder(
     "fps": total / wall,
     "workers": workers,
   }
-  report = {
-    "root": str(pathlib.Path(root).resolve()),
-    "sequences": per_seq,
-    "summary": summary,
-    "config": config.to_dict(),
-  }
-  io_utils.write_json_atomic(out / RESULTS_FILE, report, what="results file")
-  io_utils.write_text_atomic(out / TABLE_FILE, format_table(report, markdown=True), what="table")
-  return report
+  return summary
 
 
 def format_table(report: dict[str, Any], markdown: bool = False) -> str:

@@ -101,32 +101,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   """
   t_start = time.perf_counter()
   ev = config.evaluation
-  if ev.protocol not in ("thumos14", "activitynet"):
-    raise ConfigError(
-      f"config.evaluation.protocol must be 'thumos14' or 'activitynet', got {ev.protocol!r}"
-    )
-  if ev.workers < 1 or ev.group_size < 1 or ev.max_videos < 0:
-    raise ConfigError("config.evaluation.workers and group_size must be >= 1, max_videos >= 0")
+  _check_eval_config(ev)
   workdir = pathlib.Path(workdir)
-  # Media are checked per video below: one unreadable file fails its video, not the evaluation.
-  ds = dataset_lib.load_dataset(config.dataset.root, check_media=False)
-  videos = ds.subset(ev.subset)
-  if ev.max_videos:
-    videos = videos[: ev.max_videos]
-  if not videos:
-    raise ConfigError(
-      f"config.evaluation.subset={ev.subset!r}: {config.dataset.root} has no such video"
-    )
+  ds, videos = _select_videos(config)
   errors = fill_from_media(ds, videos)
   localizer, step = localizer_lib.load_localizer(config, workdir, ds.classes)
   out = workdir / "eval"
   is_main = jax.process_index() == 0
   mask_dir = out / "masks"
   if is_main:
-    # Fail now, not after detecting every video, when the results cannot be written.
-    io_utils.ensure_writable_dir(out, "evaluation output folder")
-    shutil.rmtree(mask_dir, ignore_errors=True)  # Stale masks of an earlier run would be scored.
-    io_utils.ensure_writable_dir(mask_dir, "mask folder")
+    _prepare_output(out, mask_dir)
 
   results: dict[str, list[detection_writers.DetectedSegment]] = {}
   states: dict[str, alternating.VideoState] = {}
@@ -180,6 +164,41 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
       f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): {failed}"
     )
   return metrics
+
+
+def _check_eval_config(ev: ml_collections.ConfigDict) -> None:
+  """Rejects a bad ``config.evaluation`` protocol, worker, group or video count."""
+  if ev.protocol not in ("thumos14", "activitynet"):
+    raise ConfigError(
+      f"config.evaluation.protocol must be 'thumos14' or 'activitynet', got {ev.protocol!r}"
+    )
+  if ev.workers < 1 or ev.group_size < 1 or ev.max_videos < 0:
+    raise ConfigError("config.evaluation.workers and group_size must be >= 1, max_videos >= 0")
+
+
+def _select_videos(
+  config: ml_collections.ConfigDict,
+) -> tuple[dataset_lib.Dataset, list[dataset_lib.VideoInfo]]:
+  """Loads the dataset and picks the (at most ``max_videos``) videos of the subset."""
+  ev = config.evaluation
+  # Media are checked per video below: one unreadable file fails its video, not the evaluation.
+  ds = dataset_lib.load_dataset(config.dataset.root, check_media=False)
+  videos = ds.subset(ev.subset)
+  if ev.max_videos:
+    videos = videos[: ev.max_videos]
+  if not videos:
+    raise ConfigError(
+      f"config.evaluation.subset={ev.subset!r}: {config.dataset.root} has no such video"
+    )
+  return ds, videos
+
+
+def _prepare_output(out: pathlib.Path, mask_dir: pathlib.Path) -> None:
+  """Makes the output and (emptied) mask folders, failing early when unwritable."""
+  # Fail now, not after detecting every video, when the results cannot be written.
+  io_utils.ensure_writable_dir(out, "evaluation output folder")
+  shutil.rmtree(mask_dir, ignore_errors=True)  # Stale masks of an earlier run would be scored.
+  io_utils.ensure_writable_dir(mask_dir, "mask folder")
 
 
 def _detect_groups(

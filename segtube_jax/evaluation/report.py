@@ -238,26 +238,39 @@ def write_report(
   ]
   if run:
     lines += ["### Run", ""] + _table(("Key", "Value"), run)
+  lines += _figure_section(figures)
+  lines += ["## Per-class results", ""]
+  lines += _per_class_tables(metrics, temporal, per_class_ap, curves, tiou)
+  lines += _iteration_section(iterations)
+  path = out / "report.md"
+  io_utils.write_text_atomic(path, "\n".join(lines).rstrip() + "\n", what="report")
+  return path
+
+
+def _figure_section(figures: Sequence[tuple[str, str]]) -> list[str]:
+  """The report's "Figures" section (empty when there are no figures)."""
+  lines = []
   if figures:
     lines += ["## Figures", ""]
     for i, (name, caption) in enumerate(figures, 1):
       lines += [f"![{_cell(caption)}](figures/{name})", "", f"*Fig. {i}: {caption}*", ""]
-  lines += ["## Per-class results", ""]
-  lines += _per_class_tables(metrics, temporal, per_class_ap, curves, tiou)
-  if iterations:
-    rows = [
-      [
-        r["iteration"],
-        r.get("num_segments", ""),
-        _pct(r.get("mask_change")),
-        "n/a" if r.get("seconds") is None else f"{r['seconds']:.1f}",
-        _pct(r.get("map_at_05")),
-        _pct(r.get("mask_iou")),
-      ]
-      for r in iterations
+  return lines
+
+
+def _iteration_section(iterations: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The report's "Alternating optimization" table (empty when there are no iterations)."""
+  if not iterations:
+    return []
+  rows = [
+    [
+      r["iteration"],
+      r.get("num_segments", ""),
+      _pct(r.get("mask_change")),
+      "n/a" if r.get("seconds") is None else f"{r['seconds']:.1f}",
+      _pct(r.get("map_at_05")),
+      _pct(r.get("mask_iou")),
     ]
-    header = ("Iteration", "Segments", "Mask change (%)", "Seconds", "mAP@0.5 (%)", "Mask IoU (%)")
-    lines += ["## Alternating optimization", ""] + _table(header, rows)
-  path = out / "report.md"
-  io_utils.write_text_atomic(path, "\n".join(lines).rstrip() + "\n", what="report")
-  return path
+    for r in iterations
+  ]
+  header = ("Iteration", "Segments", "Mask change (%)", "Seconds", "mAP@0.5 (%)", "Mask IoU (%)")
+  return ["## Alternating optimization", ""] + _table(header, rows)
