@@ -370,6 +370,97 @@ def time_input_pipeline(
   return rows
 
 
+def _bench_train(
+  rows: list[dict[str, Any]],
+  c: ml_collections.ConfigDict,
+  args: flags.FlagValues,
+  device: Any,
+  dtypes: Sequence[str],
+  impls: Sequence[str],
+  num_steps: int,
+  step_flops: float,
+) -> None:
+  """Times the train step per dtype and conv implementation, appending one row each to ``rows``."""
+  for k, dtype in enumerate(dtypes):
+    if k:  # Later dtypes: the fastest implementation of the first only (compiles are slow).
+      impls = [max(rows, key=lambda r: r["clips_per_s"])["conv_impl"]]
+    for impl in impls:
+      c.model.conv_impl = impl
+      r = time_train_step(c, dtype, num_steps)
+      peak = peak_tflops(device, dtype, args.peak_tflops)
+      r.update(
+        dtype=dtype,
+        conv_impl=impl,
+        mfu=(r["clips_per_s"] / jax.local_device_count() * step_flops / (peak * 1e12))
+        if peak
+        else None,
+      )
+      rows.append(r)
+      mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (unknown peak)"
+      print(
+        f"train  {dtype:8s} {impl:15s} {r['clips_per_s']:9.1f} clips/s  {r['step_ms']:8.1f} ms/step  "
+        f"MFU {mfu}  (compile {r['compile_s']:.0f} s)",
+        flush=True,
+      )
+
+
+def _bench_inference(
+  rows: list[dict[str, Any]],
+  c: ml_collections.ConfigDict,
+  args: flags.FlagValues,
+  dtypes: Sequence[str],
+  conv_impl: str,
+  paper: bool,
+) -> None:
+  """Times inference of both networks per dtype with ``conv_impl``, appending rows to ``rows``."""
+  for dtype in dtypes:
+    r = time_inference(c, dtype, args.infer_batch or (32 if paper else 4), 10 if paper else 2)
+    r.update(dtype=dtype, conv_impl=conv_impl)
+    rows.append(r)
+    print(
+      f"infer  {dtype:8s} {conv_impl:15s} {r['clips_per_s']:9.1f} clips/s  "
+      f"(proposal + classification networks, {r['batch_clips']} clips per call)",
+      flush=True,
+    )
+
+
+def _bench_pipeline(
+  results: dict[str, Any],
+  c: ml_collections.ConfigDict,
+  args: flags.FlagValues,
+  cores: int,
+  model: str,
+  best_clips_per_s: float | None,
+) -> None:
+  """Times the input pipeline per thread count into ``results["pipeline"]`` (unless skipped)."""
+  threads = (
+    [int(t) for t in args.pipeline_threads]
+    if args.pipeline_threads
+    else sorted({1, max(1, cores // 2), cores})
+  )
+  try:
+    rows = time_input_pipeline(
+      c, threads, args.pipeline_batches or (20 if model == "paper" else 3), model
+    )
+  except ImportError as e:  # A device image without the data packages.
+    print(f"pipeline: skipped ({e})")
+  else:
+    results["pipeline"] = rows
+    need = args.target_clips_per_s or best_clips_per_s
+    for r in rows:
+      verdict = (
+        ""
+        if need is None
+        else f"{'keeps up with' if r['clips_per_s'] >= need else 'too slow for'} a train step of "
+        f"{need:.0f} clips/s; "
+      )
+      print(
+        f"input  {r['threads']:2d} threads {r['clips_per_s']:9.1f} clips/s  {c.dataset.encoding}  "
+        f"({verdict}dataset prep {r['prep_s']:.0f} s)",
+        flush=True,
+      )
+
+
 def main(argv: Sequence[str] = (), fv: flags.FlagValues | None = None) -> dict[str, Any]:
   """Runs the benchmark, prints a report and returns the results.
 
@@ -416,67 +507,18 @@ def main(argv: Sequence[str] = (), fv: flags.FlagValues | None = None) -> dict[s
     "pipeline": [],
   }
   t_start = time.perf_counter()
-  for k, dtype in enumerate(dtypes if "train" in parts else []):
-    if k:  # Later dtypes: the fastest implementation of the first only (compiles are slow).
-      impls = [max(results["train"], key=lambda r: r["clips_per_s"])["conv_impl"]]
-    for impl in impls:
-      c.model.conv_impl = impl
-      r = time_train_step(c, dtype, num_steps)
-      peak = peak_tflops(device, dtype, args.peak_tflops)
-      r.update(
-        dtype=dtype,
-        conv_impl=impl,
-        mfu=(r["clips_per_s"] / jax.local_device_count() * step_flops / (peak * 1e12))
-        if peak
-        else None,
-      )
-      results["train"].append(r)
-      mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (unknown peak)"
-      print(
-        f"train  {dtype:8s} {impl:15s} {r['clips_per_s']:9.1f} clips/s  {r['step_ms']:8.1f} ms/step  "
-        f"MFU {mfu}  (compile {r['compile_s']:.0f} s)",
-        flush=True,
-      )
+  if "train" in parts:
+    _bench_train(results["train"], c, args, device, dtypes, impls, num_steps, step_flops)
   best = (
     max(results["train"], key=lambda r: r["clips_per_s"])
     if results["train"]
     else {"conv_impl": impls[0], "clips_per_s": args.target_clips_per_s}
   )
   c.model.conv_impl = best["conv_impl"]
-  for dtype in dtypes if "infer" in parts else []:
-    r = time_inference(c, dtype, args.infer_batch or (32 if paper else 4), 10 if paper else 2)
-    r.update(dtype=dtype, conv_impl=best["conv_impl"])
-    results["inference"].append(r)
-    print(
-      f"infer  {dtype:8s} {best['conv_impl']:15s} {r['clips_per_s']:9.1f} clips/s  "
-      f"(proposal + classification networks, {r['batch_clips']} clips per call)",
-      flush=True,
-    )
+  if "infer" in parts:
+    _bench_inference(results["inference"], c, args, dtypes, best["conv_impl"], paper)
   if "pipeline" in parts:
-    threads = (
-      [int(t) for t in args.pipeline_threads]
-      if args.pipeline_threads
-      else sorted({1, max(1, cores // 2), cores})
-    )
-    try:
-      rows = time_input_pipeline(c, threads, args.pipeline_batches or (20 if paper else 3), model)
-    except ImportError as e:  # A device image without the data packages.
-      print(f"pipeline: skipped ({e})")
-    else:
-      results["pipeline"] = rows
-      need = args.target_clips_per_s or best["clips_per_s"]
-      for r in rows:
-        verdict = (
-          ""
-          if need is None
-          else f"{'keeps up with' if r['clips_per_s'] >= need else 'too slow for'} a train step of "
-          f"{need:.0f} clips/s; "
-        )
-        print(
-          f"input  {r['threads']:2d} threads {r['clips_per_s']:9.1f} clips/s  {c.dataset.encoding}  "
-          f"({verdict}dataset prep {r['prep_s']:.0f} s)",
-          flush=True,
-        )
+    _bench_pipeline(results, c, args, cores, model, best["clips_per_s"])
   results["seconds"] = time.perf_counter() - t_start
   print(f"total {results['seconds']:.0f} s")
   if args.json:

@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 import types
+from typing import Any
 
 from absl import app, flags
 from flax import jax_utils
@@ -221,14 +222,11 @@ def jax_step_fn(
   return run, run(1)
 
 
-def torch_step_fn(
-  c: ml_collections.ConfigDict, num_classes: int, batch: dict[str, np.ndarray]
-) -> tuple[StepFn, float]:
-  """(run n steps -> seconds, first step seconds) of the PyTorch equivalent (module doc)."""
+def _torch_net_class(m: ml_collections.ConfigDict) -> type:
+  """The PyTorch C3D + dropout + LSTM + linear head network class for model config ``m``."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
-  m = c.model
   widths = models.conv_widths(m.width_multiplier)
   t, h, w = m.clip_shape
   pool_pads = c3d.pool_paddings((t, h, w), m.pool5_padding)
@@ -270,21 +268,39 @@ def torch_step_fn(
       f = self.fc(self.trunk(x.flatten(0, 1)).flatten(1)).view(b, s, -1)
       return self.head(self.lstm(f)[0])
 
-  torch.manual_seed(0)
-  nets = [TorchNet(2), TorchNet(num_classes + 1)]
-  o = c.optimizer
+  return TorchNet
+
+
+def _torch_optimizers(nets: list[Any], o: ml_collections.ConfigDict) -> list[Any]:
+  """One AdamW (``o.name == "adam"``) or SGD with momentum per network, as the JAX optimizer."""
+  import torch  # pylint: disable=g-import-not-at-top
+
   if o.name == "adam":
-    opts = [
+    return [
       torch.optim.AdamW(n.parameters(), lr=o.learning_rate, weight_decay=o.weight_decay)
       for n in nets
     ]
   else:
-    opts = [
+    return [
       torch.optim.SGD(
         n.parameters(), lr=o.learning_rate, momentum=o.momentum, weight_decay=o.weight_decay
       )
       for n in nets
     ]
+
+
+def torch_step_fn(
+  c: ml_collections.ConfigDict, num_classes: int, batch: dict[str, np.ndarray]
+) -> tuple[StepFn, float]:
+  """(run n steps -> seconds, first step seconds) of the PyTorch equivalent (module doc)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+
+  net_class = _torch_net_class(c.model)
+  torch.manual_seed(0)
+  nets = [net_class(2), net_class(num_classes + 1)]
+  o = c.optimizer
+  opts = _torch_optimizers(nets, o)
   # NTHWC -> NCTHW once, as a PyTorch input pipeline would deliver it; stays uint8.
   clips = torch.from_numpy(np.ascontiguousarray(batch["clips"].transpose(0, 1, 5, 2, 3, 4)))
   labels = [

@@ -136,6 +136,18 @@ def convert_torch_c3d(
     CheckpointError: on missing/unexpected keys, non-numeric or non-finite arrays, or shape
       mismatches (key, expected, given).
   """
+  _check_state_dict_keys(state_dict, expected_params)
+  params, cin = _convert_convs(state_dict, expected_params)
+  params.update(_convert_fcs(state_dict, cin, clip_shape, pool5_padding, expected_params))
+  if expected_params is not None:
+    check_param_shapes(params, expected_params)
+  return params
+
+
+def _check_state_dict_keys(
+  state_dict: Mapping[str, Any], expected_params: Mapping[str, Any] | None
+) -> None:
+  """Raises CheckpointError on a non-mapping, unexpected keys or target layers torch lacks."""
   if not isinstance(state_dict, Mapping):
     raise CheckpointError(
       f"a PyTorch C3D state dict must be a mapping of key -> array, got {type(state_dict).__name__}"
@@ -154,6 +166,11 @@ def convert_torch_c3d(
       '(model.conv_norm must be "none" for these weights)'
     )
 
+
+def _convert_convs(
+  state_dict: Mapping[str, Any], expected_params: Mapping[str, Any] | None
+) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+  """Converts conv1..conv5b to Flax layout; returns them and the last conv's output channels."""
   params: dict[str, dict[str, np.ndarray]] = {}
   cin = None
   for name in CONV_NAMES:
@@ -173,7 +190,18 @@ def convert_torch_c3d(
     params[name] = {"kernel": np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0)), "bias": b}
     _check_layer(name, params[name], expected_params)
     cin = w.shape[0]
+  return params, cin
 
+
+def _convert_fcs(
+  state_dict: Mapping[str, Any],
+  cin: int,
+  clip_shape: Sequence[int],
+  pool5_padding: str,
+  expected_params: Mapping[str, Any] | None,
+) -> dict[str, dict[str, np.ndarray]]:
+  """Converts fc6 (whose input must be pool5's cin x T5 x H5 x W5 grid) and fc7 to Flax layout."""
+  params: dict[str, dict[str, np.ndarray]] = {}
   t5, h5, w5 = c3d_pool5_shape(clip_shape, pool5_padding)
   fc6_w, fc6_b = _get(state_dict, "fc6.weight"), _get(state_dict, "fc6.bias")
   if fc6_w.ndim != 2:
@@ -197,9 +225,6 @@ def convert_torch_c3d(
   _expect_shape("fc7.bias", fc7_b, (fc7_w.shape[0],))
   params["fc7"] = {"kernel": np.ascontiguousarray(fc7_w.T), "bias": fc7_b}
   _check_layer("fc7", params["fc7"], expected_params)
-
-  if expected_params is not None:
-    check_param_shapes(params, expected_params)
   return params
 
 

@@ -120,8 +120,22 @@ def aggregate_frame_scores(
   Returns:
     float32 [T, K].
   """
-  num_windows, num_classes = scores.shape
+  num_classes = scores.shape[1]
   block = _BLOCK
+  num_blocks = -(-num_frames // block)
+  starts, ends, fixed_int, values = _fixed_point_windows(starts, ends, scores, num_frames, block)
+  carry = _block_carries(starts, ends, fixed_int, num_blocks, block)
+  total = _block_running_totals(carry, starts, ends, values, block)
+  count = total[:, num_classes:, :]
+  alpha = jnp.where(count > 0, total[:, :num_classes, :] / jnp.maximum(count, 1.0), 0.0)
+  return alpha.transpose(0, 2, 1).reshape(num_blocks * block, num_classes)[:num_frames]
+
+
+def _fixed_point_windows(
+  starts: jax.Array, ends: jax.Array, scores: jax.Array, num_frames: int, block: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Clipped bounds (empty windows moved past the last block), fixed-point scores, count column."""
+  num_windows = scores.shape[0]
   num_blocks = -(-num_frames // block)
   starts = jnp.clip(jnp.asarray(starts).astype(jnp.int32), 0, num_frames)
   ends = jnp.clip(jnp.asarray(ends).astype(jnp.int32), 0, num_frames)
@@ -141,15 +155,27 @@ def aggregate_frame_scores(
   values = jnp.concatenate(
     [fixed * 2.0**-_FIXED_POINT_BITS, jnp.ones((num_windows, 1), jnp.float32)], axis=1
   )
+  return starts, ends, fixed_int, values
 
+
+def _block_carries(
+  starts: jax.Array, ends: jax.Array, fixed_int: jax.Array, num_blocks: int, block: int
+) -> jax.Array:
+  """Float32 [block, class + 1] totals over the frames before each block, exact in fixed point."""
+  num_classes = fixed_int.shape[1] - 1
   # Carry of block i, the total over frames < i * block: an int32 cumulative sum over the blocks of
   # the windows starting (ending) before the block. associative_scan is faster than cumsum here.
   per_block = jnp.zeros((num_blocks, num_classes + 1), jnp.int32)
   per_block = per_block.at[starts // block + 1].add(fixed_int, mode="drop")
   per_block = per_block.at[ends // block + 1].subtract(fixed_int, mode="drop")
   carry = jax.lax.associative_scan(jnp.add, per_block, axis=0).astype(jnp.float32)
-  carry = carry.at[:, :num_classes].multiply(2.0**-_FIXED_POINT_BITS)
+  return carry.at[:, :num_classes].multiply(2.0**-_FIXED_POINT_BITS)
 
+
+def _block_running_totals(
+  carry: jax.Array, starts: jax.Array, ends: jax.Array, values: jax.Array, block: int
+) -> jax.Array:
+  """Running totals [block, class + 1, frame in block] from the carries and window differences."""
   # Difference array [block, class, frame in block] holding the carry on each block's first frame;
   # its prefix sums along the last axis are then the running totals.
   diff = jnp.pad(carry[:, :, None], ((0, 0), (0, 0), (0, block - 1)))
@@ -164,10 +190,7 @@ def aggregate_frame_scores(
     diff, jnp.stack([ends // block, ends % block], axis=1), values, dims, mode=mode
   )
   upper = jnp.triu(jnp.ones((block, block), jnp.float32))  # upper[i, j] = 1 for i <= j.
-  total = jnp.dot(diff, upper, precision=jax.lax.Precision.HIGHEST)
-  count = total[:, num_classes:, :]
-  alpha = jnp.where(count > 0, total[:, :num_classes, :] / jnp.maximum(count, 1.0), 0.0)
-  return alpha.transpose(0, 2, 1).reshape(num_blocks * block, num_classes)[:num_frames]
+  return jnp.dot(diff, upper, precision=jax.lax.Precision.HIGHEST)
 
 
 def frame_labels(
