@@ -110,3 +110,28 @@ def test_scoring_modules_import_no_jax(module):
   )
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip() == "[]", done.stdout
+
+
+# Config builders and flag definitions read as lists of settings; they may run long.
+LONG_ALLOWED = {
+  ("defaults.py", "base_config"),
+  ("config.py", "default_config"),
+  ("accelerator.py", "define_flags"),
+}
+
+
+def test_no_function_over_80_lines():
+  files = [
+    *PACKAGE.rglob("*.py"),
+    *(PROJECT_ROOT / "bench").glob("*.py"),
+    PROJECT_ROOT / "train.py",
+    PROJECT_ROOT / "evaluate.py",
+  ]
+  long = []
+  for path in files:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > 80 and (path.name, node.name) not in LONG_ALLOWED:
+          long.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+  assert not long, "\n".join(long)
