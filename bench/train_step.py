@@ -53,7 +53,8 @@ sys.path.insert(0, str(ROOT))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import synthetic as synthetic_config
 from configs import thumos14 as thumos14_config
-from segtube_jax import models
+from segtube_jax import cli, models
+from segtube_jax.errors import SegtubeError
 from segtube_jax.models import c3d
 from segtube_jax.training import steps
 
@@ -142,14 +143,10 @@ def parse_flags(argv: Sequence[str]) -> types.SimpleNamespace:
   Private, so main() can run many times in one process (the tests) next to other modules' flags;
   a bad value raises SystemExit naming the flag, as the command line does.
   """
-  fv = flags.FlagValues()
-  define_flags(fv)
   try:
-    rest = fv(["train_step.py", *argv])
-  except flags.Error as e:
+    fv = cli.parse_flags(define_flags, argv, "train_step.py")
+  except (flags.Error, SegtubeError) as e:
     raise SystemExit(f"error: {e}") from e
-  if len(rest) > 1:
-    raise SystemExit(f"error: unexpected arguments {rest[1:]}")
   return flag_args(fv)
 
 

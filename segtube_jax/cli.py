@@ -79,21 +79,35 @@ def run_command(
   SegtubeError.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  fv = flags.FlagValues()
-  define_flags(fv)
   if any(a in HELP_FLAGS for a in argv):
+    fv = flags.FlagValues()
+    define_flags(fv)
     print(f"{doc.strip()}\n\nUsage: {prog} [flags]\n\n{fv.get_help()}")
     return 0
   try:
-    rest = fv([prog, *argv])
-    if len(rest) > 1:
-      raise ConfigError(
-        f"unexpected arguments {rest[1:]} (list values are comma-separated: --flag=a,b)"
-      )
-    return body(fv)
+    return body(parse_flags(define_flags, argv, prog))
   except (SegtubeError, flags.Error) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+
+
+def parse_flags(
+  define_flags: Callable[[flags.FlagValues], None], argv: Sequence[str], prog: str
+) -> flags.FlagValues:
+  """``argv`` (program name excluded) parsed into a fresh private FlagValues.
+
+  Raises:
+    flags.Error: an unknown flag or a bad value (absl's message names the flag).
+    ConfigError: arguments left over.
+  """
+  fv = flags.FlagValues()
+  define_flags(fv)
+  rest = fv([prog, *argv])
+  if len(rest) > 1:
+    raise ConfigError(
+      f"unexpected arguments {rest[1:]} (list values are comma-separated: --flag=a,b)"
+    )
+  return fv
 
 
 def is_project_source(path: str) -> bool:

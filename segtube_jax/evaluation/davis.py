@@ -33,9 +33,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 import tqdm
 
-from segtube_jax import io_utils
+from segtube_jax import cli, io_utils
 from segtube_jax.data import contact_sheet, video
-from segtube_jax.errors import ConfigError, DatasetError, SegtubeError
+from segtube_jax.errors import DatasetError
 from segtube_jax.evaluation import masks as metrics
 from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import segment_video
@@ -389,21 +389,16 @@ def main(argv: Sequence[str]) -> int:
 
   The flags live in a private FlagValues, so the command can run many times in one process.
   """
-  fv = flags.FlagValues()
-  define_flags(fv)
-  if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
-    print(__doc__ + "\n" + fv.get_help())
-    return 0
-  try:
-    rest = fv(list(argv))
-    if len(rest) > 1:
-      raise ConfigError(f"unexpected arguments {rest[1:]}")
-    config = config_lib.apply_overrides(config_lib.default_config(), fv.set)
-    names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
-    report = evaluate_folder(fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks)
-  except (SegtubeError, flags.Error) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return cli.run_command(
+    __doc__, define_flags, _run, argv[1:], "python -m segtube_jax.evaluation.davis"
+  )
+
+
+def _run(fv: flags.FlagValues) -> int:
+  """The command's work on parsed flags."""
+  config = config_lib.apply_overrides(config_lib.default_config(), fv.set)
+  names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
+  report = evaluate_folder(fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks)
   print(format_table(report))
   print(
     f"wrote {pathlib.Path(fv.out) / RESULTS_FILE}, {TABLE_FILE}" + (", sheets/" if fv.worst else "")
