@@ -33,10 +33,9 @@ from segtube_jax.models import (
   CONV_IMPLS,
   build_model,
   conv_widths,
-  default_model_config,
   input_shape,
-  tiny_model_config,
 )
+from segtube_jax.schema import model_config, tiny_model_config
 
 # pylint: enable=g-import-not-at-top
 
@@ -82,7 +81,7 @@ def flag_args(fv: flags.FlagValues = flags.FLAGS) -> types.SimpleNamespace:
 
 
 def _config(args: types.SimpleNamespace):
-  cfg = tiny_model_config() if args.config == "tiny" else default_model_config()
+  cfg = tiny_model_config() if args.config == "tiny" else model_config()
   if args.clip_shape:
     cfg.clip_shape = tuple(int(v) for v in args.clip_shape)
   if args.width is not None:

@@ -1,4 +1,4 @@
-"""Peak memory and speed of ``python -m segtube_jax.detect`` on long videos (issue 6).
+"""Peak memory and speed of ``python -m segtube_jax.detect_videos`` on long videos (issue 6).
 
 Run from the repository root::
 
@@ -85,7 +85,7 @@ def run_detect(
   cmd = [
     sys.executable,
     "-m",
-    "segtube_jax.detect",
+    "segtube_jax.detect_videos",
     "--video",
     str(video),
     "--workdir",

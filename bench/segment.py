@@ -7,7 +7,7 @@ synthetic clip of a striped ellipse moving over a textured background with camer
 
 Then, when the DAVIS sequences are present, it times the command-line tool end to end, as a
 user runs it (one process: startup, JPEG decoding, segmentation, PNG writing), on whole
-854x480 sequences: ``python -m segtube_jax.segment --frames DIR --out DIR``.
+854x480 sequences: ``python -m segtube_jax.segment_actors --frames DIR --out DIR``.
 
 Usage:
   .venv/bin/python bench/segment.py [--frames 50] [--repeats 3] [--set refine.enabled=False]
@@ -33,8 +33,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=g-import-not-at-top
-from segtube_jax.spatial import default_config, segment_video, testing
-from segtube_jax.spatial.config import apply_overrides
+from segtube_jax import schema
+from segtube_jax.cli import apply_overrides
+from segtube_jax.spatial import segment_video, testing
 
 # pylint: enable=g-import-not-at-top
 
@@ -82,13 +83,21 @@ def step_split(frames: np.ndarray, config) -> dict[str, float]:
 
 
 def cli_frames_per_second(sequence: str, overrides: list[str]) -> tuple[int, float] | None:
-  """(frames, frames/s) of one ``python -m segtube_jax.segment`` run on a DAVIS sequence."""
+  """(frames, frames/s) of one ``python -m segtube_jax.segment_actors`` run on a DAVIS sequence."""
   folder = SHARED / "davis2016" / sequence / "frames"
   if not folder.is_dir():
     return None
   num = len(list(folder.glob("*.jpg")))
   with tempfile.TemporaryDirectory() as out:
-    cmd = [sys.executable, "-m", "segtube_jax.segment", "--frames", str(folder), "--out", out]
+    cmd = [
+      sys.executable,
+      "-m",
+      "segtube_jax.segment_actors",
+      "--frames",
+      str(folder),
+      "--out",
+      out,
+    ]
     cmd += [a for o in overrides for a in ("--set", o)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
@@ -114,7 +123,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   args = flags.FLAGS
-  config = apply_overrides(default_config(), args.set)
+  config = apply_overrides(schema.segmentation_config(), args.set)
   frames, source = load_frames(args.frames)
   print(f"frames: {source}, {frames.shape[0]} per run; one process")
   for h, w in SIZES:

@@ -23,9 +23,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from segtube_jax import schema
+from segtube_jax.cli import apply_overrides
 from segtube_jax.evaluation.span_quality import span_quality
-from segtube_jax.spatial import default_config
-from segtube_jax.spatial.config import apply_overrides
 
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   args = flags.FLAGS
-  config = apply_overrides(default_config(), args.set)
+  config = apply_overrides(schema.segmentation_config(), args.set)
   result = span_quality(args.root, args.subset, args.max_videos, config)
   for vid, iou in result["per_video"].items():
     print(f"{vid}: IoU {iou:.3f}")

@@ -29,11 +29,11 @@ Departures, each a choice the paper leaves open or an engineering one:
 - dataset.encoding='jpeg': packed frames decode several times faster than PNG.
 """
 
-from segtube_jax import defaults
+from segtube_jax import schema
 
 
 def get_config():
-  c = defaults.base_config()
+  c = schema.experiment_config()
   # Real video frames at 128x171: JPEG chunks decode several times faster than PNG, which the
   # input pipeline needs to keep up with an accelerator (docs/scaling.md "On an accelerator").
   c.dataset.encoding = "jpeg"

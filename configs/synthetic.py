@@ -18,7 +18,7 @@ paper's one-class-per-video rule gave 60.5, missing every detection in 10 of the
 """
 
 from configs import default
-from segtube_jax import models
+from segtube_jax import schema
 
 
 def get_config():
@@ -39,7 +39,7 @@ def get_config():
   c.clips.seq_len = 2
   c.clips.flip = False  # Synthetic classes are direction-sensitive motions.
   c.clips.color_augment = True  # 240 training actors: colour would otherwise identify videos.
-  c.model = models.tiny_model_config()
+  c.model = schema.tiny_model_config()
   c.model.dropout_rate = 0.2
   c.model.conv_norm = "group"  # From scratch, without Sports-1M weights (see models.C3D).
   c.model.input_diff = True

@@ -9,12 +9,14 @@ process), prints the module docstring and the flags for ``--help``, and turns a 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 import logging
 import os
 import sys
 
 from absl import flags
+import ml_collections
 
 from segtube_jax.errors import ConfigError, SegtubeError
 
@@ -142,3 +144,34 @@ def quiet_library_logs(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
     return False
   handler.addFilter(_QUIET)
   return True
+
+
+def apply_overrides(
+  config: ml_collections.ConfigDict, overrides: list[str]
+) -> ml_collections.ConfigDict:
+  """Applies ``--set key.path=value`` overrides (values parsed as Python literals) to ``config``.
+
+  The spatial tools (``segtube_jax.segment_actors``, ``evaluation.davis``, ``bench/segment*.py``) take a
+  segmentation config this way: its keys are relative to ``config.segmentation``.
+  """
+  for item in overrides:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ConfigError(f"--set {item!r}: expected key=value, e.g. refine.enabled=False")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text  # Bare words are strings (flow.preset=medium).
+    node = config
+    *path, last = key.split(".")
+    try:
+      for part in path:
+        node = node[part]
+      if last not in node:
+        raise KeyError(last)
+      node[last] = value
+    except KeyError:
+      raise ConfigError(f"--set {item!r}: no config key {key!r}") from None
+    except TypeError as e:
+      raise ConfigError(f"--set {item!r}: wrong type for {key!r} ({e})") from None
+  return config

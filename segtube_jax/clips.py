@@ -16,8 +16,6 @@ from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError
 
 IGNORE = -1  # Window label for windows that are neither clearly positive nor background.
-# Where the masks of saliency-aware clips come from (config.clips.mask_source).
-MASK_SOURCES = ("none", "saliency", "dataset", "folder")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segtube_jax import clips as clips_lib
-from segtube_jax import temporal
+from segtube_jax import schema, temporal
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import video as video_lib
@@ -228,9 +228,9 @@ def test_segments_apply_nms_when_enabled(monkeypatch):
     ("converged_mask_iou", 0.0, "converged_mask_iou"),
   ],
 )
-def test_check_detector_config_names_the_key(key, value, match):
+def test_validate_detector_names_the_key(key, value, match):
   with pytest.raises(ConfigError, match=match):
-    localizer_lib.check_detector_config(_config(**{f"detector.{key}": value}))
+    schema.validate_detector(_config(**{f"detector.{key}": value}))
   with pytest.raises(ConfigError, match=match):
     localizer_lib.Localizer(_config(**{f"detector.{key}": value}), None, CLASSES)
 
@@ -470,13 +470,12 @@ def test_paper_rule_replaces_video_which_is_rejected():
   assert "video" not in localizer_lib.CLASS_ASSIGNMENTS
   config = _config(**{"detector.class_assignment": "video"})
   with pytest.raises(ConfigError, match="'video' was removed: use 'paper'"):
-    localizer_lib.check_detector_config(config)
+    schema.validate_detector(config)
   with pytest.raises(ConfigError, match="use 'paper'"):
     localizer_lib.Localizer(config, None, _K3)
-  localizer_lib.check_detector_config(_config(**{"detector.class_assignment": "paper"}))
+  schema.validate_detector(_config(**{"detector.class_assignment": "paper"}))
 
 
 def test_paper_rule_default_stays_segment():
-  from segtube_jax import defaults  # pylint: disable=import-outside-toplevel
 
-  assert defaults.base_config().detector.class_assignment == "segment"
+  assert schema.experiment_config().detector.class_assignment == "segment"

@@ -168,8 +168,12 @@ def test_no_checkpoint_is_a_clear_error(tiny_synthetic, tmp_path):
 @pytest.mark.parametrize(
   "key, value, match",
   [
-    ("evaluation.protocol", "coco", "protocol must be 'thumos14' or 'activitynet'"),
-    ("evaluation.workers", 0, "workers and group_size must be >= 1"),
+    (
+      "evaluation.protocol",
+      "coco",
+      r"evaluation.protocol must be one of \('thumos14', 'activitynet'\)",
+    ),
+    ("evaluation.workers", 0, "config.evaluation.workers must be a positive integer, got 0"),
     ("detector.class_assignment", "clip", "class_assignment must be one of"),
   ],
 )

@@ -14,10 +14,10 @@ from PIL import Image
 import pytest
 from scipy import ndimage
 
+from segtube_jax.cli import apply_overrides
 from segtube_jax.data import contact_sheet
 from segtube_jax.evaluation import davis
-from segtube_jax.spatial import default_config
-from segtube_jax.spatial.config import apply_overrides
+from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial.testing import moving_actor_clip
 from tests.conftest import PROJECT_ROOT
 
@@ -168,7 +168,7 @@ def test_sheets_show_the_worst_frames(cli_run):
 def test_workers_1_and_2_give_identical_scores(cli_run, tmp_path):
   root, out, _ = cli_run
   before = json.loads((out / davis.RESULTS_FILE).read_text())
-  config = apply_overrides(default_config(), SET)
+  config = apply_overrides(segmentation_config(), SET)
   report = davis.evaluate_folder(
     root, tmp_path / "eval2", config=config, workers=2, worst=0, progress=False
   )

@@ -935,7 +935,7 @@ def test_activitynet_random_json_never_crashes(scratch, value):
 
 # ----------------------------------------------------------------------------------------------
 # Config overrides: --config.key=value parsed by ml_collections' config flag exactly as train.py does,
-# then segtube_jax.training.config_checks.check_training_config (which runs before anything is built).
+# then segtube_jax.schema.validate (which runs before anything is built).
 
 CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "synthetic.py"
 _CHOICES = {
@@ -1062,7 +1062,7 @@ def _pair(v) -> bool:
 
 
 def _invalid_keys(c) -> set[str]:
-  """The reference: keys whose value training cannot use (independent of config_checks)."""
+  """The reference: keys whose value training cannot use (independent of segtube_jax.schema)."""
   from segtube_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   from segtube_jax.models import c3d, conv  # pylint: disable=import-outside-toplevel
 
@@ -1174,11 +1174,11 @@ def _parse_overrides(overrides: list[tuple[str, str]]):
   )
 )
 def test_config_overrides(overrides):
-  """Type-invalid values fail in the flag parser, impossible ones in check_training_config, naming the key."""
+  """Type-invalid values fail in the flag parser, impossible ones in schema.validate, naming the key."""
   from absl import flags  # pylint: disable=import-outside-toplevel
 
+  from segtube_jax import schema  # pylint: disable=import-outside-toplevel
   from segtube_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
-  from segtube_jax.training import config_checks  # pylint: disable=import-outside-toplevel
 
   try:
     config = _parse_overrides(overrides)
@@ -1187,8 +1187,8 @@ def test_config_overrides(overrides):
     return
   bad = _invalid_keys(config)
   if not bad:
-    config_checks.check_training_config(config, 1)
+    schema.validate(config, 1)
     return
   with pytest.raises(ConfigError) as info:
-    config_checks.check_training_config(config, 1)
+    schema.validate(config, 1)
   assert any(key.split(".")[-1] in str(info.value) for key in bad), (bad, str(info.value))

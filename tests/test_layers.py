@@ -12,24 +12,24 @@ from tests.conftest import PROJECT_ROOT, cached_env
 PACKAGE = PROJECT_ROOT / "segtube_jax"
 
 # Bottom to top. A module may import its own package and anything on a lower level; on the
-# same level only what ALSO_ALLOWED names. Entry points (top-level modules such as detect.py,
-# segment.py, demo.py) sit above everything.
+# same level only what ALSO_ALLOWED names. Entry points (top-level modules such as detect_videos.py,
+# segment_actors.py, demo.py) sit above everything.
 LEVELS = {
   "errors": 0,
   "io_utils": 1,
   "types": 1,
   "cli": 1,
+  "schema": 1,
   "data": 2,
   "models": 3,
   "temporal": 3,
   "spatial": 3,
   "clips": 3,
-  "defaults": 4,
-  "training": 5,
-  "detection": 5,
-  "evaluation": 6,
+  "training": 4,
+  "detection": 4,
+  "evaluation": 5,
 }
-ENTRY_POINTS = {"detect", "segment", "demo"}
+ENTRY_POINTS = {"detect_videos", "segment_actors", "demo"}
 ALSO_ALLOWED = {("detection", "training")}  # The detector runs the trained networks' steps.
 # Modules that score any method's files: no JAX, nothing from training, detection or models.
 SCORING = ["temporal_map", "detection_files", "masks", "segmentation_metrics", "spatiotemporal"]
@@ -114,8 +114,8 @@ def test_scoring_modules_import_no_jax(module):
 
 # Config builders and flag definitions read as lists of settings; they may run long.
 LONG_ALLOWED = {
-  ("defaults.py", "base_config"),
-  ("config.py", "default_config"),
+  ("defaults.py", "experiment_config"),
+  ("defaults.py", "segmentation_config"),
   ("accelerator.py", "define_flags"),
 }
 

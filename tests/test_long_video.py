@@ -16,7 +16,7 @@ from segtube_jax.data import long_video
 from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError
 from tests import detector_testing
-from tests.test_detect_cli import cheap_copy
+from tests.test_detect_videos import cheap_copy
 
 FRAMES = 192  # Three chunks of 64 frames.
 
@@ -67,7 +67,7 @@ def test_generator_writes_the_frames_and_instances_scene_by_scene(long_mp4, tmp_
 def test_detect_streams_decode_masks_and_overlay_chunk_by_chunk(
   cheap_workdir, long_mp4, tmp_path, monkeypatch
 ):
-  from segtube_jax import detect  # pylint: disable=import-outside-toplevel
+  from segtube_jax import detect_videos  # pylint: disable=import-outside-toplevel
 
   out = tmp_path / "out"
   events = []  # (read start, read stop, mask files on disk, overlay frames encoded) at every decode.
@@ -89,7 +89,7 @@ def test_detect_streams_decode_masks_and_overlay_chunk_by_chunk(
 
   monkeypatch.setattr(video_lib.VideoReader, "read", counting_read)
   monkeypatch.setattr(video_lib, "write_video", counting_write)
-  result = detect.detect_video(str(long_mp4), str(cheap_workdir), str(out), chunk_frames=64)
+  result = detect_videos.detect_video(str(long_mp4), str(cheap_workdir), str(out), chunk_frames=64)
   monkeypatch.undo()
   chunks = [c["frames"] for c in result["iterations"]]
   assert chunks == [[s, min(s + 64, FRAMES)] for s in range(0, FRAMES, 64)]
@@ -108,7 +108,7 @@ def test_detect_streams_decode_masks_and_overlay_chunk_by_chunk(
     assert frames == stop and masks == sum(t < stop for t in mask_frames), (a, b, stop)
   assert video_lib.open_frames(out / "overlay.mp4").num_frames == FRAMES == encoded[0]
   # The chunk size changes the memory, not the detections.
-  whole = detect.detect_video(
+  whole = detect_videos.detect_video(
     str(long_mp4), str(cheap_workdir), str(tmp_path / "whole"), chunk_frames=FRAMES
   )
   assert [c["frames"] for c in whole["iterations"]] == [[0, FRAMES]]
@@ -120,10 +120,12 @@ def test_detect_streams_decode_masks_and_overlay_chunk_by_chunk(
 
 
 def test_chunk_smaller_than_two_windows_is_a_clear_error(cheap_workdir, long_mp4, tmp_path):
-  from segtube_jax import detect  # pylint: disable=import-outside-toplevel
+  from segtube_jax import detect_videos  # pylint: disable=import-outside-toplevel
 
   with pytest.raises(
     ConfigError, match=r"chunk_frames must be >= 64 \(twice the longest window\), got 40"
   ):
-    detect.detect_video(str(long_mp4), str(cheap_workdir), str(tmp_path / "out"), chunk_frames=40)
+    detect_videos.detect_video(
+      str(long_mp4), str(cheap_workdir), str(tmp_path / "out"), chunk_frames=40
+    )
   assert not (pathlib.Path(tmp_path / "out") / "detections.json").exists()

@@ -17,12 +17,10 @@ from segtube_jax.models import (
   build_model,
   build_proposal_network,
   build_two_head_network,
-  default_model_config,
   input_shape,
-  tiny_model_config,
-  validate_model_config,
 )
 from segtube_jax.models.networks import frame_differences
+from segtube_jax.schema import model_config, tiny_model_config, validate_model
 
 # Smallest sensible trunk for CPU tests: widths 4..32, fc 16, 16x16x16 clips.
 SMALL = dict(width_multiplier=1 / 16, fc_dim=16, lstm_features=8)
@@ -135,7 +133,7 @@ def test_networks_reject_unbatched_clips(clips):
 
 
 def test_paper_size_network_parameter_counts():
-  cfg = default_model_config()
+  cfg = model_config()
   model = build_classification_network(cfg, 20)
   shapes = jax.eval_shape(
     model.init, jax.random.key(0), jax.ShapeDtypeStruct(input_shape(cfg, 1, 2), jnp.float32)
@@ -150,7 +148,7 @@ def test_paper_size_network_parameter_counts():
 
 def test_build_model_from_tiny_config():
   cfg = tiny_model_config()
-  validate_model_config(cfg)
+  validate_model(cfg)
   model = build_model(cfg, 3)
   assert model.num_outputs == 3 and model.fc_dim == 512 and model.width_multiplier == 0.125
   assert build_proposal_network(cfg).num_outputs == 2
@@ -179,22 +177,22 @@ def test_build_model_from_tiny_config():
   ],
 )
 def test_config_validation_names_key(key, value, match):
-  cfg = default_model_config().to_dict()
+  cfg = model_config().to_dict()
   cfg[key] = value
   with pytest.raises(ConfigError, match=match):
     build_model(cfg, 2)
 
 
 def test_config_missing_and_unknown_keys():
-  cfg = default_model_config().to_dict()
+  cfg = model_config().to_dict()
   del cfg["fc_dim"]
   with pytest.raises(ConfigError, match="missing keys.*fc_dim"):
-    validate_model_config(cfg)
-  cfg = default_model_config().to_dict()
+    validate_model(cfg)
+  cfg = model_config().to_dict()
   cfg["lstm_units"] = 3
-  with pytest.raises(ConfigError, match="unknown keys.*lstm_units"):
-    validate_model_config(cfg)
+  with pytest.raises(ConfigError, match="unknown config keys.*lstm_units"):
+    validate_model(cfg)
   with pytest.raises(ConfigError, match="num_outputs"):
-    build_model(default_model_config(), 1)
+    build_model(model_config(), 1)
   with pytest.raises(ConfigError, match="num_classes"):
-    build_classification_network(default_model_config(), 0)
+    build_classification_network(model_config(), 0)

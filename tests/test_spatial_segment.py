@@ -5,7 +5,8 @@ import pytest
 
 from segtube_jax.errors import ConfigError, SegmentationError
 from segtube_jax.evaluation.masks import region_similarity
-from segtube_jax.spatial import default_config, refine, segment_span, segment_video, testing
+from segtube_jax.schema import segmentation_config
+from segtube_jax.spatial import refine, segment_span, segment_video, testing
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_span_only_and_reader_reads_only_the_span(clip):
 
 def test_long_spans_are_chunked(clip):
   frames, masks = clip
-  config = default_config()
+  config = segmentation_config()
   config.max_span_frames = 4
   pred = segment_video(frames, (1, 9), None, config)
   assert not pred[0].any()
@@ -59,7 +60,7 @@ def test_long_spans_are_chunked(clip):
 
 def test_previous_masks_replace_the_saliency_init(clip):
   frames, masks = clip
-  result = segment_span(frames, default_config(), masks)
+  result = segment_span(frames, segmentation_config(), masks)
   inside = result.graph.frame_mean(masks.astype(float)) > 0.5
   np.testing.assert_array_equal(result.initial, inside)
   pred = segment_video(frames, None, masks)
@@ -72,7 +73,7 @@ def test_previous_masks_replace_the_saliency_init(clip):
 
 def test_list_of_frames_and_config_without_refinement(clip):
   frames, masks = clip
-  config = default_config()
+  config = segmentation_config()
   config.refine.enabled = False
   pred = segment_video(list(frames), None, None, config)
   assert region_similarity(pred, masks).mean() > 0.8
@@ -102,7 +103,7 @@ def test_black_frames_inside_a_video(clip):
 
 def test_too_few_gmm_samples_still_segments(clip):
   frames, masks = clip
-  config = default_config()
+  config = segmentation_config()
   config.gmm.min_samples = 100000  # Every GMM is flat: the cut rests on saliency alone.
   pred = segment_video(frames, None, None, config)
   assert region_similarity(pred, masks).mean() > 0.6
@@ -149,7 +150,7 @@ def test_bad_previous_masks_and_config(clip):
   frames, masks = clip
   with pytest.raises(SegmentationError, match="previous_masks"):
     segment_video(frames, None, masks[:-1])
-  config = default_config()
+  config = segmentation_config()
   config.beta = 1.5
   with pytest.raises(ConfigError, match="beta"):
     segment_video(frames, None, None, config)
@@ -159,7 +160,7 @@ def test_bad_previous_masks_and_config(clip):
     ("refine.color_weight", -0.1, "color_weight"),
     ("refine.chroma_sigma", -1.0, "chroma_sigma"),
   ):
-    config = default_config()
+    config = segmentation_config()
     section, name = key.split(".")
     config[section][name] = value
     with pytest.raises(ConfigError, match=message):

@@ -209,10 +209,10 @@ def test_shared_trunk_and_init_from(tiny_synthetic, tmp_path):
   "overrides, message",
   [
     ({"model.clip_shape": (8, 16, 16)}, "clip length\\) must be 16"),
-    ({"train.global_batch_size": 0}, "global_batch_size=0 must be a positive multiple"),
+    ({"train.global_batch_size": 0}, "global_batch_size must be a positive integer, got 0"),
     ({"optimizer.learning_rate": -1.0}, "learning_rate must be > 0"),
     ({"clips.mask_source": "magic"}, "mask_source must be one of"),
-    ({"dataset.encoding": "gif"}, "dataset.encoding.*'png' or 'jpeg'"),
+    ({"dataset.encoding": "gif"}, r"dataset.encoding must be one of \('png', 'jpeg'\)"),
     (
       {"train.global_batch_size": 4, "train.microbatch_size": 3},
       "microbatch_size must be 0 .* divides the 4",

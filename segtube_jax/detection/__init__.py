@@ -5,7 +5,6 @@ from segtube_jax.detection.alternating import VideoState, run_alternating
 from segtube_jax.detection.localizer import (
   Localization,
   Localizer,
-  check_detector_config,
   prepare_frames,
 )
 
@@ -13,7 +12,6 @@ __all__ = [
   "Localization",
   "Localizer",
   "VideoState",
-  "check_detector_config",
   "prepare_frames",
   "run_alternating",
 ]

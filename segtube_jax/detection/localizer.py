@@ -34,13 +34,13 @@ import ml_collections
 import numpy as np
 
 from segtube_jax import clips as clips_lib
-from segtube_jax import models, temporal
+from segtube_jax import models, schema, temporal
 from segtube_jax.data import video as video_lib
-from segtube_jax.errors import CheckpointError, ConfigError
+from segtube_jax.errors import CheckpointError
 from segtube_jax.training import checkpointing, steps
 from segtube_jax.types import DetectedSegment
 
-CLASS_ASSIGNMENTS = ("paper", "segment", "frame")
+CLASS_ASSIGNMENTS = schema.defaults.CLASS_ASSIGNMENTS
 _WINDOW_BUCKET = 256  # Windows are padded to a multiple of this: few compiled shapes.
 
 
@@ -65,29 +65,6 @@ class Localization:
   num_windows: int
   flagged: int
   video_class: int = 0
-
-
-def check_detector_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the first impossible ``config.detector`` value."""
-  d = config.detector
-  if d.class_assignment == "video":
-    raise ConfigError(
-      "config.detector.class_assignment='video' was removed: use 'paper' (the paper's rule: one "
-      "class k' per video and Eq. (3) over the windows labelled k') or 'segment' (several classes "
-      "per video)"
-    )
-  if d.class_assignment not in CLASS_ASSIGNMENTS:
-    raise ConfigError(
-      f"config.detector.class_assignment must be one of {CLASS_ASSIGNMENTS}, got {d.class_assignment!r}"
-    )
-  if not 0.0 <= d.gamma < 1.0:
-    raise ConfigError(f"config.detector.gamma must be in [0, 1), got {d.gamma}")
-  if d.min_segment_frames < 1 or d.max_iterations < 1 or d.batch_size < 1:
-    raise ConfigError(
-      "config.detector.min_segment_frames, max_iterations and batch_size must be >= 1"
-    )
-  if not 0.0 <= d.nms_iou <= 1.0 or not 0.0 < d.converged_mask_iou <= 1.0:
-    raise ConfigError("config.detector.nms_iou must be in [0, 1] and converged_mask_iou in (0, 1]")
 
 
 def prepare_frames(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -137,7 +114,7 @@ class Localizer:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, params: Any, classes: list[str]):
-    check_detector_config(config)
+    schema.validate_detector(config)
     self.config, self.params, self.classes = config, params, list(classes)
     self.model = steps.SegtubeNetworks(config.model, len(classes))
     dtype = models.DTYPES[config.model.dtype]

@@ -33,11 +33,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 import tqdm
 
-from segtube_jax import cli, io_utils
+from segtube_jax import cli, io_utils, schema
 from segtube_jax.data import contact_sheet, video
 from segtube_jax.errors import DatasetError
 from segtube_jax.evaluation import masks as metrics
-from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import segment_video
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -242,7 +241,7 @@ def evaluate_folder(
   Args:
     root: The DAVIS-style folder.
     out_dir: The output folder (created).
-    config: Segmentation config; None for :func:`segtube_jax.spatial.default_config`.
+    config: Segmentation config; None for :func:`segtube_jax.schema.segmentation_config`.
     workers: Processes (spawned); None for one per CPU, at most one per sequence; 1 runs here.
     sequences: Names to evaluate; None for all.
     worst: Frames per contact sheet (the lowest J among the scored frames); 0 for no sheets.
@@ -259,8 +258,8 @@ def evaluate_folder(
     SegtubeError: a bad config, a segmentation failure or an unwritable output folder.
   """
   start = time.perf_counter()
-  config = config_lib.default_config() if config is None else config
-  config_lib.validate_config(config)
+  config = schema.segmentation_config() if config is None else config
+  schema.validate_segmentation(config)
   layout = check_layout(root, sequences)
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
@@ -396,7 +395,7 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(fv: flags.FlagValues) -> int:
   """The command's work on parsed flags."""
-  config = config_lib.apply_overrides(config_lib.default_config(), fv.set)
+  config = cli.apply_overrides(schema.segmentation_config(), fv.set)
   names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
   report = evaluate_folder(fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks)
   print(format_table(report))

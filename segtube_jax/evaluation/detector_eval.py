@@ -26,7 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from segtube_jax import io_utils
+from segtube_jax import io_utils, schema
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import video as video_lib
 from segtube_jax.detection import alternating
@@ -101,7 +101,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   """
   t_start = time.perf_counter()
   ev = config.evaluation
-  _check_eval_config(ev)
+  schema.validate(config)
   workdir = pathlib.Path(workdir)
   ds, videos = _select_videos(config)
   errors = fill_from_media(ds, videos)
@@ -164,16 +164,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
       f"{len(errors)} of {len(videos)} video(s) failed (the others were written to {out}): {failed}"
     )
   return metrics
-
-
-def _check_eval_config(ev: ml_collections.ConfigDict) -> None:
-  """Rejects a bad ``config.evaluation`` protocol, worker, group or video count."""
-  if ev.protocol not in ("thumos14", "activitynet"):
-    raise ConfigError(
-      f"config.evaluation.protocol must be 'thumos14' or 'activitynet', got {ev.protocol!r}"
-    )
-  if ev.workers < 1 or ev.group_size < 1 or ev.max_videos < 0:
-    raise ConfigError("config.evaluation.workers and group_size must be >= 1, max_videos >= 0")
 
 
 def _select_videos(

@@ -13,9 +13,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from segtube_jax import schema
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.evaluation import masks as mask_metrics
-from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import frames as frames_lib
 
 
@@ -39,7 +39,7 @@ def span_quality(
     masks or annotations are skipped.
   """
   ds = dataset_lib.load_dataset(root)
-  config = config_lib.default_config() if config is None else config
+  config = schema.segmentation_config() if config is None else config
   per_video, frames_done, t0 = {}, 0, time.perf_counter()
   for info in ds.subset(subset)[:max_videos]:
     gt_reader = ds.masks(info.video_id)

@@ -31,7 +31,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from segtube_jax import io_utils
+from segtube_jax import io_utils, schema
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.errors import ConfigError, DatasetError, SegtubeError
@@ -77,6 +77,7 @@ def sweep_gamma(
     "best_gamma", "checkpoint_step"}``; mAP in [0, 1]. The best gamma has the highest mAP at the
     largest tIoU, ties broken by the mean over tIoUs, then by the smaller gamma.
   """
+  schema.validate(config)
   gammas = check_gammas(gammas)
   ev = config.evaluation
   tious = [float(t) for t in ev.tious]

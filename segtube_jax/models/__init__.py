@@ -1,17 +1,14 @@
 """segtube_jax.models: the cascaded 3D ConvNets + peephole LSTM networks of Sec. 2.1."""
 
-from segtube_jax.models.c3d import C3D, c3d_pool5_shape, conv_widths
-from segtube_jax.models.config import (
+from segtube_jax.models.builders import (
   DTYPES,
   build_classification_network,
   build_model,
   build_proposal_network,
   build_two_head_network,
-  default_model_config,
   input_shape,
-  tiny_model_config,
-  validate_model_config,
 )
+from segtube_jax.models.c3d import C3D, c3d_pool5_shape, conv_widths
 from segtube_jax.models.conv import CONV_IMPLS, DEFAULT_CONV_IMPL, C3DConv, conv3x3x3, max_pool3d
 from segtube_jax.models.lstm import PeepholeLSTMCell, StackedPeepholeLSTM
 from segtube_jax.models.networks import (
@@ -42,14 +39,11 @@ __all__ = [
   "conv3x3x3",
   "conv_widths",
   "convert_torch_c3d",
-  "default_model_config",
   "input_shape",
   "insert_c3d_params",
   "load_pretrained_c3d",
   "load_torch_c3d_state_dict",
   "max_pool3d",
-  "tiny_model_config",
-  "validate_model_config",
 ]
 
 # The converter's names load on first use, so that ``python -m segtube_jax.models.convert``

@@ -33,21 +33,19 @@ from jax import lax
 import jax.numpy as jnp
 
 from segtube_jax.errors import ConfigError
+from segtube_jax.schema.defaults import CONV_IMPLS, DEFAULT_CONV_IMPL, POOL5_PADDINGS
 
 Array = jax.Array
 
-CONV_IMPLS = ("conv3d", "temporal_stack", "sum2d", "out_stack", "im2col", "auto")
-# Fastest in bench/conv3d.py (whole tiny network, fwd+bwd+SGD, 8 clips, 2-core CPU): 86 vs 27
+# DEFAULT_CONV_IMPL is fastest in bench/conv3d.py (whole tiny network, fwd+bwd+SGD, 8 clips, 2-core CPU): 86 vs 27
 # clips/s for conv3d at 16x32x32 and 9.1 vs 4.1 at 16x64x64 (sum2d 42/5.4, out_stack 58/8.1).
 # 'auto' adds im2col for the 2x2 frames of conv5a/b: the demo train step (both networks, 32
 # clips, shared 2-core CPU) ran 48.7 vs 45.3 clips/s, median of 8 interleaved repeats (all 8
 # faster); see bench/train_step.py.
-DEFAULT_CONV_IMPL = "auto"
 # Frames of at most this many pixels use 'im2col' under 'auto'. A 2x2 conv5 layer (32 clips x
 # 2 frames x 64 channels) ran fwd+bwd in 2.3 ms as im2col vs 8.6 ms as temporal_stack; at 4x4
 # im2col was already slower (12.4 vs 7.9 ms).
 IM2COL_MAX_PIXELS = 4
-POOL5_PADDINGS = ("torch", "caffe")
 
 _DN_2D = ("NHWC", "HWIO", "NHWC")
 _DN_3D = ("NDHWC", "DHWIO", "NDHWC")

@@ -1,14 +1,13 @@
 """Spatial action segmentation (Sec. 2.2-2.3): saliency init, GMMs and graph cuts on superpixels.
 
 Public API:
-  default_config() -> ConfigDict (embedded by the project configs as ``config.segmentation``).
   segment_video(frames, span, previous_masks, config) -> bool masks [T,H,W].
   initial_masks(frames, span, config) -> the saliency segmentation B_o, bool [T,H,W].
   segment_videos(jobs, config, workers) -> results of many videos, in a process pool.
 """
 
+from segtube_jax.spatial.actor_masks import SpanResult, initial_segmentation, segment_span
 from segtube_jax.spatial.batch import JobResult, SegmentJob, run_job, segment_videos, write_masks
-from segtube_jax.spatial.config import default_config, validate_config
 from segtube_jax.spatial.frames import (
   check_span,
   initial_masks,
@@ -16,14 +15,12 @@ from segtube_jax.spatial.frames import (
   segment_video,
   upsample_masks,
 )
-from segtube_jax.spatial.segment import SpanResult, initial_segmentation, segment_span
 
 __all__ = [
   "JobResult",
   "SegmentJob",
   "SpanResult",
   "check_span",
-  "default_config",
   "initial_masks",
   "initial_segmentation",
   "iter_span_masks",
@@ -32,6 +29,5 @@ __all__ = [
   "segment_video",
   "segment_videos",
   "upsample_masks",
-  "validate_config",
   "write_masks",
 ]

@@ -1,7 +1,7 @@
 """Segmenting many videos: PNG mask output and a process pool with a progress bar.
 
 Each job is independent (one video, one span), so videos run in parallel processes, each
-single-threaded (see :func:`segment.segment_span`). Workers write their masks as PNGs rather
+single-threaded (see :func:`actor_masks.segment_span`). Workers write their masks as PNGs rather
 than sending full-resolution arrays back through the pool.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from segtube_jax import schema
 from segtube_jax.errors import SegmentationError, SegtubeError
-from segtube_jax.spatial import config as config_lib
 from segtube_jax.spatial import frames as frames_lib
 from segtube_jax.spatial import gmm as gmm_lib
 
@@ -141,8 +141,8 @@ def segment_videos(
   Returns:
     One JobResult per job, in job order.
   """
-  config = config_lib.default_config() if config is None else config
-  config_lib.validate_config(config)
+  config = schema.segmentation_config() if config is None else config
+  schema.validate_segmentation(config)
   workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
   bar = tqdm.tqdm(total=len(jobs), desc="segment", unit="video", disable=not progress)
   results: list[JobResult | None] = [None] * len(jobs)

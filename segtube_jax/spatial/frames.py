@@ -1,6 +1,6 @@
 """Library entry point: segment frames f_s..f_e of a video given as an array or a reader.
 
-Validates the input, reads only the span, runs :func:`segment.segment_span` at work resolution
+Validates the input, reads only the span, runs :func:`actor_masks.segment_span` at work resolution
 and upsamples the masks to the frame size. Frames outside the span get empty masks.
 """
 
@@ -11,10 +11,10 @@ import cv2
 import ml_collections
 import numpy as np
 
+from segtube_jax import schema
 from segtube_jax.errors import SegmentationError
-from segtube_jax.spatial import config as config_lib
+from segtube_jax.spatial import actor_masks
 from segtube_jax.spatial import flow as flow_lib
-from segtube_jax.spatial import segment as segment_lib
 
 
 class FrameReader(Protocol):
@@ -133,8 +133,8 @@ def iter_span_masks(
   Arguments are those of :func:`segment_video`; ``initial_only`` yields the saliency
   segmentation B_o instead (no graph cut, see :func:`initial_masks`).
   """
-  config = config_lib.default_config() if config is None else config
-  config_lib.validate_config(config)
+  config = schema.segmentation_config() if config is None else config
+  schema.validate_segmentation(config)
   source, num, height, width = _as_source(frames)
   start, end = check_span(span, num)
   if min(height, width) < MIN_SIZE:
@@ -154,12 +154,12 @@ def iter_span_masks(
     stop = min(first + step, end + 1)
     clip = flow_lib.resize_frames(_read(source, first, stop, (height, width)), size)
     if initial_only:
-      yield first, upsample_masks(segment_lib.initial_segmentation(clip, config), (height, width))
+      yield first, upsample_masks(actor_masks.initial_segmentation(clip, config), (height, width))
       continue
     init = None
     if previous_masks is not None:
       init = flow_lib.resize_labels(previous_masks[first:stop].astype(np.uint8), size) > 0
-    result = segment_lib.segment_span(clip, config, init)
+    result = actor_masks.segment_span(clip, config, init)
     yield first, upsample_masks(result.masks, (height, width))
 
 
@@ -179,7 +179,7 @@ def segment_video(
     previous_masks: Optional bool [T,H,W] masks of the previous iteration of the alternating
       optimisation (Sec. 2.3); they replace the saliency initialisation B_o in the span frames
       where they hold any foreground. None: unsupervised, saliency initialisation.
-    config: Segmentation config; None for :func:`config.default_config`.
+    config: Segmentation config; None for :func:`segtube_jax.schema.segmentation_config`.
 
   Returns:
     bool [T,H,W] masks at full frame resolution; frames outside the span are all False.

@@ -24,8 +24,7 @@ from absl import logging
 import jax
 
 from segtube_jax.errors import ConfigError
-
-MODES = ("auto", "on", "off")
+from segtube_jax.schema.defaults import DISTRIBUTED_MODES
 
 
 def _int_env(name: str) -> int | None:
@@ -73,8 +72,8 @@ def initialize(mode: str = "auto") -> bool:
     ConfigError: an unknown mode, a coordinator without a process count or id, or devices
       already in use (initialize must come before any JAX computation).
   """
-  if mode not in MODES:
-    raise ConfigError(f"config.distributed must be one of {MODES}, got {mode!r}")
+  if mode not in DISTRIBUTED_MODES:
+    raise ConfigError(f"config.distributed must be one of {DISTRIBUTED_MODES}, got {mode!r}")
   if jax.distributed.is_initialized():
     return True
   launch = detect_launch() if mode == "auto" else ("explicit" if mode == "on" else None)

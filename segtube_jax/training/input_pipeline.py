@@ -19,17 +19,13 @@ import ml_collections
 import numpy as np
 
 from segtube_jax import clips as clips_lib
+from segtube_jax import schema
 from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import tfds_builder
 from segtube_jax.data import video as video_lib
 from segtube_jax.errors import ConfigError, DatasetError
 from segtube_jax.training import saliency_cache
-
-# Where the masks of the saliency-aware clips (Sec. 2.1) come from: 'saliency' is the paper's B_o
-# (training/saliency_cache.py), 'dataset' ground-truth masks on every frame, 'folder' mask files.
-MASK_SOURCES = clips_lib.MASK_SOURCES
-
 
 @dataclasses.dataclass(frozen=True)
 class Sequence:
@@ -273,18 +269,6 @@ class _Load(grain.transforms.Map):
     return self.load(element)
 
 
-def _check(config: ml_collections.ConfigDict) -> None:
-  cfg = config.clips
-  if cfg.mask_source not in MASK_SOURCES:
-    raise ConfigError(
-      f"config.clips.mask_source must be one of {MASK_SOURCES}, got {cfg.mask_source!r}"
-    )
-  if cfg.mask_source == "folder" and not cfg.mask_dir:
-    raise ConfigError("config.clips.mask_source='folder' needs config.clips.mask_dir")
-  if cfg.seq_len < 1:
-    raise ConfigError(f"config.clips.seq_len must be >= 1, got {cfg.seq_len}")
-
-
 def _saliency(
   config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str
 ) -> saliency_cache.SaliencyCache | None:
@@ -302,7 +286,7 @@ def train_dataset(
   elements ``k*G .. k*G+G-1`` and process p loads only ``stream[p::P]`` of it, so P processes
   train on exactly the global batches (and augmentations) of one process.
   """
-  _check(config)
+  schema.validate(config)
   source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
   saliency = _saliency(config, data_dir, name)
   sequences = build_sequences(source, config.clips, balance_seed=config.seed)
@@ -336,7 +320,7 @@ def eval_batches(
   Process p reads ``sequences[p::P]``; every process yields the same number of batches (the
   largest shard's, padding with empty ones), since each batch is a collective step.
   """
-  _check(config)
+  schema.validate(config)
   source = chunk_pipeline.open_chunk_source(data_dir, name, split)
   sequences = build_sequences(source, config.clips, balance_seed=None)
   largest_shard = -(-len(sequences) // jax.process_count())

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from segtube_jax import models
+from segtube_jax import models, schema
 from segtube_jax.errors import CheckpointError, ConfigError
 from segtube_jax.training import losses
 
@@ -85,7 +85,9 @@ def normalize_clips(
   elif mode == "c3d_sports1m":
     x = x[..., ::-1] - C3D_SPORTS1M_MEAN_BGR
   else:
-    raise ConfigError(f"model.input_norm must be one of {models.config.INPUT_NORMS}, got {mode!r}")
+    raise ConfigError(
+      f"model.input_norm must be one of {schema.defaults.INPUT_NORMS}, got {mode!r}"
+    )
   return x.astype(dtype)
 
 
@@ -115,7 +117,7 @@ def load_pretrained_c3d(
       conv1.weight) for a missing key or a shape that does not fit the model.
     ConfigError: the model config cannot take these weights (conv_norm, input_diff).
   """
-  models.validate_model_config(model_config)
+  schema.validate_model(model_config)
   path = model_config.pretrained_c3d
   if not os.path.isfile(path):
     raise CheckpointError(

@@ -35,11 +35,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from segtube_jax import defaults, io_utils, models
+from segtube_jax import io_utils, models, schema
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.errors import CheckpointError
 from segtube_jax.io_utils import write_json_atomic
-from segtube_jax.training import checkpointing, config_checks, distributed, input_pipeline, steps
+from segtube_jax.training import checkpointing, distributed, input_pipeline, steps
 
 EXPERIMENT_FILE = "experiment.json"  # {"config": ..., "classes": [...]}, written by process 0.
 
@@ -65,7 +65,7 @@ def load_experiment(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDi
   try:
     data = json.loads(path.read_text())
     # Keys added to the schema after the run was trained take their defaults.
-    config = _merged(defaults.base_config(), data["config"])
+    config = _merged(schema.experiment_config(), data["config"])
     classes = [str(c) for c in data["classes"]]
   except FileNotFoundError:
     raise CheckpointError(
@@ -223,7 +223,7 @@ def train_and_evaluate(
   """
   distributed.initialize(config.get("distributed", "auto"))  # Before anything touches a device.
   workdir = pathlib.Path(workdir)
-  config_checks.check_training_config(config, jax.local_device_count() * jax.process_count())
+  schema.validate(config, jax.local_device_count() * jax.process_count())
   io_utils.ensure_writable_dir(workdir, "training workdir")  # Now, not after packing the data.
   pretrained_c3d = _read_pretrained_c3d(config, workdir)
   batch_per_process = config.train.global_batch_size // jax.process_count()

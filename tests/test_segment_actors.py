@@ -1,4 +1,4 @@
-"""Tests of the segmentation CLI (python -m segtube_jax.segment)."""
+"""Tests of the segmentation CLI (python -m segtube_jax.segment_actors)."""
 
 import pathlib
 import subprocess
@@ -8,11 +8,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from segtube_jax import segment as cli
+from segtube_jax import cli as cli_lib
+from segtube_jax import segment_actors as cli
 from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation.masks import region_similarity
-from segtube_jax.spatial import config as config_lib
-from segtube_jax.spatial import default_config, testing
+from segtube_jax.schema import segmentation_config
+from segtube_jax.spatial import testing
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +92,14 @@ def test_missing_input_exits_2(tmp_path, capsys):
 
 
 def test_overrides():
-  c = config_lib.apply_overrides(
-    default_config(), ["flow.preset=medium", "lambda_spatial=2.0", "refine.enabled=False"]
+  c = cli_lib.apply_overrides(
+    segmentation_config(), ["flow.preset=medium", "lambda_spatial=2.0", "refine.enabled=False"]
   )
   assert c.flow.preset == "medium" and c.lambda_spatial == 2.0 and not c.refine.enabled
   with pytest.raises(ConfigError, match="key=value"):
-    config_lib.apply_overrides(default_config(), ["beta"])
+    cli_lib.apply_overrides(segmentation_config(), ["beta"])
   with pytest.raises(ConfigError, match="type"):
-    config_lib.apply_overrides(default_config(), ["work_height='tall'"])
+    cli_lib.apply_overrides(segmentation_config(), ["work_height='tall'"])
 
 
 def test_module_entry_point(frame_folder, tmp_path):
@@ -106,7 +107,7 @@ def test_module_entry_point(frame_folder, tmp_path):
     [
       sys.executable,
       "-m",
-      "segtube_jax.segment",
+      "segtube_jax.segment_actors",
       "--frames",
       str(frame_folder[0]),
       "--out",

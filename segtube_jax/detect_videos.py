@@ -1,4 +1,4 @@
-"""Segment-tubes in videos: ``python -m segtube_jax.detect --video FILE --workdir DIR --out OUTDIR``.
+"""Segment-tubes in videos: ``python -m segtube_jax.detect_videos --video FILE --workdir DIR --out OUTDIR``.
 
 Uses the latest checkpoint, config and class names of a training workdir, runs the alternating
 optimisation of Sec. 2.3 on the video and writes to OUTDIR:
@@ -33,7 +33,7 @@ import cv2
 import ml_collections
 import numpy as np
 
-from segtube_jax import cli
+from segtube_jax import cli, schema
 from segtube_jax.data import video as video_lib
 from segtube_jax.detection import localizer as localizer_lib
 from segtube_jax.detection import streaming
@@ -157,6 +157,7 @@ def _detect_one(
 
 def _load(workdir: str) -> tuple[ml_collections.ConfigDict, localizer_lib.Localizer, int]:
   config, classes = trainer.load_experiment(workdir)
+  schema.validate(config)
   localizer, step = localizer_lib.load_localizer(config, workdir, classes)
   return config, localizer, step
 
@@ -174,6 +175,7 @@ def detect_video(
     ConfigError, CheckpointError: the workdir holds no usable experiment or checkpoint.
   """
   config, classes = trainer.load_experiment(workdir)
+  schema.validate(config)
   if not pathlib.Path(video).exists():  # Before loading the networks: a typo fails fast.
     raise VideoError(f"{video}: no such video file or frame folder")
   localizer, step = localizer_lib.load_localizer(config, workdir, classes)

@@ -3,8 +3,8 @@
 Unsupervised by default: saliency initialisation B_o, then rounds of GMM estimation and graph
 cuts of Eq. (5) (Sec. 2.2-2.3). Frames outside --start..--end get empty masks.
 
-  python -m segtube_jax.segment --frames DIR --out DIR [--start F --end F]
-  python -m segtube_jax.segment --video FILE --out DIR [--set refine.enabled=False]
+  python -m segtube_jax.segment_actors --frames DIR --out DIR [--start F --end F]
+  python -m segtube_jax.segment_actors --video FILE --out DIR [--set refine.enabled=False]
 """
 
 import sys
@@ -12,9 +12,8 @@ import time
 
 from absl import flags
 
-from segtube_jax import cli
+from segtube_jax import cli, schema
 from segtube_jax.spatial import batch
-from segtube_jax.spatial import config as config_lib
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -45,7 +44,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def _segment(fv: flags.FlagValues) -> int:
   source = fv.frames if fv.frames is not None else fv.video
-  config = config_lib.apply_overrides(config_lib.default_config(), fv.set)
+  config = cli.apply_overrides(schema.segmentation_config(), fv.set)
   span = None
   if fv.start is not None or fv.end is not None:
     from segtube_jax.data import video
@@ -67,7 +66,9 @@ def _segment(fv: flags.FlagValues) -> int:
 
 def main(argv: list[str] | None = None) -> int:
   """Runs the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 ok, 2 bad input)."""
-  return cli.run_command(__doc__, define_flags, _segment, argv, "python -m segtube_jax.segment")
+  return cli.run_command(
+    __doc__, define_flags, _segment, argv, "python -m segtube_jax.segment_actors"
+  )
 
 
 if __name__ == "__main__":

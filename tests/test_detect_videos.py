@@ -1,4 +1,4 @@
-"""Tests of ``python -m segtube_jax.detect``: one video through the detector of a training workdir."""
+"""Tests of ``python -m segtube_jax.detect_videos``: one video through the detector of a training workdir."""
 
 import json
 import re
@@ -30,7 +30,7 @@ def _detect(video, workdir, out):
     [
       sys.executable,
       "-m",
-      "segtube_jax.detect",
+      "segtube_jax.detect_videos",
       "--video",
       str(video),
       "--workdir",
@@ -129,11 +129,13 @@ def test_workdir_without_experiment_file_is_a_clear_error(workdir, tiny_syntheti
 def test_long_video_is_streamed_in_chunks_and_segments_join_across_them(
   workdir, tiny_synthetic, tmp_path
 ):
-  from segtube_jax import detect  # pylint: disable=import-outside-toplevel
+  from segtube_jax import detect_videos  # pylint: disable=import-outside-toplevel
 
   video_id = dataset_lib.load_dataset(tiny_synthetic).subset("testing")[0].video_id
   video = tiny_synthetic / "videos" / f"{video_id}.mp4"
-  result = detect.detect_video(str(video), str(workdir), str(tmp_path / "out"), chunk_frames=64)
+  result = detect_videos.detect_video(
+    str(video), str(workdir), str(tmp_path / "out"), chunk_frames=64
+  )
   assert [c["frames"] for c in result["iterations"]] == [[0, 64], [64, 128], [128, 150]]
   # The biased model flags every window: one detection over the whole video, joined across chunks.
   assert [d["frames"] for d in result["detections"]] == [[0, 150]]
@@ -228,7 +230,7 @@ def test_truncated_and_garbage_videos_among_good_ones_fail_by_name(
     [
       sys.executable,
       "-m",
-      "segtube_jax.detect",
+      "segtube_jax.detect_videos",
       *args,
       "--workdir",
       str(cheap_workdir),
@@ -280,23 +282,23 @@ def test_truncated_and_garbage_videos_among_good_ones_fail_by_name(
 
 
 def test_glob_of_videos_uses_one_folder_per_video(workdir, tiny_synthetic, tmp_path):
-  from segtube_jax import detect  # pylint: disable=import-outside-toplevel
+  from segtube_jax import detect_videos  # pylint: disable=import-outside-toplevel
 
   pattern = str(tiny_synthetic / "videos" / "synth_0000[01].mp4")
-  videos = detect.expand_videos(
+  videos = detect_videos.expand_videos(
     [pattern, str(tiny_synthetic / "videos" / "synth_00000.mp4"), "/no/such/*.mp4"]
   )
   assert videos == [str(tiny_synthetic / "videos" / f"synth_0000{i}.mp4") for i in (0, 1)] + [
     "/no/such/*.mp4"
   ]
-  assert detect.output_names(["a/x.mp4", "b/x.mp4", "x.avi", "frames/x_1", "y.mp4"]) == [
+  assert detect_videos.output_names(["a/x.mp4", "b/x.mp4", "x.avi", "frames/x_1", "y.mp4"]) == [
     "x",
     "x_1",
     "x_2",
     "x_1_1",
     "y",
   ]
-  summary = detect.detect_videos(["/no/such/*.mp4"], str(workdir), str(tmp_path / "out"))
+  summary = detect_videos.detect_videos(["/no/such/*.mp4"], str(workdir), str(tmp_path / "out"))
   (entry,) = summary["videos"]
   assert (
     summary["failed"] == 1

@@ -72,7 +72,7 @@ def segment_span(
 
   Args:
     frames: The span's frames, uint8 RGB at work resolution.
-    config: Segmentation config (see :func:`config.default_config`).
+    config: Segmentation config (see :func:`segtube_jax.schema.segmentation_config`).
     init_masks: Optional bool [T,h,w] initial segmentation replacing the saliency B_o in the
       frames where it has any foreground.
 
