@@ -15,8 +15,10 @@ Reports, for the device JAX picks (GPU, TPU or CPU), with the paper-size network
    localizer runs on every window), clips/s.
 3. **Input pipeline**: the training input pipeline (``input_pipeline.train_dataset``: grain over
    the packed tfds chunks, decode, resize, crop, flip, saliency attenuation) on a small synthetic
-   dataset generated and packed on the fly, clips/s per worker-thread count. It keeps up when
-   its clips/s exceed the train step's.
+   dataset generated and packed on the fly, clips/s with threads in the training process
+   (``data_workers=0``, per thread count) and with worker processes (``data_workers`` > 0, per
+   worker count, ``--pipeline_worker_threads`` threads each), side by side. It keeps up when its
+   clips/s exceed the train step's.
 
 On an accelerator it runs the paper config (configs/thumos14.py: full C3D, 2 x 256 peephole
 LSTM, 16x112x112 clips, two separate networks); on CPU the small demo model at a tiny batch, so
@@ -27,6 +29,7 @@ Usage:
   python bench/accelerator.py                       # auto: paper on GPU/TPU, small on CPU
   python bench/accelerator.py --model paper --batch 4 --seq_len 8 --dtypes bfloat16,float32
   python bench/accelerator.py --json out.json       # also writes the results as JSON
+  python bench/accelerator.py --parts pipeline --model paper   # threads vs workers, paper clips
 """
 
 from __future__ import annotations
@@ -133,8 +136,23 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     "expected comma-separated positive thread counts (e.g. 4,8,16)",
     flag_values=fv,
   )
+  flags.DEFINE_list(
+    "pipeline_workers",
+    None,
+    "Comma-separated worker-process counts for the input pipeline (default: half and all cores).",
+    flag_values=fv,
+  )
+  flags.register_validator(
+    "pipeline_workers",
+    lambda v: v is None or all(t.isdigit() for t in v),
+    "expected comma-separated worker counts >= 0 (e.g. 4,8,16; 0 skips the worker rows)",
+    flag_values=fv,
+  )
   flags.DEFINE_integer(
-    "pipeline_batches", None, "Timed input batches per thread count.", flag_values=fv
+    "pipeline_worker_threads", 2, "grain threads in each input worker process.", flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "pipeline_batches", None, "Timed input batches per configuration.", flag_values=fv
   )
   flags.DEFINE_enum(
     "encoding",
@@ -317,9 +335,15 @@ def time_inference(
 
 
 def time_input_pipeline(
-  c: ml_collections.ConfigDict, threads: Sequence[int], num_batches: int, model: str
+  c: ml_collections.ConfigDict,
+  layouts: Sequence[tuple[int, int]],
+  num_batches: int,
+  model: str,
 ) -> list[dict[str, Any]]:
-  """clips/s of the training input pipeline per grain thread count, on a generated dataset."""
+  """clips/s of the training input pipeline per (worker processes, threads), on a generated dataset.
+
+  ``layouts``: (data_workers, data_threads) pairs; 0 workers reads with threads in this process.
+  """
   from segtube_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   from segtube_jax.training import input_pipeline  # pylint: disable=g-import-not-at-top
 
@@ -351,17 +375,21 @@ def time_input_pipeline(
   else:
     os.environ["JAX_PLATFORMS"] = saved_platforms
   rows = []
-  for n in threads:
-    c.data_threads = n
+  for workers, threads in layouts:
+    c.data_workers, c.data_threads = workers, threads
     ds, _ = input_pipeline.train_dataset(c, data_dir, name, c.train.global_batch_size)
     it = iter(ds)
-    next(it)  # Start-up: thread pool, first reads.
+    for _ in range(max(1, workers)):  # Start-up: processes, thread pools, first reads.
+      next(it)
     t0 = time.perf_counter()
     for _ in range(num_batches):
       batch = next(it)
     seconds = time.perf_counter() - t0
+    it.close()
     clips = num_batches * batch["clips"].shape[0] * batch["clips"].shape[1]
-    rows.append({"threads": n, "clips_per_s": clips / seconds, "prep_s": prep_s})
+    rows.append(
+      {"workers": workers, "threads": threads, "clips_per_s": clips / seconds, "prep_s": prep_s}
+    )
     del it, ds
   shutil.rmtree(work, ignore_errors=True)
   return rows
@@ -429,15 +457,21 @@ def _bench_pipeline(
   model: str,
   best_clips_per_s: float | None,
 ) -> None:
-  """Times the input pipeline per thread count into ``results["pipeline"]`` (unless skipped)."""
+  """Times the input pipeline per layout into ``results["pipeline"]`` (unless skipped)."""
   threads = (
     [int(t) for t in args.pipeline_threads]
     if args.pipeline_threads
     else sorted({1, max(1, cores // 2), cores})
   )
+  workers = (
+    [int(w) for w in args.pipeline_workers if int(w) > 0]
+    if args.pipeline_workers is not None
+    else sorted({max(1, cores // 2), cores})
+  )
+  layouts = [(0, t) for t in threads] + [(w, args.pipeline_worker_threads) for w in workers]
   try:
     rows = time_input_pipeline(
-      c, threads, args.pipeline_batches or (20 if model == "paper" else 3), model
+      c, layouts, args.pipeline_batches or (20 if model == "paper" else 3), model
     )
   except ImportError as e:  # A device image without the data packages.
     print(f"pipeline: skipped ({e})")
@@ -451,11 +485,23 @@ def _bench_pipeline(
         else f"{'keeps up with' if r['clips_per_s'] >= need else 'too slow for'} a train step of "
         f"{need:.0f} clips/s; "
       )
+      layout = (
+        f"{r['workers']:2d} workers x {r['threads']} threads"
+        if r["workers"]
+        else f"{r['threads']:2d} threads"
+      )
       print(
-        f"input  {r['threads']:2d} threads {r['clips_per_s']:9.1f} clips/s  {c.dataset.encoding}  "
+        f"input  {layout:22s} {r['clips_per_s']:9.1f} clips/s  {c.dataset.encoding}  "
         f"({verdict}dataset prep {r['prep_s']:.0f} s)",
         flush=True,
       )
+    best = {
+      kind: max((r["clips_per_s"] for r in rows if bool(r["workers"]) == kind), default=None)
+      for kind in (False, True)
+    }
+    if best[False] and best[True]:
+      results["pipeline_workers_vs_threads"] = best[True] / best[False]
+      print(f"input  worker processes / threads (best of each): {best[True] / best[False]:.2f}x")
 
 
 def main(argv: Sequence[str] = (), fv: flags.FlagValues | None = None) -> dict[str, Any]:

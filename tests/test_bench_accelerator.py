@@ -55,6 +55,10 @@ def test_bench_runs_every_part_on_cpu(tmp_path, capsys):
       "1",
       "--pipeline_threads",
       "1",
+      "--pipeline_workers",
+      "1",
+      "--pipeline_worker_threads",
+      "1",
       "--pipeline_batches",
       "2",
       "--json",
@@ -66,12 +70,17 @@ def test_bench_runs_every_part_on_cpu(tmp_path, capsys):
   assert train["dtype"] == "float32" and train["clips_per_s"] > 0 and train["mfu"] is None
   assert [r["dtype"] for r in results["inference"]] == ["float32"]
   assert results["inference"][0]["clips_per_s"] > 0
-  (pipe,) = results["pipeline"]
-  assert pipe["threads"] == 1 and pipe["clips_per_s"] > 0
+  pipe, workers = results["pipeline"]
+  assert pipe["workers"] == 0 and pipe["threads"] == 1 and pipe["clips_per_s"] > 0
+  assert workers["workers"] == 1 and workers["threads"] == 1 and workers["clips_per_s"] > 0
+  assert results["pipeline_workers_vs_threads"] > 0
   assert json.loads(out.read_text())["train"][0]["clips_per_s"] == train["clips_per_s"]
   printed = capsys.readouterr().out
   assert (
-    "train  float32" in printed and "infer  float32" in printed and "input   1 threads" in printed
+    "train  float32" in printed
+    and "infer  float32" in printed
+    and "input   1 threads" in printed
+    and "input   1 workers x 1 threads" in printed
   )
 
 

@@ -284,6 +284,9 @@ class _NaNIterator:
   def set_state(self, state):
     self.it.set_state(state)
 
+  def close(self):
+    self.it.close()
+
 
 def test_nan_in_input_clips_stops_naming_the_step_and_keeps_last_good_checkpoint(
   tiny_synthetic, tmp_path, monkeypatch

@@ -1116,6 +1116,7 @@ def _invalid_keys(c) -> set[str]:
       )
     },
     "train.microbatch_size": _int(t.microbatch_size, 0),
+    "data_workers": _int(c.data_workers, -1),
     "data_threads": _int(c.data_threads, 0),
     "data_prefetch": _int(c.data_prefetch, 0),
     "distributed": c.get("distributed", "auto") in ("auto", "on", "off"),

@@ -201,6 +201,7 @@ EXPERIMENT_RULES: tuple[Rule, ...] = (
   ("train.checkpoint_every", *_pos_int),
   ("train.keep_checkpoints", *_pos_int),
   ("train.async_checkpoints", *_bool),
+  ("data_workers", lambda v: _int(v, -1), "an integer >= -1 (-1: one per host core, 0: none)"),
   ("data_threads", *_count),
   ("data_prefetch", *_count),
   ("evaluation.subset", lambda v: isinstance(v, str) and bool(v), "a subset name"),

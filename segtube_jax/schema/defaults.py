@@ -97,7 +97,11 @@ def experiment_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   c.train.async_checkpoints = True
 
-  c.data_threads = 8
+  # Input pipeline (training/batch_stream.py): worker processes (-1: one per host core, at most
+  # 32; 0: threads in the training process only), each reading with data_threads threads.
+  # Processes scale where threads stop at the GIL (docs/scaling.md).
+  c.data_workers = -1
+  c.data_threads = 2
   c.data_prefetch = 4
 
   # The detector: Eqs. (1)-(4) and the alternating optimisation of Sec. 2.3.

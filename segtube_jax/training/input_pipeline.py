@@ -24,8 +24,9 @@ from segtube_jax.data import dataset as dataset_lib
 from segtube_jax.data import pipeline as chunk_pipeline
 from segtube_jax.data import tfds_builder
 from segtube_jax.data import video as video_lib
-from segtube_jax.errors import ConfigError, DatasetError
-from segtube_jax.training import saliency_cache
+from segtube_jax.errors import ConfigError, DatasetError, SegtubeError
+from segtube_jax.training import batch_stream, saliency_cache
+
 
 @dataclasses.dataclass(frozen=True)
 class Sequence:
@@ -215,6 +216,20 @@ class LoadClips:
   def __call__(
     self, seq: Sequence, rng: np.random.Generator | None = None
   ) -> dict[str, np.ndarray]:
+    batch_stream.note_progress(seq.video_id)
+    try:
+      return self._load(seq, rng)
+    except ConfigError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      # One error naming the video, also from a worker process (grain re-raises it here).
+      detail = str(e) if isinstance(e, SegtubeError) else f"{type(e).__name__}: {e}"
+      raise DatasetError(
+        f"video {seq.video_id!r}: cannot load frames {int(seq.starts.min())}.."
+        f"{int(seq.ends.max())} of a training sequence: {detail}"
+      ) from e
+
+  def _load(self, seq: Sequence, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     lo, hi = int(seq.starts[seq.valid].min()), int(seq.ends[seq.valid].max())
     read = chunk_pipeline.read_video_clip(self.source, seq.video_id, lo, hi)
     h, w = self.resize
@@ -279,12 +294,13 @@ def _saliency(
 
 def train_dataset(
   config: ml_collections.ConfigDict, data_dir: pathlib.Path, name: str, batch_per_process: int
-) -> tuple[grain.IterDataset, int]:
+) -> tuple[batch_stream.TrainBatches, int]:
   """Shuffled, repeated, augmented, batched training sequences: this process's share of each global batch.
 
   Every process computes the same shuffled, augmented stream (one seed); global batch k is its
   elements ``k*G .. k*G+G-1`` and process p loads only ``stream[p::P]`` of it, so P processes
-  train on exactly the global batches (and augmentations) of one process.
+  train on exactly the global batches (and augmentations) of one process. The batches are made
+  by ``config.data_workers`` worker processes (batch_stream.py), the same for any worker count.
   """
   schema.validate(config)
   source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
@@ -300,12 +316,9 @@ def train_dataset(
   if jax.process_count() > 1:  # Lazy: a process reads the frames of its own elements only.
     ds = ds[jax.process_index() :: jax.process_count()]
   ds = ds.batch(batch_per_process, drop_remainder=True, batch_fn=_stack)
-  # grain reads with at most prefetch_buffer_size threads in flight: a smaller buffer idles threads.
-  options = grain.ReadOptions(
-    num_threads=config.data_threads,
-    prefetch_buffer_size=max(config.data_prefetch, config.data_threads),
-  )
-  return ds.to_iter_dataset(options), len(source.classes)
+  workers = batch_stream.resolve_workers(config.data_workers)
+  stream = batch_stream.TrainBatches(ds, config.data_threads, config.data_prefetch, workers)
+  return stream, len(source.classes)
 
 
 def eval_batches(

@@ -247,7 +247,10 @@ def train_and_evaluate(
   )
   writer = MetricWriter(workdir)
   writer.resume_at(int(state.step))
-  state_repl = _train_steps(config, state, p_train_step, train_iter, manager, writer)
+  try:
+    state_repl = _train_steps(config, state, p_train_step, train_iter, manager, writer)
+  finally:
+    train_iter.close()  # Stops the input worker processes, also when training fails.
   p_eval_step = jax.pmap(steps.make_eval_step(model, dtype), axis_name="batch")
   result = evaluate_windows(
     config, p_eval_step, state_repl.params, data_dir, name, "validation", batch_per_process
