@@ -118,3 +118,29 @@ def test_data_workers_killed_worker_names_the_video(tiny_synthetic, tmp_path):
 def test_resolve_workers():
   assert batch_stream.resolve_workers(0) == 0 and batch_stream.resolve_workers(3) == 3
   assert 1 <= batch_stream.resolve_workers(-1) <= 32
+
+
+def test_clips_decode_only_the_frames_they_sample(tiny_synthetic, tmp_path, monkeypatch):
+  from segtube_jax import clips as clips_lib  # pylint: disable=import-outside-toplevel
+  from segtube_jax.data import pipeline as chunk_pipeline  # pylint: disable=import-outside-toplevel
+
+  config = tiny_training_config(tiny_synthetic, data_workers=0)
+  data_dir, name = input_pipeline.ensure_built(config, tmp_path)
+  source = chunk_pipeline.open_chunk_source(data_dir, name, "training")
+  sequences = input_pipeline.build_sequences(source, config.clips, balance_seed=None)
+  seq = next(s for s in sequences if (s.ends - s.starts)[s.valid].min() == 32)  # 32-frame windows.
+  load = input_pipeline.LoadClips(source, config.clips, tuple(config.model.clip_shape), train=False)
+  decoded = []
+  original = chunk_pipeline._decode_image  # pylint: disable=protected-access
+  monkeypatch.setattr(chunk_pipeline, "_decode_image", lambda b: decoded.append(1) or original(b))
+  out = load(seq)
+  lo, hi = int(seq.starts[seq.valid].min()), int(seq.ends[seq.valid].max())
+  assert len(decoded) <= (hi - lo + 1) // 2 + 1  # Every other frame, not the whole span.
+  # The reference: every frame of the span decoded and processed, then the clips gathered.
+  frames = chunk_pipeline.read_video_clip(source, seq.video_id, lo, hi)["frames"]
+  _, ch, cw = config.model.clip_shape
+  crops = clips_lib.saliency_aware_crops(
+    frames, None, "none", 0.0, tuple(config.clips.resize), (ch, cw)
+  )
+  expected = clips_lib.gather_clips(crops, seq.starts, seq.ends, 16, lo, seq.valid)
+  np.testing.assert_array_equal(out["clips"], expected)

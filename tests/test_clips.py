@@ -60,3 +60,17 @@ def test_saliency_aware():
   assert clips.saliency_aware(frames, None) is frames
   with pytest.raises(ConfigError, match="do not match"):
     clips.saliency_aware(frames, masks[:, :2])
+
+
+@pytest.mark.parametrize("mode", ["blend_mean", "multiply"])
+@pytest.mark.parametrize("weight", [0.0, 0.25, 0.6])
+def test_binary_masks_take_the_table_path_with_the_same_values(mode, weight):
+  # Binary masks use one lookup table per frame and channel; float masks the per-pixel formula.
+  rng = np.random.default_rng(int(weight * 10))
+  for shape in [(3, 128, 171), (2, 37, 53), (1, 1, 1)]:
+    frames = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    masks = rng.random(shape) > 0.6
+    fast = clips.saliency_aware(frames, masks, mode, weight)
+    reference = clips.saliency_aware(frames, masks.astype(np.float32), mode, weight)
+    np.testing.assert_array_equal(fast, reference)
+    assert fast.dtype == np.uint8 and (fast[masks] == frames[masks]).all()

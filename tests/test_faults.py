@@ -85,11 +85,11 @@ class _Server:
     assert "eof" not in reply, f"fault_worker server exited ({self.proc.poll()})"
     return reply
 
-  def start(self, workdir, root, log, finalize_delay=0.0) -> int:
+  def start(self, workdir, root, log, finalize_delay=0.0, overrides=None) -> int:
     request = {
       "root": str(root),
       "workdir": str(workdir),
-      "overrides": _KILL_CONFIG,
+      "overrides": {**_KILL_CONFIG, **(overrides or {})},
       "log": str(log),
       "finalize_delay": finalize_delay,
     }
@@ -171,7 +171,9 @@ def uninterrupted(server, tiny_synthetic, tmp_path_factory):
   return checkpointing.latest_params(workdir)
 
 
-def _kill_and_resume(server, root, workdir: pathlib.Path, kills: int, seed: int) -> list[dict]:
+def _kill_and_resume(
+  server, root, workdir: pathlib.Path, kills: int, seed: int, overrides=None
+) -> list[dict]:
   """Kills ``kills`` runs in a row, each restarted in ``workdir``; then lets the last one finish.
 
   Even-numbered kills land in a checkpoint save: on the 1st or 2nd "finalizing" line of a step
@@ -187,7 +189,7 @@ def _kill_and_resume(server, root, workdir: pathlib.Path, kills: int, seed: int)
     before = _complete_steps(workdir)
     log = workdir.parent / f"log{i}"
     in_save = i % 2 == 0 and i < kills
-    pid = server.start(workdir, root, log, finalize_delay=0.75 if in_save else 0.0)
+    pid = server.start(workdir, root, log, 0.75 if in_save else 0.0, overrides)
     event = {"run": i, "complete_before": before}
     if i == kills:  # The last run finishes.
       code = server.exit_code(pid)
@@ -248,6 +250,21 @@ def test_sigkill_at_random_moments_resumes_bit_exact(
   rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
   train_steps = [r["step"] for r in rows if r["split"] == "train"]
   assert train_steps == sorted(set(train_steps)) and train_steps[-1] == ref_step, train_steps
+
+
+def test_data_workers_killed_in_a_save_resume_bit_exact(
+  server, uninterrupted, tiny_synthetic, tmp_path
+):
+  """Input worker processes (2) through two kills, the first inside a checkpoint save: the run
+  ends with the parameters of the uninterrupted run, which read its input with threads only."""
+  events = _kill_and_resume(
+    server, tiny_synthetic, tmp_path / "w", 2, seed=2, overrides={"data_workers": 2}
+  )
+  assert events[0]["mode"] == "in save" and events[-1]["resumed_from"] is not None, events
+  step, params = checkpointing.latest_params(tmp_path / "w")
+  ref_step, ref_params = uninterrupted
+  assert step == ref_step
+  jax.tree.map(np.testing.assert_array_equal, ref_params, params)
 
 
 # ---------------------------------------------------------------------------------------------

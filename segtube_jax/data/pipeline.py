@@ -138,17 +138,23 @@ def _decode_image(data: bytes) -> np.ndarray:
     return np.asarray(im)
 
 
-def decode_chunk(record: dict[str, Any], lo: int = 0, hi: int | None = None) -> dict[str, Any]:
-  """Decodes a raw chunk record; frames outside ``[lo, hi)`` (and padding) stay zero/False."""
+def decode_chunk(
+  record: dict[str, Any], lo: int = 0, hi: int | None = None, wanted: np.ndarray | None = None
+) -> dict[str, Any]:
+  """Decodes a raw chunk record; frames outside ``[lo, hi)`` (and padding) stay zero/False.
+
+  ``wanted``: optional bool [chunk length]; frames it marks False are not decoded either.
+  """
   n = int(record["num_valid"])
   length = len(record["frames"])
   hi = n if hi is None else min(hi, n)
-  first = _decode_image(record["frames"][0 if lo >= hi else lo])
+  todo = [i for i in range(lo, hi) if wanted is None or wanted[i]]
+  first = _decode_image(record["frames"][todo[0] if todo else 0])
   frames = np.zeros((length,) + first.shape, np.uint8)
   masks = np.zeros((length,) + first.shape[:2], bool)
   present = np.asarray(record["mask_present"], bool)
-  for i in range(lo, hi):
-    frames[i] = first if i == lo else _decode_image(record["frames"][i])
+  for k, i in enumerate(todo):
+    frames[i] = first if k == 0 else _decode_image(record["frames"][i])
     if present[i]:
       masks[i] = _decode_image(record["masks"][i])
   video_id = record["video_id"]
@@ -240,9 +246,12 @@ def chunk_iterator(
 
 
 def read_video_clip(
-  source: ChunkSource, video_id: str, start: int, stop: int
+  source: ChunkSource, video_id: str, start: int, stop: int, wanted: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
   """Frames ``[start, stop)`` of one video, decoding only the frames asked for.
+
+  ``wanted``: optional bool [stop - start]: only these frames are decoded (the others stay zero),
+  e.g. the frames that a 32-frame window's 16-frame clip samples.
 
   Returns:
     ``frames`` uint8 [T, h, w, 3], ``masks`` bool [T, h, w], ``mask_present`` bool [T],
@@ -270,7 +279,11 @@ def read_video_clip(
       max(start, chunk_start) - chunk_start,
       min(stop, chunk_start + source.chunk_len) - chunk_start,
     )
-    chunk = decode_chunk(record, lo, hi)
+    chunk_wanted = None
+    if wanted is not None:  # This chunk's part of ``wanted``, at chunk positions.
+      chunk_wanted = np.zeros(source.chunk_len, bool)
+      chunk_wanted[lo:hi] = wanted[chunk_start + lo - start : chunk_start + hi - start]
+    chunk = decode_chunk(record, lo, hi, chunk_wanted)
     for key, values in parts.items():
       values.append(chunk[key][lo:hi])
   return {key: np.concatenate(values) for key, values in parts.items()}

@@ -231,16 +231,23 @@ class LoadClips:
 
   def _load(self, seq: Sequence, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     lo, hi = int(seq.starts[seq.valid].min()), int(seq.ends[seq.valid].max())
-    read = chunk_pipeline.read_video_clip(self.source, seq.video_id, lo, hi)
+    # Only the frames the clips sample are decoded, attenuated and resized: a 32-frame window's
+    # clip takes every other frame.
+    used = np.zeros(hi - lo, bool)
+    for i in np.flatnonzero(seq.valid):
+      start = int(seq.starts[i])
+      used[clips_lib.clip_frame_indices(start, int(seq.ends[i]) - start, self.clip_len) - lo] = True
+    read = chunk_pipeline.read_video_clip(self.source, seq.video_id, lo, hi, used)
     h, w = self.resize
     if self.train and rng is not None:
       y, x = int(rng.integers(0, h - self.crop[0] + 1)), int(rng.integers(0, w - self.crop[1] + 1))
       flip = bool(self.cfg.flip and rng.random() < 0.5)
     else:
       y, x, flip = (h - self.crop[0]) // 2, (w - self.crop[1]) // 2, False
-    frames = clips_lib.saliency_aware_crops(
-      read["frames"],
-      self._masks(seq, lo, hi, read),
+    masks = self._masks(seq, lo, hi, read)
+    crops = clips_lib.saliency_aware_crops(
+      read["frames"][used],
+      None if masks is None else masks[used],
       self.cfg.saliency_mode,
       self.cfg.background_weight,
       self.resize,
@@ -248,11 +255,13 @@ class LoadClips:
       (y, x),
     )
     if flip:
-      frames = frames[:, :, ::-1]
+      crops = crops[:, :, ::-1]
     if self.train and rng is not None and self.cfg.color_augment:
-      frames = frames[..., rng.permutation(3)]
+      crops = crops[..., rng.permutation(3)]
       if rng.random() < 0.5:
-        frames = 255 - frames
+        crops = 255 - crops
+    frames = np.zeros((hi - lo,) + crops.shape[1:], np.uint8)
+    frames[used] = crops
     out = clips_lib.gather_clips(frames, seq.starts, seq.ends, self.clip_len, lo, seq.valid)
     return {"clips": out, "proposal_labels": seq.proposal_labels, "class_labels": seq.class_labels}
 
