@@ -15,6 +15,7 @@ still processed; :func:`evaluate` then raises :class:`VideosFailed` after writin
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import pathlib
@@ -120,7 +121,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   # One pool for every group: starting workers per group cost seconds each time.
   pool = alternating.segmentation_pool(min(ev.workers, len(videos)))
   try:
-    _detect_groups(
+    decode_seconds = _detect_groups(
       config,
       ds,
       videos,
@@ -148,10 +149,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
   metrics.update(
     checkpoint_step=step,
     num_videos=len(videos),
-    timings={
-      "detect_seconds": round(detect_seconds, 2),
-      "seconds_per_video": round(detect_seconds / max(len(states), 1), 3),
-    },
+    timings=_timings(states, detect_seconds, decode_seconds),
   )
   if is_main:
     detection_writers.write_activitynet_json(results, out / "detections.json")
@@ -191,6 +189,32 @@ def _prepare_output(out: pathlib.Path, mask_dir: pathlib.Path) -> None:
   io_utils.ensure_writable_dir(mask_dir, "mask folder")
 
 
+def _read_group(
+  ds: dataset_lib.Dataset,
+  infos: list,
+  errors: dict[str, str],
+  saliency: saliency_cache.SaliencyCache | None,
+) -> tuple[list[alternating.VideoState], float]:
+  """Decodes a group's videos (a video that fails is recorded in ``errors``); returns the states
+  and the seconds spent decoding."""
+  t0 = time.perf_counter()
+  group = []
+  for info in infos:
+    if info.video_id in errors:
+      continue
+    try:
+      frames, fps = read_dataset_video(ds, info.video_id)
+    except Exception as e:  # pylint: disable=broad-except
+      errors[info.video_id] = f"{type(e).__name__}: {e}"
+      logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
+      continue
+    state = alternating.VideoState(info.video_id, frames, fps)
+    if saliency is not None and saliency.num_frames(info.video_id) == len(frames):
+      state.saliency = saliency.read(info.video_id, 0, len(frames)).astype(np.float32)
+    group.append(state)
+  return group, time.perf_counter() - t0
+
+
 def _detect_groups(
   config: ml_collections.ConfigDict,
   ds: dataset_lib.Dataset,
@@ -204,43 +228,67 @@ def _detect_groups(
   examples: set[str],
   mask_dir: pathlib.Path | None,
   saliency: saliency_cache.SaliencyCache | None = None,
-) -> None:
+) -> float:
   """Runs the alternating loop on ``videos`` in groups of ``evaluation.group_size`` (fills the dicts).
 
-  Masks are written under ``mask_dir`` (None: not written, on processes other than 0). B_o comes
-  from the training run's ``saliency`` cache where it holds the video, else the loop computes it.
+  The next group is decoded in a thread while the networks and the segmentation pool work on
+  this one. Masks are written under ``mask_dir`` (None: not written, on processes other than 0).
+  B_o comes from the training run's ``saliency`` cache where it holds the video, else the loop
+  computes it. Returns the seconds spent decoding.
   """
-  ev = config.evaluation
-  for first in range(0, len(videos), ev.group_size):
-    group = []
-    for info in videos[first : first + ev.group_size]:
-      if info.video_id in errors:
-        continue
-      try:
-        frames, fps = read_dataset_video(ds, info.video_id)
-      except Exception as e:  # pylint: disable=broad-except
-        errors[info.video_id] = f"{type(e).__name__}: {e}"
-        logging.error("video %s failed: %s", info.video_id, errors[info.video_id])
-        continue
-      state = alternating.VideoState(info.video_id, frames, fps)
-      if saliency is not None and saliency.num_frames(info.video_id) == len(frames):
-        state.saliency = saliency.read(info.video_id, 0, len(frames)).astype(np.float32)
-      group.append(state)
-    alternating.run_alternating(group, localizer, config, log=logging.info, pool=pool)
-    for v in group:
-      results[v.video_id] = v.segments
-      if mask_dir is not None:
-        write_masks(mask_dir / v.video_id, v.masks, v.present)
-      states[v.video_id] = alternating.VideoState(
-        v.video_id,
-        np.empty((0,)),
-        v.fps,
-        localization=v.localization,
-        iterations=v.iterations,
-        converged=v.converged,
-      )
-      if v.video_id in examples:
-        kept[v.video_id] = v
+  size = config.evaluation.group_size
+  groups = [videos[i : i + size] for i in range(0, len(videos), size)]
+  decode_seconds = 0.0
+  with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="segtube-decode") as reader:
+    pending = reader.submit(_read_group, ds, groups[0], errors, saliency) if groups else None
+    for k in range(len(groups)):
+      group, seconds = pending.result()
+      decode_seconds += seconds
+      if k + 1 < len(groups):
+        pending = reader.submit(_read_group, ds, groups[k + 1], errors, saliency)
+      alternating.run_alternating(group, localizer, config, log=logging.info, pool=pool)
+      for v in group:
+        _keep_results(v, results, states, kept, examples, mask_dir)
+  return decode_seconds
+
+
+def _timings(states: dict, detect_seconds: float, decode_seconds: float) -> dict[str, Any]:
+  """Wall time of the detector and where it went: decoding (a thread, overlapped with the rest),
+  the networks (this process) and the segmentation (worker-process seconds, overlapped)."""
+  frames = localized = 0
+  for v in states.values():
+    if v.localization is not None:
+      n = len(v.localization.frame_score)
+      frames += n
+      localized += sum(e - s + 1 for s, e in alternating.merged_spans(v.segments, n))
+  its = [it for v in states.values() for it in v.iterations]
+  return {
+    "detect_seconds": round(detect_seconds, 2),
+    "seconds_per_video": round(detect_seconds / max(len(states), 1), 3),
+    "frames": frames,
+    "localized_frames": localized,
+    "frames_per_second": round(frames / detect_seconds, 2) if detect_seconds > 0 else None,
+    "decode_seconds": round(decode_seconds, 2),
+    "localize_seconds": round(sum(it["localize_seconds"] for it in its), 2),
+    "segment_seconds": round(sum(it["segment_seconds"] for it in its), 2),
+  }
+
+
+def _keep_results(v, results, states, kept, examples, mask_dir) -> None:
+  """Stores one finished video's segments and loop record and writes its masks."""
+  results[v.video_id] = v.segments
+  if mask_dir is not None:
+    write_masks(mask_dir / v.video_id, v.masks, v.present)
+  states[v.video_id] = alternating.VideoState(
+    v.video_id,
+    np.empty((0,)),
+    v.fps,
+    localization=v.localization,
+    iterations=v.iterations,
+    converged=v.converged,
+  )
+  if v.video_id in examples:
+    kept[v.video_id] = v
 
 
 def _training_saliency(
