@@ -187,6 +187,7 @@ def main(argv: Sequence[str] = ()) -> dict[str, Any]:
 def _command_line(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  cli.quiet_library_logs()  # Progress and the figures, not pages of library INFO lines.
   run(flags.FLAGS)
 
 
