@@ -60,6 +60,12 @@ _WORKERS = flags.DEFINE_integer("workers", 1, "Processes for the segmentation st
 _CHUNK = flags.DEFINE_integer(
   "chunk_frames", 2048, "Frames decoded and detected at a time (memory bound)."
 )
+_GAMMA = flags.DEFINE_float(
+  "gamma",
+  None,
+  "Eq. (4)'s threshold (default: the workdir's config.detector.gamma), e.g. the value "
+  "python -m segtube_jax.evaluation.tune_gamma chose.",
+)
 
 _GLOB_CHARS = set("*?[")
 
@@ -140,6 +146,7 @@ def _detect_one(
     "fps": rate,
     "num_frames": num_frames,
     "checkpoint_step": step,
+    "gamma": float(config.detector.gamma),
     "detections": [
       {
         "label": s.label,
@@ -155,15 +162,31 @@ def _detect_one(
   return result
 
 
-def _load(workdir: str) -> tuple[ml_collections.ConfigDict, localizer_lib.Localizer, int]:
+def _experiment(workdir: str, gamma: float | None) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """The workdir's config (with ``gamma`` when given), validated, and its class names."""
   config, classes = trainer.load_experiment(workdir)
+  if gamma is not None:
+    config.detector.gamma = gamma
   schema.validate(config)
+  return config, classes
+
+
+def _load(
+  workdir: str, gamma: float | None
+) -> tuple[ml_collections.ConfigDict, localizer_lib.Localizer, int]:
+  config, classes = _experiment(workdir, gamma)
   localizer, step = localizer_lib.load_localizer(config, workdir, classes)
   return config, localizer, step
 
 
 def detect_video(
-  video: str, workdir: str, out: str, fps: float = 0.0, workers: int = 1, chunk_frames: int = 2048
+  video: str,
+  workdir: str,
+  out: str,
+  fps: float = 0.0,
+  workers: int = 1,
+  chunk_frames: int = 2048,
+  gamma: float | None = None,
 ) -> dict:
   """Runs the detector of ``workdir`` on one video and writes OUTDIR; returns the detections dict.
 
@@ -174,8 +197,7 @@ def detect_video(
     VideoError: the video is missing or cannot be decoded.
     ConfigError, CheckpointError: the workdir holds no usable experiment or checkpoint.
   """
-  config, classes = trainer.load_experiment(workdir)
-  schema.validate(config)
+  config, classes = _experiment(workdir, gamma)
   if not pathlib.Path(video).exists():  # Before loading the networks: a typo fails fast.
     raise VideoError(f"{video}: no such video file or frame folder")
   localizer, step = localizer_lib.load_localizer(config, workdir, classes)
@@ -214,6 +236,7 @@ def detect_videos(
   fps: float = 0.0,
   workers: int = 1,
   chunk_frames: int = 2048,
+  gamma: float | None = None,
 ) -> dict[str, Any]:
   """Runs the detector on several videos into ``OUTDIR/<name>/``; writes and returns ``summary.json``.
 
@@ -225,7 +248,7 @@ def detect_videos(
     ConfigError, CheckpointError: the workdir holds no usable experiment or checkpoint (nothing is run).
     OutputError: OUTDIR or a file in it cannot be written (the run stops there).
   """
-  config, localizer, step = _load(workdir)
+  config, localizer, step = _load(workdir, gamma)
   out_dir = ensure_writable_dir(out)
   entries = []
   for video, name in zip(videos, output_names(videos)):
@@ -287,7 +310,7 @@ def main(argv: list[str]) -> None:
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required")
   videos = expand_videos(_VIDEO.value)
-  args = (_WORKDIR.value, _OUT.value, _FPS.value, _WORKERS.value, _CHUNK.value)
+  args = (_WORKDIR.value, _OUT.value, _FPS.value, _WORKERS.value, _CHUNK.value, _GAMMA.value)
   if len(videos) == 1 and videos == _VIDEO.value:  # One video named: the single-video layout.
     try:
       result = detect_video(videos[0], *args)

@@ -16,7 +16,15 @@ from segtube_jax.training import trainer
 from tests import detector_testing
 from tests.conftest import PROJECT_ROOT, cached_env
 
-DETECTION_KEYS = {"video", "fps", "num_frames", "checkpoint_step", "detections", "iterations"}
+DETECTION_KEYS = {
+  "video",
+  "fps",
+  "num_frames",
+  "checkpoint_step",
+  "gamma",
+  "detections",
+  "iterations",
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +33,7 @@ def workdir(tiny_synthetic, tmp_path_factory):
   return detector_testing.biased_workdir(tiny_synthetic, tmp_path_factory)
 
 
-def _detect(video, workdir, out):
+def _detect(video, workdir, out, *extra):
   return subprocess.run(
     [
       sys.executable,
@@ -37,6 +45,7 @@ def _detect(video, workdir, out):
       str(workdir),
       "--out",
       str(out),
+      *extra,
     ],
     cwd=PROJECT_ROOT,
     capture_output=True,
@@ -90,11 +99,14 @@ def _check_outputs(out, video, workdir):
 def test_detect_tiny_synthetic_video(workdir, tiny_synthetic, tmp_path):
   video_id = dataset_lib.load_dataset(tiny_synthetic).subset("testing")[0].video_id
   video = tiny_synthetic / "videos" / f"{video_id}.mp4"
-  done = _detect(video, workdir, tmp_path / "out")
+  done = _detect(video, workdir, tmp_path / "out", "--gamma", "0.3")
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"1 detection(s) in {video} (150 frames)" in done.stdout
   result = _check_outputs(tmp_path / "out", video, workdir)
-  assert result["fps"] == 25.0
+  assert result["fps"] == 25.0 and result["gamma"] == 0.3  # --gamma overrides the workdir's.
+  bad = _detect(video, workdir, tmp_path / "bad", "--gamma", "1.5")
+  assert bad.returncode == 2 and "config.detector.gamma must be in [0, 1), got 1.5" in bad.stderr
+  assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow
