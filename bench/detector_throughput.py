@@ -112,7 +112,7 @@ def _generated_run(config, args, work: pathlib.Path) -> pathlib.Path:
   config.train.num_steps = args.train_steps
   config.train.checkpoint_every = args.train_steps
   config.train.log_every = args.train_steps
-  config.data_workers = 0
+  config.data_workers = 0  # The throughput measured is the detector's, not the trainer's.
   train_and_evaluate(config, work / "run")
   return work / "run"
 

@@ -23,8 +23,7 @@ def _stream(root, workdir, workers: int, **overrides):
 
 
 def _take(stream, n: int) -> list[dict[str, np.ndarray]]:
-  out = [{k: np.array(v) for k, v in next(stream).items()} for _ in range(n)]
-  return out
+  return [{k: np.array(v) for k, v in next(stream).items()} for _ in range(n)]
 
 
 def _assert_same(a, b):

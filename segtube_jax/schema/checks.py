@@ -56,9 +56,10 @@ def _in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False):
   return ok
 
 
-def _fractions(lo_open: bool) -> Callable[[Any], bool]:
-  unit = _in(0, 1, lo_open=lo_open)
-  return lambda v: isinstance(v, (tuple, list)) and bool(v) and all(unit(x) for x in v)
+def _thresholds(v: Any) -> bool:
+  """A non-empty tuple of IoU thresholds in (0, 1]."""
+  unit = _in(0, 1, lo_open=True)
+  return isinstance(v, (tuple, list)) and bool(v) and all(unit(x) for x in v)
 
 
 _bool = (lambda v: isinstance(v, bool), "a bool")
@@ -84,7 +85,7 @@ def _clip_shape(v: Any) -> bool:
 
 
 MODEL_RULES: tuple[Rule, ...] = (
-  ("width_multiplier", *_positive[:1], "a number > 0 (finite)"),
+  ("width_multiplier", _positive[0], "a number > 0 (finite)"),
   ("fc_dim", *_pos_int),
   ("lstm_features", *_pos_int),
   ("lstm_layers", *_pos_int),
@@ -206,9 +207,9 @@ EXPERIMENT_RULES: tuple[Rule, ...] = (
   ("data_prefetch", *_count),
   ("evaluation.subset", lambda v: isinstance(v, str) and bool(v), "a subset name"),
   ("evaluation.max_videos", _count[0], "an integer >= 0 (0: every video)"),
-  ("evaluation.tious", _fractions(True), "a non-empty tuple of tIoU thresholds in (0, 1]"),
+  ("evaluation.tious", _thresholds, "a non-empty tuple of tIoU thresholds in (0, 1]"),
   ("evaluation.protocol", *_choice(d.PROTOCOLS)),
-  ("evaluation.st_ious", _fractions(True), "a non-empty tuple of IoU thresholds in (0, 1]"),
+  ("evaluation.st_ious", _thresholds, "a non-empty tuple of IoU thresholds in (0, 1]"),
   ("evaluation.workers", *_pos_int),
   ("evaluation.group_size", *_pos_int),
   ("evaluation.report_videos", *_count),
