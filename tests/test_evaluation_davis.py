@@ -18,6 +18,7 @@ from segtube_jax.cli import apply_overrides
 from segtube_jax.data import contact_sheet
 from segtube_jax.evaluation import davis
 from segtube_jax.schema import segmentation_config
+from segtube_jax.spatial import initial_masks
 from segtube_jax.spatial.testing import moving_actor_clip
 from tests.conftest import PROJECT_ROOT
 
@@ -149,6 +150,44 @@ def test_cli_scores_match_a_numpy_reference(cli_run):
   assert s["frames"] == 15 and s["fps"] == pytest.approx(15 / s["wall_seconds"])
   assert rows["all"] == (15, round(s["j_mean"], 3), round(s["f_mean"], 3), round(s["fps"], 2))
   assert f"min J {s['j_min']:.3f} ({s['j_min_sequence']})" in stdout
+
+
+def _numpy_j(pred, gt):
+  """DAVIS J of every frame but the first and last."""
+  return [
+    1.0 if not (p | g).any() else (p & g).sum() / (p | g).sum()
+    for p, g in zip(pred[1:-1], gt[1:-1])
+  ]
+
+
+def test_stages_score_b_o_and_the_cut(cli_run, tmp_path):
+  root, out, _ = cli_run
+  before = json.loads((out / davis.RESULTS_FILE).read_text())
+  status, stdout, stderr = _cli(
+    "--root", root, "--out", tmp_path / "eval", "--workers", 1, "--worst", 0, "--stages",
+    *[f"--set={s}" for s in SET],
+  )  # fmt: skip
+  assert status == 0, stderr
+  report = json.loads((tmp_path / "eval" / davis.RESULTS_FILE).read_text())
+  config = apply_overrides(segmentation_config(), SET)
+  b_o_means = []
+  for name in SEQUENCES:
+    seq, plain = report["sequences"][name], before["sequences"][name]
+    assert "j_initial_mean" not in plain and "j_cut_mean" not in plain
+    assert seq["j"] == plain["j"]  # Scoring the steps does not change the result.
+    files = sorted((root / name / "frames").glob("*.jpg"))
+    frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in files])
+    gt = np.stack(
+      [np.asarray(Image.open(root / name / "masks" / f"{p.stem}.png")) > 127 for p in files]
+    )
+    b_o_means.append(np.mean(_numpy_j(initial_masks(frames, config=config), gt)))
+    assert seq["j_initial_mean"] == pytest.approx(b_o_means[-1], abs=1e-12)
+    assert seq["j_cut_mean"] == pytest.approx(seq["j_mean"], abs=1e-12)  # No refinement here.
+  assert report["summary"]["j_initial_mean"] == pytest.approx(np.mean(b_o_means), abs=1e-12)
+  lines = stdout.splitlines()
+  assert lines[0].split()[-4:] == ["J", "B_o", "J", "cut"]
+  row = next(line.split() for line in lines if line.startswith(SEQUENCES[0]))
+  assert float(row[-2]) == round(b_o_means[0], 3)
 
 
 def test_sheets_show_the_worst_frames(cli_run):

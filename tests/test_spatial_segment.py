@@ -6,7 +6,15 @@ import pytest
 from segtube_jax.errors import ConfigError, SegmentationError
 from segtube_jax.evaluation.masks import region_similarity
 from segtube_jax.schema import segmentation_config
-from segtube_jax.spatial import refine, segment_span, segment_video, testing
+from segtube_jax.spatial import (
+  STAGES,
+  initial_masks,
+  refine,
+  segment_span,
+  segment_video,
+  segment_video_stages,
+  testing,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +64,25 @@ def test_long_spans_are_chunked(clip):
   pred = segment_video(frames, (1, 9), None, config)
   assert not pred[0].any()
   assert region_similarity(pred[1:], masks[1:]).mean() > 0.85
+
+
+@pytest.mark.parametrize("refined", [True, False])
+def test_stages_are_the_steps_of_segment_video(refined):
+  # Taller than graph_height and work_height, so every resize of the masks' path is taken; a
+  # span in two chunks.
+  frames, masks = testing.moving_actor_clip(7, (260, 340), seed=2)
+  config = segmentation_config()
+  config.max_span_frames = 3
+  config.refine.enabled = refined
+  stages = segment_video_stages(frames, (1, 5), None, config)
+  assert tuple(stages) == STAGES
+  for mask in stages.values():
+    assert mask.shape == masks.shape and mask.dtype == bool
+    assert not mask[0].any() and not mask[6].any()
+  np.testing.assert_array_equal(stages["final"], segment_video(frames, (1, 5), None, config))
+  np.testing.assert_array_equal(stages["initial"], initial_masks(frames, (1, 5), config))
+  assert (stages["cut"] == stages["final"]).all() != refined  # Refinement moves pixels.
+  assert region_similarity(stages["cut"][1:6], masks[1:6]).mean() > 0.8
 
 
 def test_previous_masks_replace_the_saliency_init(clip):

@@ -9,9 +9,11 @@ out). The layout of all sequences is checked before any work starts.
 Usage::
 
   python -m segtube_jax.evaluation.davis --root ../shared/data/davis2016 --out DIR \\
-      [--workers N] [--sequences a,b] [--set key=value ...] [--worst K] [--save_masks]
+      [--workers N] [--sequences a,b] [--set key=value ...] [--worst K] [--save_masks] [--stages]
 
-Prints a table (sequence, frames, J, F, frames/s) and the summary; writes ``DIR/results.json``,
+Prints a table (sequence, frames, J, F, frames/s; with --stages also the J of B_o and of the
+superpixel labelling after the graph cuts, to see which step gains or loses what) and the
+summary; writes ``DIR/results.json``,
 ``DIR/table.md``, ``DIR/sheets/<seq>.png`` (the K worst frames by J: predicted mask in green,
 ground-truth outline in red) and, with --save_masks, ``DIR/masks/<seq>/<stem>.png``.
 """
@@ -37,7 +39,7 @@ from segtube_jax import cli, io_utils, schema
 from segtube_jax.data import contact_sheet, video
 from segtube_jax.errors import DatasetError
 from segtube_jax.evaluation import masks as metrics
-from segtube_jax.spatial import segment_video
+from segtube_jax.spatial import segment_video, segment_video_stages
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 PRED_COLOR = np.array([0.0, 230.0, 80.0])  # The predicted mask's overlay on the sheets.
@@ -175,21 +177,33 @@ def evaluate_sequence(
   config: ml_collections.ConfigDict,
   worst: int = 6,
   save_masks: bool = False,
+  stages: bool = False,
 ) -> dict[str, Any]:
   """Segments and scores one sequence; writes its sheet (and masks). Runs in a pool worker.
 
   Returns:
     ``{"sequence", "frames", "seconds", "fps", "j_mean", "f_mean", "scored_frames", "j", "f",
-    "worst_frames", "sheet"}``; ``seconds`` covers reading the frames and segmenting them.
+    "worst_frames", "sheet"}``; ``seconds`` covers reading the frames and segmenting them. With
+    ``stages``, also ``"j_initial_mean"`` and ``"j_cut_mean"``: the mean J of B_o and of the
+    superpixel labelling after the cuts (see :func:`segment_video_stages`), on the same frames.
   """
   start = time.perf_counter()
   frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
-  pred = segment_video(frames, config=config)
+  if stages:
+    steps = segment_video_stages(frames, config=config)
+    pred = steps["final"]
+  else:
+    pred = segment_video(frames, config=config)
   seconds = time.perf_counter() - start
   gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
   if gt.shape != pred.shape:  # check_layout compares headers; decoded sizes agree with them.
     raise DatasetError(f"sequence {name!r}: masks {gt.shape} differ from the frames {pred.shape}")
   scores = metrics.evaluate_video(pred, gt)
+  stage_j = {}
+  if stages:
+    for key in ("initial", "cut"):
+      j = metrics.region_similarity(steps[key][scores.frames], gt[scores.frames])
+      stage_j[f"j_{key}_mean"] = float(np.mean(j)) if j.size else float("nan")
   order = np.argsort(scores.j, kind="stable")[: max(worst, 0)]
   worst_frames = [int(scores.frames[k]) for k in order]
   out = pathlib.Path(out_dir)
@@ -223,6 +237,7 @@ def evaluate_sequence(
     "f": [float(v) for v in scores.f],
     "worst_frames": worst_frames,
     "sheet": sheet,
+    **stage_j,
   }
 
 
@@ -235,6 +250,7 @@ def evaluate_folder(
   worst: int = 6,
   save_masks: bool = False,
   progress: bool = True,
+  stages: bool = False,
 ) -> dict[str, Any]:
   """Segments and scores every sequence under ``root``; writes results.json, table.md and sheets.
 
@@ -247,6 +263,8 @@ def evaluate_folder(
     worst: Frames per contact sheet (the lowest J among the scored frames); 0 for no sheets.
     save_masks: Also write the predicted masks to ``out_dir/masks/<seq>/<stem>.png``.
     progress: Show a tqdm progress bar.
+    stages: Also score B_o and the labelling after the cuts (``j_initial_mean``, ``j_cut_mean``
+      per sequence and their means in the summary), to see which step loses what.
 
   Returns:
     ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary": {"sequences",
@@ -264,7 +282,7 @@ def evaluate_folder(
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
   jobs = [
-    (name, frames, masks, str(out), config, worst, save_masks)
+    (name, frames, masks, str(out), config, worst, save_masks, stages)
     for name, (frames, masks) in layout.items()
   ]
   results = _run_jobs(jobs, workers, progress)
@@ -320,6 +338,9 @@ def _summarize(per_seq: dict[str, dict[str, Any]], wall: float, workers: int) ->
     "fps": total / wall,
     "workers": workers,
   }
+  for key in ("j_initial_mean", "j_cut_mean"):
+    if all(key in r for r in per_seq.values()):
+      summary[key] = float(np.mean([r[key] for r in per_seq.values()]))
   return summary
 
 
@@ -330,15 +351,20 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     report: What :func:`evaluate_folder` returns (or results.json).
     markdown: A Markdown table with the summary as a list, instead of aligned plain text.
   """
+  s = report["summary"]
+  stage_keys = [k for k in ("j_initial_mean", "j_cut_mean") if k in s]
   rows = [
     (name, str(r["frames"]), f"{r['j_mean']:.3f}", f"{r['f_mean']:.3f}", f"{r['fps']:.2f}")
+    + tuple(f"{r[k]:.3f}" for k in stage_keys)
     for name, r in report["sequences"].items()
   ]
-  s = report["summary"]
   rows.append(
     ("all", str(s["frames"]), f"{s['j_mean']:.3f}", f"{s['f_mean']:.3f}", f"{s['fps']:.2f}")
+    + tuple(f"{s[k]:.3f}" for k in stage_keys)
   )
-  head = ("sequence", "frames", "J", "F", "frames/s")
+  head = ("sequence", "frames", "J", "F", "frames/s") + tuple(
+    {"j_initial_mean": "J B_o", "j_cut_mean": "J cut"}[k] for k in stage_keys
+  )
   notes = [
     f"mean J {s['j_mean']:.3f}, mean F {s['f_mean']:.3f} over {s['sequences']} sequences",
     f"min J {s['j_min']:.3f} ({s['j_min_sequence']})",
@@ -347,11 +373,14 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     "(row 'all': total frames, mean J and F over sequences, overall frames/s)",
   ]
   if markdown:
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 4]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
   width = max(len(r[0]) for r in rows + [head])
-  fmt = lambda r: f"{r[0]:<{width}}  {r[1]:>6}  {r[2]:>6}  {r[3]:>6}  {r[4]:>8}"
+  fmt = lambda r: (
+    f"{r[0]:<{width}}  {r[1]:>6}  {r[2]:>6}  {r[3]:>6}  {r[4]:>8}"
+    + "".join(f"  {v:>6}" for v in r[5:])
+  )
   return "\n".join([fmt(head)] + [fmt(r) for r in rows] + notes)
 
 
@@ -380,6 +409,12 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_bool(
     "save_masks", False, "Write the predicted masks to OUT/masks/<seq>/.", flag_values=flag_values
   )
+  flags.DEFINE_bool(
+    "stages",
+    False,
+    "Also score B_o and the labelling after the cuts (columns 'J B_o', 'J cut').",
+    flag_values=flag_values,
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)
 
 
@@ -397,7 +432,9 @@ def _run(fv: flags.FlagValues) -> int:
   """The command's work on parsed flags."""
   config = cli.apply_overrides(schema.segmentation_config(), fv.set)
   names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
-  report = evaluate_folder(fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks)
+  report = evaluate_folder(
+    fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks, stages=fv.stages
+  )
   print(format_table(report))
   print(
     f"wrote {pathlib.Path(fv.out) / RESULTS_FILE}, {TABLE_FILE}" + (", sheets/" if fv.worst else "")

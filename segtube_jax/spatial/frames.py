@@ -31,6 +31,10 @@ Frames = np.ndarray | Sequence[np.ndarray] | FrameReader
 
 MIN_SIZE = 16  # Smallest frame side: SLIC, flow and the border prior need a few pixels.
 
+# What segment_video_stages returns: B_o, the superpixel labelling after the cuts and the region
+# selection, and the final (refined) masks.
+STAGES = ("initial", "cut", "final")
+
 
 def _as_source(frames: Frames) -> tuple[np.ndarray | FrameReader, int, int, int]:
   """Normalises ``frames`` to an array or a reader and returns (source, T, H, W)."""
@@ -125,13 +129,15 @@ def iter_span_masks(
   previous_masks: np.ndarray | None = None,
   config: ml_collections.ConfigDict | None = None,
   initial_only: bool = False,
-) -> Iterator[tuple[int, np.ndarray]]:
+  stages: bool = False,
+) -> Iterator[tuple[int, np.ndarray | dict[str, np.ndarray]]]:
   """Segments the span chunk by chunk, yielding (first frame, bool masks [t,H,W]).
 
   Spans longer than ``config.max_span_frames`` are cut into that many frames per graph, so
   memory stays bounded (about 2 MB per frame at the defaults); chunks share no temporal edges.
   Arguments are those of :func:`segment_video`; ``initial_only`` yields the saliency
-  segmentation B_o instead (no graph cut, see :func:`initial_masks`).
+  segmentation B_o instead (no graph cut, see :func:`initial_masks`); ``stages`` yields a dict
+  of the masks of every step (see :func:`segment_video_stages`).
   """
   config = schema.segmentation_config() if config is None else config
   schema.validate_segmentation(config)
@@ -160,7 +166,22 @@ def iter_span_masks(
     if previous_masks is not None:
       init = flow_lib.resize_labels(previous_masks[first:stop].astype(np.uint8), size) > 0
     result = actor_masks.segment_span(clip, config, init)
-    yield first, upsample_masks(result.masks, (height, width))
+    final = upsample_masks(result.masks, (height, width))
+    if not stages:
+      yield first, final
+      continue
+    # Superpixel labellings (graph resolution) take the masks' path: nearest to work resolution,
+    # then bilinear. So "initial" equals initial_masks() and, unrefined, "cut" equals "final".
+    labels = result.graph.labels
+
+    def upsample(sp_labels: np.ndarray) -> np.ndarray:
+      work = flow_lib.resize_labels(sp_labels[labels].astype(np.uint8), size) > 0
+      return upsample_masks(work, (height, width))
+
+    yield (
+      first,
+      {"initial": upsample(result.initial), "cut": upsample(result.labels), "final": final},
+    )
 
 
 def segment_video(
@@ -192,6 +213,30 @@ def segment_video(
   out = np.zeros((num, height, width), bool)
   for first, masks in iter_span_masks(source, span, previous_masks, config):
     out[first : first + masks.shape[0]] = masks
+  return out
+
+
+def segment_video_stages(
+  frames: Frames,
+  span: Sequence[int] | None = None,
+  previous_masks: np.ndarray | None = None,
+  config: ml_collections.ConfigDict | None = None,
+) -> dict[str, np.ndarray]:
+  """:func:`segment_video` with the masks of each of its steps, to see which step fails where.
+
+  Arguments and errors are those of :func:`segment_video`.
+
+  Returns:
+    bool [T,H,W] masks at full frame resolution for each of :data:`STAGES`: "initial" is the
+    initial segmentation B_o (or the previous masks where given), "cut" the superpixel labelling
+    after the graph cuts of Eq. (5) and the region selection, "final" what
+    :func:`segment_video` returns (after the pixel-level refinement, when enabled).
+  """
+  source, num, height, width = _as_source(frames)
+  out = {k: np.zeros((num, height, width), bool) for k in STAGES}
+  for first, masks in iter_span_masks(source, span, previous_masks, config, stages=True):
+    for k in STAGES:
+      out[k][first : first + masks[k].shape[0]] = masks[k]
   return out
 
 
