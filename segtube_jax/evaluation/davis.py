@@ -42,6 +42,8 @@ from segtube_jax.evaluation import masks as metrics
 from segtube_jax.spatial import segment_video, segment_video_stages
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+# With --stages: results.json key of the mean J of each step before the final masks -> its column.
+STAGE_COLUMNS = {"j_initial_mean": "J B_o", "j_cut_mean": "J cut"}
 PRED_COLOR = np.array([0.0, 230.0, 80.0])  # The predicted mask's overlay on the sheets.
 PRED_ALPHA = 0.45
 TILE_SIZE = 256
@@ -201,9 +203,9 @@ def evaluate_sequence(
   scores = metrics.evaluate_video(pred, gt)
   stage_j = {}
   if stages:
-    for key in ("initial", "cut"):
-      j = metrics.region_similarity(steps[key][scores.frames], gt[scores.frames])
-      stage_j[f"j_{key}_mean"] = float(np.mean(j)) if j.size else float("nan")
+    for step in ("initial", "cut"):
+      j = metrics.region_similarity(steps[step][scores.frames], gt[scores.frames])
+      stage_j[f"j_{step}_mean"] = float(np.mean(j)) if j.size else float("nan")
   order = np.argsort(scores.j, kind="stable")[: max(worst, 0)]
   worst_frames = [int(scores.frames[k]) for k in order]
   out = pathlib.Path(out_dir)
@@ -338,7 +340,7 @@ def _summarize(per_seq: dict[str, dict[str, Any]], wall: float, workers: int) ->
     "fps": total / wall,
     "workers": workers,
   }
-  for key in ("j_initial_mean", "j_cut_mean"):
+  for key in STAGE_COLUMNS:
     if all(key in r for r in per_seq.values()):
       summary[key] = float(np.mean([r[key] for r in per_seq.values()]))
   return summary
@@ -352,7 +354,7 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     markdown: A Markdown table with the summary as a list, instead of aligned plain text.
   """
   s = report["summary"]
-  stage_keys = [k for k in ("j_initial_mean", "j_cut_mean") if k in s]
+  stage_keys = [k for k in STAGE_COLUMNS if k in s]
   rows = [
     (name, str(r["frames"]), f"{r['j_mean']:.3f}", f"{r['f_mean']:.3f}", f"{r['fps']:.2f}")
     + tuple(f"{r[k]:.3f}" for k in stage_keys)
@@ -362,9 +364,7 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     ("all", str(s["frames"]), f"{s['j_mean']:.3f}", f"{s['f_mean']:.3f}", f"{s['fps']:.2f}")
     + tuple(f"{s[k]:.3f}" for k in stage_keys)
   )
-  head = ("sequence", "frames", "J", "F", "frames/s") + tuple(
-    {"j_initial_mean": "J B_o", "j_cut_mean": "J cut"}[k] for k in stage_keys
-  )
+  head = ("sequence", "frames", "J", "F", "frames/s") + tuple(STAGE_COLUMNS[k] for k in stage_keys)
   notes = [
     f"mean J {s['j_mean']:.3f}, mean F {s['f_mean']:.3f} over {s['sequences']} sequences",
     f"min J {s['j_min']:.3f} ({s['j_min_sequence']})",

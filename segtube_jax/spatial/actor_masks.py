@@ -52,6 +52,13 @@ class SpanResult:
   rounds: int
 
 
+def label_masks(
+  graph: sp_lib.SuperpixelGraph, labels: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+  """Bool masks [T,rows,cols] of superpixel ``labels`` [N], nearest-resized to ``size``."""
+  return flow_lib.resize_labels(labels[graph.labels].astype(np.uint8), size) > 0
+
+
 def _location_features(graph: sp_lib.SuperpixelGraph, time_scale: float) -> np.ndarray:
   """Location of each superpixel: normalised centroid (x, y), plus scaled time when > 0.
 
@@ -138,9 +145,7 @@ def initial_segmentation(frames: np.ndarray, config: ml_collections.ConfigDict) 
   """
   with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
     cues = _saliency(frames, config)
-  return (
-    flow_lib.resize_labels(cues.initial[cues.graph.labels].astype(np.uint8), frames.shape[1:3]) > 0
-  )
+  return label_masks(cues.graph, cues.initial, frames.shape[1:3])
 
 
 def _segment_span(
@@ -162,7 +167,7 @@ def _segment_span(
   labels_fg = saliency_lib.keep_salient_regions(
     graph, labels_fg, saliency, config.saliency.region_fraction
   )
-  masks = flow_lib.resize_labels(labels_fg[graph.labels].astype(np.uint8), (h, w)) > 0
+  masks = label_masks(graph, labels_fg, (h, w))
   if config.refine.enabled:
     masks = refine_lib.refine_masks(frames, masks, col_models, config.refine)
   return SpanResult(

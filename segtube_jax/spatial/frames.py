@@ -170,18 +170,13 @@ def iter_span_masks(
     if not stages:
       yield first, final
       continue
-    # Superpixel labellings (graph resolution) take the masks' path: nearest to work resolution,
-    # then bilinear. So "initial" equals initial_masks() and, unrefined, "cut" equals "final".
-    labels = result.graph.labels
-
-    def upsample(sp_labels: np.ndarray) -> np.ndarray:
-      work = flow_lib.resize_labels(sp_labels[labels].astype(np.uint8), size) > 0
-      return upsample_masks(work, (height, width))
-
-    yield (
-      first,
-      {"initial": upsample(result.initial), "cut": upsample(result.labels), "final": final},
+    # Superpixel labellings take the masks' path (nearest to work resolution, then bilinear):
+    # "initial" equals initial_masks() and, unrefined, "cut" equals "final".
+    initial, cut = (
+      upsample_masks(actor_masks.label_masks(result.graph, labels, size), (height, width))
+      for labels in (result.initial, result.labels)
     )
+    yield first, {"initial": initial, "cut": cut, "final": final}
 
 
 def segment_video(
