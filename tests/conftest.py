@@ -10,6 +10,12 @@ SHARED_DATA = pathlib.Path(
   os.environ.get("SEGTUBE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
 )
 
+# The tests compile dozens of tiny programs and run each for a few steps: LLVM's optimisation
+# passes cost more than they save there (the tiny train step compiles in 6 s instead of 10 s).
+# Set before JAX is imported; every JAX subprocess of the tests gets it too (cached_env).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
@@ -37,6 +43,8 @@ def cached_env(**extra: str) -> dict[str, str]:
   """
   import jax
 
+  if "XLA_FLAGS" in extra:
+    extra["XLA_FLAGS"] = f"{extra['XLA_FLAGS']} {TEST_XLA_FLAGS}"
   env = dict(os.environ, **extra)
   cache = jax.config.jax_compilation_cache_dir
   if cache:
