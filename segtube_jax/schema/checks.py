@@ -112,6 +112,7 @@ SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("superpixels.compactness", *_positive),
   ("superpixels.max_num_iter", *_pos_int),
   ("superpixels.min_temporal_overlap", *_unit),
+  ("superpixels.threads", _count[0], "an integer >= 0 (0: every core, 1 in a worker process)"),
   ("flow.preset", *_choice(d.FLOW_PRESETS)),
   ("saliency.border", _in(0, 0.5, hi_open=True), "a number in [0, 0.5)"),
   ("saliency.motion_noise", *_non_negative),

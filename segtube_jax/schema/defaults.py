@@ -231,6 +231,9 @@ def segmentation_config() -> ml_collections.ConfigDict:
   # Temporal neighbours (N_i of Eq. 5) need at least this fraction of a superpixel's flow-warped
   # pixels to land in the other superpixel.
   c.superpixels.min_temporal_overlap = 0.1
+  # Threads running SLIC over the frames (it releases the GIL; labels do not depend on it).
+  # 0: every core this process may use, or 1 in a worker process (its siblings hold the rest).
+  c.superpixels.threads = 0
 
   c.flow = ml_collections.ConfigDict()
   c.flow.preset = "fast"  # OpenCV DIS preset: ultrafast, fast or medium.

@@ -111,7 +111,9 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   # slow parts of an actor (measured -18 points J on blackswan).
   forward, backward = flow_lib.dense_flows(frames, config.flow.preset, gsize)
   sp = config.superpixels
-  labels = sp_lib.slic_labels(gframes, sp.n_segments, sp.compactness, sp.max_num_iter, gsize)
+  labels = sp_lib.slic_labels(
+    gframes, sp.n_segments, sp.compactness, sp.max_num_iter, gsize, sp_lib.slic_threads(sp.threads)
+  )
   graph = sp_lib.build_graph(
     labels, sp_lib.lab_frames(gframes), forward, config.saliency.border, sp.min_temporal_overlap
   )
