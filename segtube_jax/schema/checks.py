@@ -108,11 +108,11 @@ MODEL_RULES: tuple[Rule, ...] = (
 SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("work_height", lambda v: _int(v, 16), "an integer >= 16"),
   ("graph_height", lambda v: _int(v, 8), "an integer >= 8"),
+  ("threads", _count[0], "an integer >= 0 (0: every core, 1 in a worker process)"),
   ("superpixels.n_segments", lambda v: _int(v, 4), "an integer >= 4"),
   ("superpixels.compactness", *_positive),
   ("superpixels.max_num_iter", *_pos_int),
   ("superpixels.min_temporal_overlap", *_unit),
-  ("superpixels.threads", _count[0], "an integer >= 0 (0: every core, 1 in a worker process)"),
   ("flow.preset", *_choice(d.FLOW_PRESETS)),
   ("saliency.border", _in(0, 0.5, hi_open=True), "a number in [0, 0.5)"),
   ("saliency.motion_noise", *_non_negative),

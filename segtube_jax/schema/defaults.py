@@ -223,6 +223,9 @@ def segmentation_config() -> ml_collections.ConfigDict:
   # Rows of flow, SLIC and the superpixel graph (<= work_height). SLIC dominates the run time
   # and costs the same at 160 rows as at 240 for the same superpixel count, with equal J.
   c.graph_height = 160
+  # Threads of the per-frame steps, SLIC and refinement (spatial/parallel.py; the masks do not
+  # depend on it). 0: every core this process may use, or 1 in a pool worker process.
+  c.threads = 0
 
   c.superpixels = ml_collections.ConfigDict()
   c.superpixels.n_segments = 1000  # Per frame.
@@ -231,9 +234,6 @@ def segmentation_config() -> ml_collections.ConfigDict:
   # Temporal neighbours (N_i of Eq. 5) need at least this fraction of a superpixel's flow-warped
   # pixels to land in the other superpixel.
   c.superpixels.min_temporal_overlap = 0.1
-  # Threads running SLIC over the frames (it releases the GIL; labels do not depend on it).
-  # 0: every core this process may use, or 1 in a worker process (its siblings hold the rest).
-  c.superpixels.threads = 0
 
   c.flow = ml_collections.ConfigDict()
   c.flow.preset = "fast"  # OpenCV DIS preset: ultrafast, fast or medium.

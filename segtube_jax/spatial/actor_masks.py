@@ -24,7 +24,7 @@ import threadpoolctl
 
 from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import gmm as gmm_lib
-from segtube_jax.spatial import graphcut
+from segtube_jax.spatial import graphcut, parallel
 from segtube_jax.spatial import location as location_lib
 from segtube_jax.spatial import refine as refine_lib
 from segtube_jax.spatial import saliency as saliency_lib
@@ -112,7 +112,12 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   forward, backward = flow_lib.dense_flows(frames, config.flow.preset, gsize)
   sp = config.superpixels
   labels = sp_lib.slic_labels(
-    gframes, sp.n_segments, sp.compactness, sp.max_num_iter, gsize, sp_lib.slic_threads(sp.threads)
+    gframes,
+    sp.n_segments,
+    sp.compactness,
+    sp.max_num_iter,
+    gsize,
+    parallel.frame_threads(config.threads),
   )
   graph = sp_lib.build_graph(
     labels, sp_lib.lab_frames(gframes), forward, config.saliency.border, sp.min_temporal_overlap
@@ -171,7 +176,9 @@ def _segment_span(
   )
   masks = label_masks(graph, labels_fg, (h, w))
   if config.refine.enabled:
-    masks = refine_lib.refine_masks(frames, masks, col_models, config.refine)
+    masks = refine_lib.refine_masks(
+      frames, masks, col_models, config.refine, parallel.frame_threads(config.threads)
+    )
   return SpanResult(
     masks=masks, labels=labels_fg, initial=initial, saliency=saliency, graph=graph, rounds=rounds
   )

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from segtube_jax.spatial import gmm as gmm_lib
+from segtube_jax.spatial import parallel
 from segtube_jax.spatial.graphcut import data_term
 
 _BITS = 5  # Quantisation of each RGB channel for the colour lookup table (32^3 entries).
@@ -153,15 +154,18 @@ def refine_masks(
   masks: np.ndarray,
   color_models: tuple[gmm_lib.Model, gmm_lib.Model],
   config: ml_collections.ConfigDict,
+  threads: int = 1,
 ) -> np.ndarray:
-  """Refines every frame's mask [T,H,W] with :func:`refine_frame`."""
+  """Refines every frame's mask [T,H,W] with :func:`refine_frame`, on ``threads`` threads."""
   if color_models[0] is None or color_models[1] is None:
     return masks  # Without both colour models the pixel data term carries no information.
   lookup = color_lookup(color_models)
   band_px = int(round(config.band * frames.shape[1]))
-  return np.stack(
-    [
-      refine_frame(f, m, lookup, band_px, config.weight, config.color_weight, config.chroma_sigma)
-      for f, m in zip(frames, masks)
-    ]
-  )
+
+  def one(frame_and_mask: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    f, m = frame_and_mask
+    return refine_frame(
+      f, m, lookup, band_px, config.weight, config.color_weight, config.chroma_sigma
+    )
+
+  return np.stack(parallel.map_frames(one, zip(frames, masks), threads))

@@ -5,16 +5,14 @@ node set V of Eq. (5), the spatial neighbours (superpixels sharing a boundary in
 the temporal neighbours (superpixels of frame t+1 that the flow-warped pixels of s_{t,i} land in).
 """
 
-import concurrent.futures
 import dataclasses
-import multiprocessing
-import os
 
 import cv2
 import numpy as np
 from skimage.segmentation import slic
 
 from segtube_jax.spatial import flow as flow_lib
+from segtube_jax.spatial import parallel
 
 
 @dataclasses.dataclass
@@ -68,19 +66,6 @@ def lab_frames(frames: np.ndarray) -> np.ndarray:
   return np.stack([cv2.cvtColor(f.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab) for f in frames])
 
 
-def slic_threads(threads: int) -> int:
-  """Threads for SLIC: ``threads``, or for 0 the cores this process may use (1 in a worker).
-
-  A process started by ``multiprocessing`` is one of a pool that already has a process per
-  core, so it keeps to one thread.
-  """
-  if threads > 0:
-    return threads
-  if multiprocessing.parent_process() is not None:
-    return 1
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def slic_labels(
   frames: np.ndarray,
   n_segments: int,
@@ -94,8 +79,8 @@ def slic_labels(
   SLIC runs on the frames as given and the labels are resized by nearest neighbour to
   ``size`` (a no-op when it is the frames' size). The frames must be uint8 RGB:
   scikit-image >= 0.26 rescales float input to [0, 1], which would make SLIC on a float Lab
-  image ignore colour. Frames are independent and scikit-image's SLIC releases the GIL, so
-  ``threads`` > 1 segments several at once (same labels; 1.8x faster on 2 cores).
+  image ignore colour. ``threads`` > 1 segments several frames at once (scikit-image's SLIC
+  releases the GIL; the labels are the same, 1.8x faster on 2 cores).
   """
 
   def one(frame: np.ndarray) -> np.ndarray:
@@ -110,13 +95,7 @@ def slic_labels(
       channel_axis=-1,
     )
 
-  threads = min(threads, len(frames))
-  if threads > 1:
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-      out = list(pool.map(one, frames))
-  else:
-    out = [one(f) for f in frames]
-  labels = flow_lib.resize_labels(np.stack(out), size)
+  labels = flow_lib.resize_labels(np.stack(parallel.map_frames(one, frames, threads)), size)
   # Nearest resizing may drop a sliver label; renumber so ids stay contiguous.
   for t in range(labels.shape[0]):
     present = np.bincount(labels[t].reshape(-1)) > 0

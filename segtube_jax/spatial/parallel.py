@@ -1,0 +1,41 @@
+"""Threads for the per-frame steps of the spatial stage (SLIC, pixel-level refinement).
+
+Both steps treat every frame on its own and spend their time in code that releases the GIL
+(scikit-image's SLIC, OpenCV, PyMaxflow's solver), so in one process a thread per core segments
+several frames at once with the same result. Inside a pool worker (``segment_videos``, the DAVIS
+evaluation, the detector's segmentation pool) the pool already runs a process per core, so a
+worker keeps to one thread.
+"""
+
+from collections.abc import Callable, Iterable
+import concurrent.futures
+import multiprocessing
+import os
+from typing import TypeVar
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+def frame_threads(threads: int) -> int:
+  """Threads for the per-frame steps: ``threads``, or for 0 the cores this process may use.
+
+  For 0, a process started by ``multiprocessing`` (a pool worker) gets 1.
+  """
+  if threads > 0:
+    return threads
+  if multiprocessing.parent_process() is not None:
+    return 1
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def map_frames(fn: Callable[[_In], _Out], items: Iterable[_In], threads: int) -> list[_Out]:
+  """``[fn(x) for x in items]``, on up to ``threads`` threads; results in the order of items."""
+  items = list(items)
+  threads = min(threads, len(items))
+  if threads <= 1:
+    return [fn(x) for x in items]
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    return list(pool.map(fn, items))
