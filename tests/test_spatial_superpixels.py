@@ -1,11 +1,15 @@
 """Tests of flow, SLIC and the superpixel graph (segtube_jax.spatial.flow / superpixels)."""
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
 from segtube_jax.errors import SegmentationError
 from segtube_jax.spatial import flow, superpixels
+from tests.conftest import PROJECT_ROOT
 
 
 def _texture(shape, seed=0):
@@ -104,3 +108,19 @@ def test_min_temporal_overlap_filters_slivers():
   assert [0, 6] not in g.temporal_edges.tolist() and [0, 4] in g.temporal_edges.tolist()
   g = superpixels.build_graph(labels, lab_img, fwd, 0.25, min_temporal_overlap=0.2)
   assert [0, 6] in g.temporal_edges.tolist()
+
+
+def test_the_cli_imports_slic_on_first_use_or_in_the_background():
+  # scikit-image's SLIC takes ~0.7 s to import: the segment command overlaps it with decoding.
+  code = (
+    "import sys, segtube_jax.segment_actors\n"
+    "from segtube_jax.spatial import superpixels\n"
+    "before = 'skimage.segmentation' in sys.modules\n"
+    "superpixels.import_in_background().join(timeout=60)\n"
+    "print(before, 'skimage.segmentation.slic_superpixels' in sys.modules)"
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ["False", "True"], done.stdout

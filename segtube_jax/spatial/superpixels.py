@@ -6,10 +6,10 @@ the temporal neighbours (superpixels of frame t+1 that the flow-warped pixels of
 """
 
 import dataclasses
+import threading
 
 import cv2
 import numpy as np
-from skimage.segmentation import slic
 
 from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import parallel
@@ -66,6 +66,25 @@ def lab_frames(frames: np.ndarray) -> np.ndarray:
   return np.stack([cv2.cvtColor(f.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab) for f in frames])
 
 
+def import_in_background() -> threading.Thread:
+  """Starts importing scikit-image's SLIC in a daemon thread and returns the thread.
+
+  The import takes about 0.7 s (scipy.cluster, mostly), a tenth of a 50-frame run of the
+  command-line tool; frame decoding and optical flow release the GIL and overlap it. A later
+  import in the main thread waits for this one (per-module import locks).
+  """
+  thread = threading.Thread(target=_slic, name="import-skimage", daemon=True)
+  thread.start()
+  return thread
+
+
+def _slic():
+  """scikit-image's ``slic``, imported on first use."""
+  from skimage.segmentation import slic  # pylint: disable=g-import-not-at-top
+
+  return slic
+
+
 def slic_labels(
   frames: np.ndarray,
   n_segments: int,
@@ -82,6 +101,8 @@ def slic_labels(
   image ignore colour. ``threads`` > 1 segments several frames at once (scikit-image's SLIC
   releases the GIL; the labels are the same, 1.8x faster on 2 cores).
   """
+
+  slic = _slic()
 
   def one(frame: np.ndarray) -> np.ndarray:
     return slic(
