@@ -101,7 +101,6 @@ def slic_labels(
   image ignore colour. ``threads`` > 1 segments several frames at once (scikit-image's SLIC
   releases the GIL; the labels are the same, 1.8x faster on 2 cores).
   """
-
   slic = _slic()
 
   def one(frame: np.ndarray) -> np.ndarray:
