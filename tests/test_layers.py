@@ -29,7 +29,7 @@ LEVELS = {
   "detection": 4,
   "evaluation": 5,
 }
-ENTRY_POINTS = {"detect_videos", "segment_actors", "demo"}
+ENTRY_POINTS = {"detect_videos", "segment_actors", "segment", "demo"}  # segment: an alias
 ALSO_ALLOWED = {("detection", "training")}  # The detector runs the trained networks' steps.
 # Modules that score any method's files: no JAX, nothing from training, detection or models.
 SCORING = ["temporal_map", "detection_files", "masks", "segmentation_metrics", "spatiotemporal"]

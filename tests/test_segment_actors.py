@@ -102,12 +102,14 @@ def test_overrides():
     cli_lib.apply_overrides(segmentation_config(), ["work_height='tall'"])
 
 
-def test_module_entry_point(frame_folder, tmp_path):
+@pytest.mark.parametrize("module", ["segment_actors", "segment"])
+def test_module_entry_point(frame_folder, tmp_path, module):
+  """Both the module and its former name (issue 12's command), which says the new one."""
   proc = subprocess.run(
     [
       sys.executable,
       "-m",
-      "segtube_jax.segment_actors",
+      f"segtube_jax.{module}",
       "--frames",
       str(frame_folder[0]),
       "--out",
@@ -119,4 +121,6 @@ def test_module_entry_point(frame_folder, tmp_path):
     cwd=pathlib.Path(__file__).resolve().parents[1],
   )
   assert proc.returncode == 0, proc.stderr
+  assert "wrote 6 masks" in proc.stdout
   assert len(list(tmp_path.glob("*.png"))) == 6
+  assert ("is now segtube_jax.segment_actors" in proc.stderr) == (module == "segment")
