@@ -2,6 +2,7 @@
 
 import sys
 
+import cv2
 import numpy as np
 
 from segtube_jax.spatial import gmm
@@ -75,6 +76,78 @@ def test_log_density_matches_sklearn():
   np.testing.assert_allclose(
     gmm.log_density(model, points), model.score_samples(points), rtol=1e-5, atol=1e-4
   )
+
+
+def _textured_segments(seed=0):
+  """Superpixels of 40 pixels: fg ones of alternating red and blue pixels, bg ones purple.
+
+  The fg and bg superpixels have the same mean colour, so only their pixels tell them apart.
+  """
+  rng = np.random.default_rng(seed)
+  labels = np.r_[np.ones(30, bool), np.zeros(30, bool)]
+  segment = np.repeat(np.arange(60), 40)
+  pixels = np.empty((segment.size, 3), np.uint8)
+  red_blue = np.where((np.arange(segment.size) % 2)[:, None] == 0, [200, 30, 40], [40, 30, 200])
+  # The background's colour is the foreground pixels' mean Lab colour.
+  mean_lab = gmm.rgb_to_lab(red_blue).mean(0).astype(np.float32).reshape(1, 1, 3)
+  purple = np.round(255 * cv2.cvtColor(mean_lab, cv2.COLOR_Lab2RGB).reshape(3))
+  pixels[:] = np.where(labels[segment][:, None], red_blue, purple)
+  pixels = np.clip(pixels + rng.integers(-6, 7, pixels.shape), 0, 255).astype(np.uint8)
+  return pixels, segment, labels
+
+
+def test_pixel_models_separate_a_texture_that_superpixel_means_cannot():
+  pixels, segment, labels = _textured_segments()
+  s = gmm.GmmSettings(components=3, min_samples=4, reg_covar=1.0)
+  models = gmm.fit_pixel_models(pixels, segment, labels, s, s)
+  area = np.bincount(segment)
+  post = gmm.pixel_color_posterior(models, gmm.quantized_colors(pixels), segment, area)
+  assert np.all(post[labels] > 0.9) and np.all(post[~labels] < 0.1)
+  # The same data as superpixel mean colours: both labels share one colour.
+  means = np.stack([np.bincount(segment, gmm.rgb_to_lab(pixels)[:, k]) / area for k in range(3)], 1)
+  mean_post = gmm.label_posterior(
+    gmm.fit_gmm(means[labels], s), gmm.fit_gmm(means[~labels], s), means
+  )
+  assert np.abs(mean_post[labels].mean() - mean_post[~labels].mean()) < 0.2
+
+
+def test_pixel_color_posterior_matches_a_per_pixel_reference():
+  pixels, segment, labels = _textured_segments(seed=1)
+  s = gmm.GmmSettings(components=2, min_samples=4, max_samples=300, reg_covar=1.0)
+  models = gmm.fit_pixel_models(pixels, segment, labels, s, s)
+  post = gmm.pixel_color_posterior(
+    models, gmm.quantized_colors(pixels), segment, np.bincount(segment), 0.3
+  )
+  # Reference: every pixel's colour snapped to its quantisation cell centre, evaluated directly.
+  centre = (pixels >> 3).astype(np.float64) * 8 + 4
+  lab = gmm.rgb_to_lab(centre.astype(np.uint8))
+  ratio = models[0].score_samples(lab) - models[1].score_samples(lab)
+  mean = np.bincount(segment, ratio) / np.bincount(segment) + np.log(0.3 / 0.7)
+  np.testing.assert_allclose(post, 1 / (1 + np.exp(-mean)), atol=1e-3)
+
+
+def test_quantized_colors():
+  rgb = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [8, 16, 24]], np.uint8)
+  np.testing.assert_array_equal(
+    gmm.quantized_colors(rgb), [0, 31 << 10, 31 << 5, 31, (1 << 10) | (2 << 5) | 3]
+  )
+
+
+def test_pixel_models_are_flat_with_too_few_superpixels():
+  pixels, segment, labels = _textured_segments()
+  few = np.zeros_like(labels)
+  few[:3] = True  # 3 fg superpixels (120 pixels) < min_samples 8.
+  models = gmm.fit_pixel_models(pixels, segment, few, gmm.GmmSettings(5), gmm.GmmSettings(5))
+  assert models[0] is None and models[1] is not None
+  post = gmm.pixel_color_posterior(
+    models, gmm.quantized_colors(pixels), segment, np.bincount(segment)
+  )
+  np.testing.assert_array_equal(post, 0.5)
+  # A few superpixels' pixels hold few independent colours: components are bounded by them.
+  bounded = gmm.fit_pixel_models(
+    pixels, segment, labels, gmm.GmmSettings(5, min_samples=8), gmm.GmmSettings(5)
+  )
+  assert bounded[0].n_components == 30 // 8
 
 
 def test_sklearn_is_imported_in_the_background_on_request():

@@ -1,5 +1,7 @@
 """End-to-end tests of segment_video / segment_span and their handling of bad input."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from segtube_jax.evaluation.masks import region_similarity
 from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial import (
   STAGES,
+  gmm,
   initial_masks,
   refine,
   segment_span,
@@ -106,6 +109,18 @@ def test_list_of_frames_and_config_without_refinement(clip):
   assert region_similarity(pred, masks).mean() > 0.8
 
 
+@pytest.mark.parametrize("features", ["pixels", "superpixels"])
+def test_colour_models_on_pixels_or_superpixel_means(clip, features):
+  frames, masks = clip
+  config = segmentation_config()
+  config.gmm.color_features = features
+  real_fit = gmm.fit_pixel_models
+  with mock.patch.object(gmm, "fit_pixel_models", side_effect=real_fit) as fit:
+    pred = segment_video(frames, None, None, config)
+  assert fit.called == (features == "pixels")
+  assert region_similarity(pred, masks).mean() > 0.9
+
+
 def test_one_frame_video(clip):
   frames, masks = clip
   pred = segment_video(frames[:1])  # No flow: appearance saliency alone.
@@ -186,6 +201,7 @@ def test_bad_previous_masks_and_config(clip):
     ("saliency.region_fraction", 1.5, "region_fraction"),
     ("refine.color_weight", -0.1, "color_weight"),
     ("refine.chroma_sigma", -1.0, "chroma_sigma"),
+    ("gmm.color_features", "histogram", "color_features"),
   ):
     config = segmentation_config()
     section, name = key.split(".")

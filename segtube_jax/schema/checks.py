@@ -126,6 +126,7 @@ SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("gmm.color_components", *_pos_int),
   ("gmm.bg_color_components", *_pos_int),
   ("gmm.location_components", *_pos_int),
+  ("gmm.color_features", *_choice(d.COLOR_FEATURES)),
   ("gmm.max_samples", *_pos_int),
   ("gmm.max_iter", *_pos_int),
   ("gmm.min_samples", *_pos_int),

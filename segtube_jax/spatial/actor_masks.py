@@ -9,7 +9,8 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
 3. Initial segmentation B_o from saliency (appearance x motion, per-frame Otsu threshold with
    hysteresis), or from previous masks when the alternating optimisation of Sec. 2.3 supplies
    them.
-4. Rounds of: fit fg/bg colour GMMs to the current labelling (over the whole span) and fg/bg
+4. Rounds of: fit fg/bg colour GMMs to the pixels of the current labelling (over the whole
+   span; spatial/gmm.py) and fg/bg
    location densities per frame (spatial/location.py); one graph cut of Eq. (5) over all
    superpixels of the span; stop when the labelling stops changing. Then, per frame,
    foreground regions with little saliency next to the frame's strongest one are dropped.
@@ -100,6 +101,7 @@ class _Saliency:
   saliency: np.ndarray  # [N]
   threshold: np.ndarray  # [T]
   initial: np.ndarray  # bool [N], B_o
+  frames: np.ndarray  # uint8 [T,h,w,3], the frames at the graph's resolution
 
 
 def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Saliency:
@@ -137,7 +139,7 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
     sal_cfg.threshold_method,
   )
   initial = saliency_lib.initial_labels(graph, saliency, threshold, sal_cfg.seed_fraction)
-  return _Saliency(graph, saliency, threshold, initial)
+  return _Saliency(graph, saliency, threshold, initial, gframes)
 
 
 def initial_segmentation(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -169,7 +171,7 @@ def _segment_span(
     initial = np.where(has_fg[graph.frame], given, initial)
   p_sal = saliency_lib.saliency_probability(graph, saliency, threshold)
 
-  labels_fg, col_models, rounds = _alternate(graph, initial, p_sal, config)
+  labels_fg, col_models, rounds = _alternate(graph, initial, p_sal, config, cues.frames)
   # After the rounds, not inside them: dropping regions between rounds gained nothing.
   labels_fg = saliency_lib.keep_salient_regions(
     graph, labels_fg, saliency, config.saliency.region_fraction
@@ -202,11 +204,14 @@ def _alternate(
   initial: np.ndarray,
   p_sal: np.ndarray,
   config: ml_collections.ConfigDict,
+  graph_frames: np.ndarray,
 ) -> tuple[np.ndarray, tuple[gmm_lib.Model, gmm_lib.Model], int]:
   """Rounds of GMM estimation and one graph cut of Eq. (5) each, from labelling ``initial``.
 
   The data term is Eq. (6) with U as label posteriors, mixed with the saliency probability
-  ``p_sal`` (weight ``config.saliency_weight``) to keep the labelling anchored.
+  ``p_sal`` (weight ``config.saliency_weight``) to keep the labelling anchored. The colour
+  models are fitted to pixels of ``graph_frames`` (uint8 [T,h,w,3] at the graph's resolution)
+  or to superpixel mean colours (``config.gmm.color_features``).
 
   Returns:
     (fg labels bool [N], (fg, bg) colour GMMs of the last round, rounds run).
@@ -230,6 +235,11 @@ def _alternate(
     seed=g_cfg.seed,
   )
   color = graph.color.astype(np.float64)
+  by_pixel = g_cfg.color_features == "pixels"
+  if by_pixel:
+    segment = graph.labels.reshape(-1)
+    pixels = graph_frames.reshape(-1, 3)
+    quantized = gmm_lib.quantized_colors(pixels)
   location = _location_features(graph, g_cfg.location_time_scale)
   prior = _foreground_prior(graph, initial, g_cfg.prior_power)
   edges, weights = graphcut.smoothness_edges(
@@ -239,11 +249,15 @@ def _alternate(
   col_models = loc_models = (None, None)
   rounds = 0
   for rounds in range(1, config.max_rounds + 1):
-    col_models = (
-      gmm_lib.fit_gmm(color[current], col_fg, col_models[0]),
-      gmm_lib.fit_gmm(color[~current], col_bg, col_models[1]),
-    )
-    u_col = gmm_lib.label_posterior(*col_models, color, prior)
+    if by_pixel:
+      col_models = gmm_lib.fit_pixel_models(pixels, segment, current, col_fg, col_bg, col_models)
+      u_col = gmm_lib.pixel_color_posterior(col_models, quantized, segment, graph.area, prior)
+    else:
+      col_models = (
+        gmm_lib.fit_gmm(color[current], col_fg, col_models[0]),
+        gmm_lib.fit_gmm(color[~current], col_bg, col_models[1]),
+      )
+      u_col = gmm_lib.label_posterior(*col_models, color, prior)
     if g_cfg.location_model == "frame":
       u_loc = location_lib.frame_location_posterior(
         graph, current, g_cfg.location_bandwidth, g_cfg.location_window

@@ -25,28 +25,16 @@ from segtube_jax.spatial import gmm as gmm_lib
 from segtube_jax.spatial import parallel
 from segtube_jax.spatial.graphcut import data_term
 
-_BITS = 5  # Quantisation of each RGB channel for the colour lookup table (32^3 entries).
 _FIXED = 1e9  # Terminal capacity that pins a pixel outside the band to its superpixel label.
 
 
 def color_lookup(models: tuple[gmm_lib.Model, gmm_lib.Model]) -> np.ndarray:
-  """U^col_fg (equal priors) for every quantised RGB colour -> float [2^(3 * _BITS)].
+  """U^col_fg (equal priors) for every quantised RGB colour -> float [2^(3 * QUANT_BITS)].
 
-  Evaluating the GMMs once per table entry instead of once per pixel makes the pixel-level
-  data term a gather: 32k evaluations instead of ~100k per frame.
+  The pixel-level data term is then a gather (:func:`gmm_lib.quantized_colors`).
   """
-  levels = 1 << _BITS
-  step = 256 // levels
-  centres = (np.arange(levels) * step + step // 2).astype(np.float32) / 255.0
-  rgb = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1).reshape(-1, 1, 3)
-  lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3)
-  return gmm_lib.label_posterior(models[0], models[1], lab)
-
-
-def _lookup_index(frame: np.ndarray) -> np.ndarray:
-  shift = 8 - _BITS
-  q = (frame >> shift).astype(np.int32)
-  return (q[..., 0] << (2 * _BITS)) | (q[..., 1] << _BITS) | q[..., 2]
+  diff = gmm_lib.log_ratio_table(*models)
+  return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
 
 
 def _contrast_weights(lab: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +118,7 @@ def refine_frame(
   band, sub, crop = band[box], mask[box], frame[box]
   # Blurred superpixel mask: certain deep inside and outside, 0.5 on the superpixel boundary.
   prior = cv2.GaussianBlur(m8.astype(np.float32), (0, 0), max(band_px / 2.0, 0.5))[box]
-  p_col = 0.5 if lookup is None else lookup[_lookup_index(crop)]
+  p_col = 0.5 if lookup is None else lookup[gmm_lib.quantized_colors(crop)]
   d_fg, d_bg = data_term(color_weight * p_col + (1.0 - color_weight) * prior)
   d_fg = np.where(band, d_fg, np.where(sub, 0.0, _FIXED))
   d_bg = np.where(band, d_bg, np.where(sub, _FIXED, 0.0))
