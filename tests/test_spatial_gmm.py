@@ -99,7 +99,7 @@ def _textured_segments(seed=0):
 def test_pixel_models_separate_a_texture_that_superpixel_means_cannot():
   pixels, segment, labels = _textured_segments()
   s = gmm.GmmSettings(components=3, min_samples=4, reg_covar=1.0)
-  models = gmm.fit_pixel_models(pixels, segment, labels, s, s)
+  models = gmm.fit_pixel_models(pixels, segment.reshape(1, 60, 40), labels, s, s)
   area = np.bincount(segment)
   post = gmm.pixel_color_posterior(models, gmm.quantized_colors(pixels), segment, area)
   assert np.all(post[labels] > 0.9) and np.all(post[~labels] < 0.1)
@@ -114,7 +114,7 @@ def test_pixel_models_separate_a_texture_that_superpixel_means_cannot():
 def test_pixel_color_posterior_matches_a_per_pixel_reference():
   pixels, segment, labels = _textured_segments(seed=1)
   s = gmm.GmmSettings(components=2, min_samples=4, max_samples=300, reg_covar=1.0)
-  models = gmm.fit_pixel_models(pixels, segment, labels, s, s)
+  models = gmm.fit_pixel_models(pixels, segment.reshape(1, 60, 40), labels, s, s)
   post = gmm.pixel_color_posterior(
     models, gmm.quantized_colors(pixels), segment, np.bincount(segment), 0.3
   )
@@ -124,6 +124,21 @@ def test_pixel_color_posterior_matches_a_per_pixel_reference():
   ratio = models[0].score_samples(lab) - models[1].score_samples(lab)
   mean = np.bincount(segment, ratio) / np.bincount(segment) + np.log(0.3 / 0.7)
   np.testing.assert_allclose(post, 1 / (1 + np.exp(-mean)), atol=1e-3)
+
+
+def test_pixel_models_leave_out_the_labelling_boundary():
+  # One 24x24 frame of 16 superpixels (6x6 blocks); the 4 centre blocks are the foreground, red,
+  # with a 1-pixel rim of the colour in between red and blue, as chroma subsampling leaves it.
+  segments = (np.arange(24)[:, None] // 6) * 4 + np.arange(24)[None] // 6
+  labels = np.zeros(16, bool)
+  labels[[5, 6, 9, 10]] = True
+  image = np.where(labels[segments][..., None], [200, 30, 40], [40, 30, 200]).astype(np.uint8)
+  image[6, 6:18] = image[17, 6:18] = image[6:18, 6] = image[6:18, 17] = [120, 30, 120]
+  s = gmm.GmmSettings(components=3, min_samples=1, reg_covar=1.0)
+  fg, bg = gmm.fit_pixel_models(image.reshape(-1, 3), segments[None], labels, s, s)
+  red, rim = gmm.rgb_to_lab(np.array([[200, 30, 40], [120, 30, 120]]))
+  assert np.all(np.linalg.norm(fg.means_ - red, axis=1) < 3)  # No component for the rim.
+  assert np.all(np.linalg.norm(bg.means_ - rim, axis=1) > 10)
 
 
 def test_quantized_colors():
@@ -137,7 +152,9 @@ def test_pixel_models_are_flat_with_too_few_superpixels():
   pixels, segment, labels = _textured_segments()
   few = np.zeros_like(labels)
   few[:3] = True  # 3 fg superpixels (120 pixels) < min_samples 8.
-  models = gmm.fit_pixel_models(pixels, segment, few, gmm.GmmSettings(5), gmm.GmmSettings(5))
+  models = gmm.fit_pixel_models(
+    pixels, segment.reshape(1, 60, 40), few, gmm.GmmSettings(5), gmm.GmmSettings(5)
+  )
   assert models[0] is None and models[1] is not None
   post = gmm.pixel_color_posterior(
     models, gmm.quantized_colors(pixels), segment, np.bincount(segment)
@@ -145,7 +162,11 @@ def test_pixel_models_are_flat_with_too_few_superpixels():
   np.testing.assert_array_equal(post, 0.5)
   # A few superpixels' pixels hold few independent colours: components are bounded by them.
   bounded = gmm.fit_pixel_models(
-    pixels, segment, labels, gmm.GmmSettings(5, min_samples=8), gmm.GmmSettings(5)
+    pixels,
+    segment.reshape(1, 60, 40),
+    labels,
+    gmm.GmmSettings(5, min_samples=8),
+    gmm.GmmSettings(5),
   )
   assert bounded[0].n_components == 30 // 8
 

@@ -250,7 +250,9 @@ def _alternate(
   rounds = 0
   for rounds in range(1, config.max_rounds + 1):
     if by_pixel:
-      col_models = gmm_lib.fit_pixel_models(pixels, segment, current, col_fg, col_bg, col_models)
+      col_models = gmm_lib.fit_pixel_models(
+        pixels, graph.labels, current, col_fg, col_bg, col_models
+      )
       u_col = gmm_lib.pixel_color_posterior(col_models, quantized, segment, graph.area, prior)
     else:
       col_models = (

@@ -1,6 +1,7 @@
 """Foreground / background colour and location GMMs of the data term, Eq. (6).
 
-The colour GMMs are fitted to the Lab colours of pixels sampled from the current labelling, and
+The colour GMMs are fitted to the Lab colours of pixels sampled from the current labelling (away
+from its boundary), and
 a superpixel's colour evidence is the mean over its pixels of log p_fg / p_bg
 (:func:`pixel_color_posterior`): the sum of the pixel-level data terms of Eq. (5) that the
 superpixel stands for, per pixel. Fitted to superpixel mean colours instead (``color_features =
@@ -242,7 +243,7 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def fit_pixel_models(
   pixels: np.ndarray,
-  segment: np.ndarray,
+  segments: np.ndarray,
   labels: np.ndarray,
   fg: GmmSettings,
   bg: GmmSettings,
@@ -250,9 +251,13 @@ def fit_pixel_models(
 ) -> tuple[Model, Model]:
   """Colour GMMs of the foreground and background pixels of a superpixel labelling.
 
+  Pixels next to the other label are left out when enough remain: they carry both sides'
+  colours (anti-aliasing, and chroma stored at half resolution), and a model fitted to them
+  claims the colours in between.
+
   Args:
-    pixels: uint8 RGB [P,3] of the span's pixels (at the superpixels' resolution).
-    segment: int [P] superpixel of each pixel.
+    pixels: uint8 RGB [T*h*w,3] of the span's pixels at the superpixels' resolution.
+    segments: int [T,h,w] superpixel of each pixel.
     labels: bool [N] current labelling of the superpixels.
     fg: How to fit the foreground model (``max_samples`` pixels are sampled).
     bg: How to fit the background model.
@@ -262,14 +267,20 @@ def fit_pixel_models(
     (fg, bg) models. A side with fewer than ``min_samples`` superpixels gets None (a flat
     density), as a superpixel-level model would: its pixels are too few independent colours.
   """
-  on_fg = labels[segment]
+  on_fg = labels[segments].astype(np.uint8)
+  kernel = np.ones((3, 3), np.uint8)
+  interior = np.stack([cv2.erode(f, kernel) == cv2.dilate(f, kernel) for f in on_fg]).reshape(-1)
+  on_fg = on_fg.reshape(-1).astype(bool)
   out = []
   for side, settings, warm in ((True, fg, init[0]), (False, bg, init[1])):
     regions = int(np.count_nonzero(labels == side))
     if regions < max(settings.min_samples, 2):
       out.append(None)
       continue
-    where = np.flatnonzero(on_fg == side)
+    chosen = on_fg == side
+    if np.count_nonzero(chosen & interior) >= settings.min_samples:
+      chosen &= interior
+    where = np.flatnonzero(chosen)
     where = where[subsample(where.size, settings.max_samples, settings.seed)]
     out.append(fit_gmm(rgb_to_lab(pixels[where]), settings, warm, regions // settings.min_samples))
   return out[0], out[1]
