@@ -1,17 +1,16 @@
 """Foreground / background colour and location GMMs of the data term, Eq. (6).
 
-The colour GMMs are fitted to the Lab colours of pixels sampled from the current labelling (away
-from its boundary), and
-a superpixel's colour evidence is the mean over its pixels of log p_fg / p_bg
-(:func:`pixel_color_posterior`): the sum of the pixel-level data terms of Eq. (5) that the
-superpixel stands for, per pixel. Fitted to superpixel mean colours instead (``color_features =
-"superpixels"``), a model sees a textured region as its average colour, which neither of its
-labels may hold (water: the mean of its ripples), and a 2000-sample subset of a span's ~50k
-superpixels makes the fit depend on the draw. Over the 20 DAVIS sequences and four seeds: mean J
-0.718 -> 0.728, and the spread of a sequence's J between seeds halves (docs/spatial.md). Pixels
-are evaluated through a table over quantised RGB colours (:func:`log_ratio_table`), so the cost
-per round is a gather, not a GMM evaluation per pixel. Location models are fitted on superpixel
-centroids.
+The colour GMMs are fitted to the Lab colours of pixels sampled from the current labelling, away
+from its boundary, and a superpixel's colour evidence is the mean over its pixels of
+log p_fg / p_bg (:func:`pixel_color_posterior`): the sum of the pixel-level data terms of Eq. (5)
+that the superpixel stands for, per pixel. Fitted to superpixel mean colours instead
+(``color_features = "superpixels"``), a model sees a textured region as its average colour,
+which neither label may hold (water: the mean of its ripples), and a 2000-sample subset of a
+span's ~50k superpixels makes the fit depend on the draw. Over the 20 DAVIS sequences and four
+seeds: mean J 0.717 -> 0.723, and a sequence's J varies less between seeds (std 0.015 -> 0.010;
+docs/spatial.md). Pixels are evaluated through a table over quantised RGB colours
+(:func:`log_ratio_table`), so a round costs a gather, not a GMM evaluation per pixel. Location
+models are fitted on superpixel centroids.
 
 U^col and U^loc are used as per-label posteriors, U_fg = pi p_fg / (pi p_fg + (1 - pi) p_bg)
 and U_bg = 1 - U_fg, rather than raw densities: a 3-D colour density and a 2-D location density
