@@ -134,7 +134,7 @@ def iter_span_masks(
   """Segments the span chunk by chunk, yielding (first frame, bool masks [t,H,W]).
 
   Spans longer than ``config.max_span_frames`` are cut into that many frames per graph, so
-  memory stays bounded (about 2 MB per frame at the defaults); chunks share no temporal edges.
+  memory stays bounded (about 2-3 MB per frame at the defaults); chunks share no temporal edges.
   Arguments are those of :func:`segment_video`; ``initial_only`` yields the saliency
   segmentation B_o instead (no graph cut, see :func:`initial_masks`); ``stages`` yields a dict
   of the masks of every step (see :func:`segment_video_stages`).
