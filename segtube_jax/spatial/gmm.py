@@ -158,8 +158,12 @@ def label_posterior(fg: Model, bg: Model, samples: np.ndarray, prior: float = 0.
     return np.full(samples.shape[0], 0.5)
   prior = min(max(prior, 1e-3), 1.0 - 1e-3)
   diff = log_density(fg, samples) - log_density(bg, samples) + np.log(prior / (1.0 - prior))
-  # Logistic of the log-likelihood ratio, clipped to keep exp finite.
-  return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
+  return logistic(diff)
+
+
+def logistic(log_odds: np.ndarray) -> np.ndarray:
+  """Posterior 1 / (1 + exp(-x)) of log-odds x, clipped to +-50 to keep exp finite."""
+  return 1.0 / (1.0 + np.exp(-np.clip(log_odds, -50.0, 50.0)))
 
 
 def log_density(model: GaussianMixture, samples: np.ndarray) -> np.ndarray:
@@ -306,5 +310,4 @@ def pixel_color_posterior(
   ratio = log_ratio_table(*models)[colors]
   prior = min(max(prior, 1e-3), 1.0 - 1e-3)
   mean = np.bincount(segment, ratio, area.shape[0]) / np.maximum(area, 1)
-  diff = mean + np.log(prior / (1.0 - prior))
-  return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
+  return logistic(mean + np.log(prior / (1.0 - prior)))

@@ -33,8 +33,7 @@ def color_lookup(models: tuple[gmm_lib.Model, gmm_lib.Model]) -> np.ndarray:
 
   The pixel-level data term is then a gather (:func:`gmm_lib.quantized_colors`).
   """
-  diff = gmm_lib.log_ratio_table(*models)
-  return 1.0 / (1.0 + np.exp(-np.clip(diff, -50.0, 50.0)))
+  return gmm_lib.logistic(gmm_lib.log_ratio_table(*models))
 
 
 def _contrast_weights(lab: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
