@@ -1,0 +1,56 @@
+"""bench/segment_seeds.py: the evaluation repeated per GMM seed, and its statistics."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from segtube_jax.errors import ConfigError
+from tests.test_evaluation_davis import SEQUENCES, _make_root
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "segment_seeds.py"
+
+
+def _load_bench():
+  spec = importlib.util.spec_from_file_location("bench_segment_seeds", BENCH)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_seed_study_runs_one_evaluation_per_seed_and_summarises_them(tmp_path):
+  bench = _load_bench()
+  root = _make_root(tmp_path / "data")
+  out = tmp_path / "seeds"
+  result = bench.seed_study(str(root), str(out), [0, 3], ["refine.enabled=False"], workers=1)
+  assert result["seeds"] == [0, 3] and list(result["sequences"]) == list(SEQUENCES)
+  j = []
+  for seed in (0, 3):
+    report = json.loads((out / f"seed_{seed}" / "results.json").read_text())
+    assert report["config"]["gmm"]["seed"] == seed
+    assert report["config"]["refine"]["enabled"] is False
+    assert not (out / f"seed_{seed}" / "sheets").exists()
+    j.append([report["sequences"][name]["j_mean"] for name in SEQUENCES])
+  j = np.array(j)
+  for k, name in enumerate(SEQUENCES):
+    row = result["sequences"][name]
+    np.testing.assert_allclose(row["j"], j[:, k])
+    np.testing.assert_allclose([row["mean"], row["std"]], [j[:, k].mean(), j[:, k].std()])
+    np.testing.assert_allclose(row["range"], np.ptp(j[:, k]))
+  np.testing.assert_allclose(result["seed_means"], j.mean(axis=1))
+  np.testing.assert_allclose(result["mean_std"], j.std(axis=0).mean())
+  assert json.loads((out / "seeds.json").read_text()) == result
+  table = bench.format_seed_table(result)
+  assert all(name in table for name in SEQUENCES) and "seed 3" in table
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1], [-1]])
+def test_bad_seeds_are_refused_before_any_work(tmp_path, seeds):
+  bench = _load_bench()
+  with pytest.raises(ConfigError, match="--seeds"):
+    bench.seed_study(str(tmp_path / "missing"), str(tmp_path / "out"), seeds)
+  assert not (tmp_path / "out").exists()
