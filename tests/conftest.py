@@ -1,7 +1,10 @@
 """Shared test fixtures."""
 
+import importlib.util
 import os
 import pathlib
+import sys
+import types
 
 import pytest
 
@@ -9,6 +12,19 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
   os.environ.get("SEGTUBE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
 )
+
+
+def load_bench(name: str) -> types.ModuleType:
+  """Imports ``bench/<name>.py`` (not a package) as module ``bench_<name>``."""
+  spec = importlib.util.spec_from_file_location(
+    f"bench_{name}", PROJECT_ROOT / "bench" / f"{name}.py"
+  )
+  module = importlib.util.module_from_spec(spec)
+  # dataclasses resolve the module's annotations through sys.modules.
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
 
 # The tests compile dozens of tiny programs and run each for a few steps: LLVM's optimisation
 # passes cost more than they save there (the tiny train step compiles in 6 s instead of 10 s).

@@ -1,27 +1,17 @@
 """Smoke test of bench/accelerator.py on CPU (the tiny model): every part runs, no timing asserted."""
 
-import importlib.util
 import json
-import pathlib
 import sys
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "accelerator.py"
-
-
-def _load_bench():
-  spec = importlib.util.spec_from_file_location("bench_accelerator", BENCH)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+from tests.conftest import PROJECT_ROOT, load_bench
 
 
 def test_forward_flops_match_the_paper_c3d():
   """C3D at 16x112x112 is 38.5 GMACs = 77 GFLOPs forward (issue 6), counted from the layers."""
-  bench = _load_bench()
-  sys.path.insert(0, str(BENCH.parents[1]))
+  bench = load_bench("accelerator")
+  sys.path.insert(0, str(PROJECT_ROOT))
   from configs import thumos14
 
   flops = bench.forward_flops_per_clip(thumos14.get_config().model)
@@ -31,7 +21,7 @@ def test_forward_flops_match_the_paper_c3d():
 
 
 def test_peak_lookup_by_device_kind():
-  bench = _load_bench()
+  bench = load_bench("accelerator")
 
   class Dev:
     device_kind = "NVIDIA H100 80GB HBM3"
@@ -45,7 +35,7 @@ def test_peak_lookup_by_device_kind():
 
 @pytest.mark.slow  # ~30 s on 2 CPU cores: compiling the tiny networks and packing 3 tiny videos.
 def test_bench_runs_every_part_on_cpu(tmp_path, capsys):
-  bench = _load_bench()
+  bench = load_bench("accelerator")
   out = tmp_path / "acc.json"
   results = bench.main(
     [
@@ -85,6 +75,6 @@ def test_bench_runs_every_part_on_cpu(tmp_path, capsys):
 
 
 def test_bad_parts_are_refused():
-  bench = _load_bench()
+  bench = load_bench("accelerator")
   with pytest.raises(SystemExit, match="--parts"):
     bench.main(["--model", "tiny", "--parts", "train,fly"])

@@ -1,12 +1,11 @@
 """Smoke test of bench/detector_throughput.py on CPU: the whole detector, timed by part."""
 
-import importlib.util
 import json
 
 from absl import flags
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, load_bench
 
 TINY = [  # The tiny networks of tests/conftest.py's training config, as config overrides.
   f"--config={PROJECT_ROOT / 'configs/synthetic.py'}",
@@ -21,16 +20,8 @@ TINY = [  # The tiny networks of tests/conftest.py's training config, as config 
 ]
 
 
-def _load_bench():
-  path = PROJECT_ROOT / "bench" / "detector_throughput.py"
-  spec = importlib.util.spec_from_file_location("detector_throughput", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_bench_runs_the_detector_on_cpu_and_splits_the_time(tmp_path, capsys):
-  bench = _load_bench()
+  bench = load_bench("detector_throughput")
   out = tmp_path / "throughput.json"
   results = bench.main(
     [*TINY, "--videos", "2", "--size", "32", "--iterations", "1", "--json", str(out)]
@@ -47,6 +38,6 @@ def test_bench_runs_the_detector_on_cpu_and_splits_the_time(tmp_path, capsys):
 
 
 def test_bench_rejects_a_bad_flag():
-  bench = _load_bench()
+  bench = load_bench("detector_throughput")
   with pytest.raises(flags.IllegalFlagValueError, match="videos"):
     bench.main(["--videos", "0"])

@@ -1,29 +1,17 @@
 """bench/segment_seeds.py: the evaluation repeated per GMM seed, and its statistics."""
 
-import importlib.util
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 from segtube_jax.errors import ConfigError
+from tests.conftest import load_bench
 from tests.test_evaluation_davis import SEQUENCES, _make_root
-
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "segment_seeds.py"
-
-
-def _load_bench():
-  spec = importlib.util.spec_from_file_location("bench_segment_seeds", BENCH)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_seed_study_runs_one_evaluation_per_seed_and_summarises_them(tmp_path):
-  bench = _load_bench()
+  bench = load_bench("segment_seeds")
   root = _make_root(tmp_path / "data")
   out = tmp_path / "seeds"
   result = bench.seed_study(str(root), str(out), [0, 3], ["refine.enabled=False"], workers=1)
@@ -50,7 +38,7 @@ def test_seed_study_runs_one_evaluation_per_seed_and_summarises_them(tmp_path):
 
 @pytest.mark.parametrize("seeds", [[], [1, 1], [-1]])
 def test_bad_seeds_are_refused_before_any_work(tmp_path, seeds):
-  bench = _load_bench()
+  bench = load_bench("segment_seeds")
   with pytest.raises(ConfigError, match="--seeds"):
     bench.seed_study(str(tmp_path / "missing"), str(tmp_path / "out"), seeds)
   assert not (tmp_path / "out").exists()

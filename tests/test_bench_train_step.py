@@ -2,26 +2,15 @@
 
 import importlib.util
 import os
-import pathlib
-import sys
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "train_step.py"
-
-
-def _load_bench():
-  spec = importlib.util.spec_from_file_location("bench_train_step", BENCH)
-  module = importlib.util.module_from_spec(spec)
-  # dataclasses resolve the module's annotations through sys.modules.
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+from tests.conftest import load_bench
 
 
 @pytest.mark.slow  # ~30 s on 2 CPU cores, nearly all of it XLA compiling the two networks.
 def test_bench_runs_tiny_config(monkeypatch, capsys):
-  bench = _load_bench()
+  bench = load_bench("train_step")
   argv = ["--config", "tiny", "--steps", "1", "--warmup", "0"]
   has_torch = importlib.util.find_spec("torch") is not None
   if has_torch:

@@ -11,8 +11,9 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
    them.
 4. Rounds of: fit fg/bg colour GMMs to pixels of the current labelling (over the whole span;
    spatial/gmm.py) and fg/bg location densities per frame (spatial/location.py); one graph cut
-   of Eq. (5) over all superpixels of the span; stop when the labelling stops changing. Then, per frame,
-   foreground regions with little saliency next to the frame's strongest one are dropped.
+   of Eq. (5) over all superpixels of the span; stop when the labelling stops changing. Then,
+   per frame, foreground regions with little saliency next to the frame's strongest one are
+   dropped.
 5. A pixel-level cut per frame near the superpixel boundary (optional), then upsampling.
 """
 
