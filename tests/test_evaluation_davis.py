@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from segtube_jax.cli import apply_overrides
 from segtube_jax.data import contact_sheet
+from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation import davis
 from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial import initial_masks
@@ -221,6 +222,55 @@ def test_workers_1_and_2_give_identical_scores(cli_run, tmp_path):
       assert report["sequences"][name][key] == before["sequences"][name][key], (name, key)
 
 
+def test_frame_step_scores_the_sequences_at_a_lower_frame_rate(cli_run, tmp_path):
+  """--frame_step 2 gives what a folder holding every second frame and mask gives."""
+  root, _, _ = cli_run
+  status, stdout, stderr = _cli(
+    "--root",
+    root,
+    "--out",
+    tmp_path / "eval",
+    "--workers",
+    1,
+    "--save_masks",
+    "--worst",
+    0,
+    "--frame_step",
+    2,
+    *[f"--set={s}" for s in SET],
+  )
+  assert status == 0, stderr
+  report = json.loads((tmp_path / "eval" / davis.RESULTS_FILE).read_text())
+  thin = tmp_path / "thin"
+  for name in SEQUENCES:
+    for sub in ("frames", "masks"):
+      (thin / name / sub).mkdir(parents=True)
+      for path in sorted((root / name / sub).iterdir())[::2]:
+        shutil.copy(path, thin / name / sub)
+  config = apply_overrides(segmentation_config(), SET)
+  ref = davis.evaluate_folder(
+    thin, tmp_path / "ref", config=config, workers=1, worst=0, progress=False
+  )
+  assert report["summary"]["frame_step"] == 2 and ref["summary"]["frame_step"] == 1
+  for name, frames in zip(SEQUENCES, (7, 8)):
+    seq = report["sequences"][name]
+    assert seq["frames"] == len(range(0, frames, 2))
+    written = sorted(p.name for p in (tmp_path / "eval" / "masks" / name).glob("*.png"))
+    assert written == [f"{t:05d}.png" for t in range(0, frames, 2)]
+    for key in ("j", "f", "scored_frames", "j_mean", "f_mean"):
+      assert seq[key] == ref["sequences"][name][key], (name, key)
+  assert stdout.startswith(davis.format_table(report).splitlines()[0])
+  assert "one frame in 2 of each sequence (--frame_step)" in stdout
+  assert "--frame_step" not in davis.format_table(ref)
+
+
+def test_frame_step_below_1_is_refused_before_any_work(cli_run, tmp_path):
+  root, _, _ = cli_run
+  with pytest.raises(ConfigError, match=r"frame_step: expected an integer >= 1, got 0"):
+    davis.evaluate_folder(root, tmp_path / "eval", frame_step=0, progress=False)
+  assert not (tmp_path / "eval").exists()
+
+
 def _drop_masks(root):
   shutil.rmtree(root / "actor-b" / "masks")
 
@@ -255,6 +305,7 @@ def _corrupt_a_frame(root):
     (_corrupt_a_frame, (), r"actor-b/frames/00003\.jpg: expected a readable image"),
     (None, ("--sequences", "actor-a,nope"), r"no sequence 'nope'"),
     (None, ("--set", "no.such_key=1"), r"no config key 'no.such_key'"),
+    (None, ("--frame_step", "0"), r"frame_step"),
   ],
 )
 def test_bad_input_exits_2_before_any_work(tmp_path, damage, args, expected):

@@ -10,12 +10,16 @@ Usage::
 
   python -m segtube_jax.evaluation.davis --root ../shared/data/davis2016 --out DIR \\
       [--workers N] [--sequences a,b] [--set key=value ...] [--worst K] [--save_masks] [--stages]
+      [--frame_step N]
 
 Prints a table (sequence, frames, J, F, frames/s; with --stages also the J of B_o and of the
 superpixel labelling after the graph cuts, to see which step gains or loses what) and the
 summary; writes ``DIR/results.json``,
 ``DIR/table.md``, ``DIR/sheets/<seq>.png`` (the K worst frames by J: predicted mask in green,
 ground-truth outline in red) and, with --save_masks, ``DIR/masks/<seq>/<stem>.png``.
+``--frame_step N`` keeps every Nth frame (and its mask) of each sequence: the same videos at
+1/N of their frame rate, to see how the stage holds when the actor moves N times as far between
+frames.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import tqdm
 
 from segtube_jax import cli, io_utils, schema
 from segtube_jax.data import contact_sheet, video
-from segtube_jax.errors import DatasetError
+from segtube_jax.errors import ConfigError, DatasetError
 from segtube_jax.evaluation import masks as metrics
 from segtube_jax.spatial import segment_video, segment_video_stages
 
@@ -253,6 +257,7 @@ def evaluate_folder(
   save_masks: bool = False,
   progress: bool = True,
   stages: bool = False,
+  frame_step: int = 1,
 ) -> dict[str, Any]:
   """Segments and scores every sequence under ``root``; writes results.json, table.md and sheets.
 
@@ -267,29 +272,36 @@ def evaluate_folder(
     progress: Show a tqdm progress bar.
     stages: Also score B_o and the labelling after the cuts (``j_initial_mean``, ``j_cut_mean``
       per sequence and their means in the summary), to see which step loses what.
+    frame_step: Keep every ``frame_step``-th frame and mask of each sequence (the first
+      included): the sequences at a lower frame rate.
 
   Returns:
     ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary": {"sequences",
-    "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps", "workers"},
+    "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps", "workers",
+    "frame_step"},
     "config"}``, as written to results.json.
 
   Raises:
     DatasetError: bad layout or unreadable images (checked for all sequences first).
+    ConfigError: ``frame_step`` is not an integer >= 1.
     SegtubeError: a bad config, a segmentation failure or an unwritable output folder.
   """
   start = time.perf_counter()
+  if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
+    raise ConfigError(f"frame_step: expected an integer >= 1, got {frame_step!r}")
   config = schema.segmentation_config() if config is None else config
   schema.validate_segmentation(config)
   layout = check_layout(root, sequences)
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
   jobs = [
-    (name, frames, masks, str(out), config, worst, save_masks, stages)
+    (name, frames[::frame_step], masks[::frame_step], str(out), config, worst, save_masks, stages)
     for name, (frames, masks) in layout.items()
   ]
   results = _run_jobs(jobs, workers, progress)
   per_seq = {name: results[name] for name in layout}
   summary = _summarize(per_seq, time.perf_counter() - start, workers)
+  summary["frame_step"] = frame_step
   report = {
     "root": str(pathlib.Path(root).resolve()),
     "sequences": per_seq,
@@ -372,6 +384,8 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     f"{s['workers']} workers",
     "(row 'all': total frames, mean J and F over sequences, overall frames/s)",
   ]
+  if s.get("frame_step", 1) > 1:
+    notes.insert(0, f"one frame in {s['frame_step']} of each sequence (--frame_step)")
   if markdown:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -415,6 +429,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "Also score B_o and the labelling after the cuts (columns 'J B_o', 'J cut').",
     flag_values=flag_values,
   )
+  flags.DEFINE_integer(
+    "frame_step",
+    1,
+    "Keep every Nth frame and mask of each sequence: the videos at 1/N of their frame rate.",
+    lower_bound=1,
+    flag_values=flag_values,
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)
 
 
@@ -433,7 +454,15 @@ def _run(fv: flags.FlagValues) -> int:
   config = cli.apply_overrides(schema.segmentation_config(), fv.set)
   names = list(dict.fromkeys(s for s in fv.sequences or [] if s)) or None
   report = evaluate_folder(
-    fv.root, fv.out, config, fv.workers, names, fv.worst, fv.save_masks, stages=fv.stages
+    fv.root,
+    fv.out,
+    config,
+    fv.workers,
+    names,
+    fv.worst,
+    fv.save_masks,
+    stages=fv.stages,
+    frame_step=fv.frame_step,
   )
   print(format_table(report))
   print(
