@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 from PIL import Image
 import pytest
@@ -19,7 +20,7 @@ from segtube_jax.data import contact_sheet
 from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation import davis
 from segtube_jax.schema import segmentation_config
-from segtube_jax.spatial import initial_masks
+from segtube_jax.spatial import initial_masks, segment_video
 from segtube_jax.spatial.testing import moving_actor_clip
 from tests.conftest import PROJECT_ROOT
 
@@ -269,6 +270,62 @@ def test_frame_step_below_1_is_refused_before_any_work(cli_run, tmp_path):
   with pytest.raises(ConfigError, match=r"frame_step: expected an integer >= 1, got 0"):
     davis.evaluate_folder(root, tmp_path / "eval", frame_step=0, progress=False)
   assert not (tmp_path / "eval").exists()
+
+
+def test_height_scores_the_sequences_at_a_lower_resolution(cli_run, tmp_path):
+  """--height 32: the frames and masks scaled down by area, segmented and scored there."""
+  root, _, _ = cli_run
+  status, stdout, stderr = _cli(
+    "--root",
+    root,
+    "--out",
+    tmp_path / "eval",
+    "--workers",
+    1,
+    "--save_masks",
+    "--worst",
+    1,
+    "--height",
+    32,
+    *[f"--set={s}" for s in SET],
+  )
+  assert status == 0, stderr
+  report = json.loads((tmp_path / "eval" / davis.RESULTS_FILE).read_text())
+  assert report["summary"]["height"] == 32
+  assert "frames and masks scaled to 32 rows (--height)" in stdout
+  config = apply_overrides(segmentation_config(), SET)
+  for name in SEQUENCES:
+    stems = sorted(p.stem for p in (root / name / "masks").glob("*.png"))
+    frames = np.stack([np.asarray(Image.open(root / name / "frames" / f"{t}.jpg")) for t in stems])
+    small = np.stack([cv2.resize(f, (48, 32), interpolation=cv2.INTER_AREA) for f in frames])
+    pred = np.stack(
+      [np.asarray(Image.open(tmp_path / "eval" / "masks" / name / f"{t}.png")) > 127 for t in stems]
+    )
+    assert pred.shape == (len(stems), 32, 48)
+    np.testing.assert_array_equal(pred, segment_video(small, config=config))
+    gt = [np.asarray(Image.open(root / name / "masks" / f"{t}.png")) for t in stems]
+    gt = [cv2.resize(g, (48, 32), interpolation=cv2.INTER_AREA) > 127 for g in gt]
+    seq = report["sequences"][name]
+    np.testing.assert_allclose(seq["j"], _numpy_j(pred, gt), atol=1e-12)
+    np.testing.assert_allclose(
+      seq["f"], [_boundary_f(p, g) for p, g in zip(pred[1:-1], gt[1:-1])], atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+  "height, message",
+  [
+    (8, r"height: expected 0 \(as stored\) or an integer >= 16, got 8"),
+    (65, r"height: 65 rows is more than sequence 'actor-a' has \(64\)"),
+  ],
+)
+def test_bad_height_is_refused_before_any_work(cli_run, tmp_path, height, message):
+  root, _, _ = cli_run
+  with pytest.raises(ConfigError, match=message):
+    davis.evaluate_folder(root, tmp_path / "eval", height=height, progress=False)
+  assert not (tmp_path / "eval").exists()
+  status, stdout, stderr = _cli("--root", root, "--out", tmp_path / "eval", "--height", height)
+  assert status == 2 and stdout == "" and re.search(message, stderr), stderr
 
 
 def _drop_masks(root):

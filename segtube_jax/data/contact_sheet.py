@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 import os
 import pathlib
@@ -32,6 +33,8 @@ from segtube_jax.errors import ConfigError, DatasetError
 SPACINGS = ("instances", "even")
 GAP = 2  # Pixels between tiles and around the grid.
 MASK_COLOR = (255, 0, 0)
+PRED_COLOR = np.array([0.0, 230.0, 80.0])  # A predicted mask's overlay (render_scored_sheet).
+PRED_ALPHA = 0.45
 BACKGROUND = (24, 24, 24)
 _INSTANCE_WEIGHT = 6.0  # Frame density inside (padded) instances relative to elsewhere.
 
@@ -124,6 +127,42 @@ def sheet_layout(
     for k in range(num_tiles)
   ]
   return size, boxes, line
+
+
+def render_scored_sheet(
+  title: str,
+  frames: np.ndarray,
+  pred: np.ndarray,
+  gt: np.ndarray,
+  indices: Sequence[int],
+  scores: Sequence[float],
+  tile_size: int = 256,
+  columns: int = 3,
+) -> Image.Image:
+  """A sheet of scored frames: each tile a frame, its predicted mask overlaid in green, the
+  ground-truth outline in red, and its score (e.g. J) in the caption.
+
+  Args:
+    title: The first line.
+    frames: uint8 [T,H,W,3]; pred, gt: bool [T,H,W].
+    indices: The frames to show, in order; scores: their J (the captions).
+    tile_size: The longer side of a tile in pixels.
+    columns: Tiles per row.
+  """
+  tile_h, tile_w = tile_shape(frames.shape[1], frames.shape[2], tile_size)
+  size, boxes, line = sheet_layout(max(len(indices), 1), tile_h, tile_w, columns)
+  font = load_font(11)
+  sheet = Image.new("RGB", size, BACKGROUND)
+  draw = ImageDraw.Draw(sheet)
+  draw.text((GAP, 2), title, fill="white", font=font)
+  for t, j, (x, y) in zip(indices, scores, boxes):
+    frame = frames[t].astype(np.float32)
+    frame[pred[t]] = (1 - PRED_ALPHA) * frame[pred[t]] + PRED_ALPHA * PRED_COLOR
+    tile = render_tile(frame.astype(np.uint8), gt[t], tile_h, tile_w)
+    sheet.paste(Image.fromarray(tile), (x, y))
+    draw.text((x + 1, y + tile_h + 1), f"#{t}", fill="white", font=font)
+    draw.text((x + 1, y + tile_h + 1 + line), f"J {j:.3f}", fill=(255, 220, 60), font=font)
+  return sheet
 
 
 def render_contact_sheet(

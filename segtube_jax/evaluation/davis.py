@@ -10,7 +10,7 @@ Usage::
 
   python -m segtube_jax.evaluation.davis --root ../shared/data/davis2016 --out DIR \\
       [--workers N] [--sequences a,b] [--set key=value ...] [--worst K] [--save_masks] [--stages]
-      [--frame_step N]
+      [--frame_step N] [--height H]
 
 Prints a table (sequence, frames, J, F, frames/s; with --stages also the J of B_o and of the
 superpixel labelling after the graph cuts, to see which step gains or loses what) and the
@@ -19,7 +19,9 @@ summary; writes ``DIR/results.json``,
 ground-truth outline in red) and, with --save_masks, ``DIR/masks/<seq>/<stem>.png``.
 ``--frame_step N`` keeps every Nth frame (and its mask) of each sequence: the same videos at
 1/N of their frame rate, to see how the stage holds when the actor moves N times as far between
-frames.
+frames. ``--height H`` scales every frame and mask down to H rows first (area averaging; a mask
+pixel is foreground where more than half of its area was): the videos as a lower-resolution
+source would give them, such as THUMOS14's 320x180.
 """
 
 from __future__ import annotations
@@ -36,20 +38,19 @@ from typing import Any
 from absl import flags
 import ml_collections
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 import tqdm
 
 from segtube_jax import cli, io_utils, schema
 from segtube_jax.data import contact_sheet, video
 from segtube_jax.errors import ConfigError, DatasetError
 from segtube_jax.evaluation import masks as metrics
+from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import segment_video, segment_video_stages
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 # With --stages: results.json key of the mean J of each step before the final masks -> its column.
 STAGE_COLUMNS = {"j_initial_mean": "J B_o", "j_cut_mean": "J cut"}
-PRED_COLOR = np.array([0.0, 230.0, 80.0])  # The predicted mask's overlay on the sheets.
-PRED_ALPHA = 0.45
 TILE_SIZE = 256
 RESULTS_FILE, TABLE_FILE = "results.json", "table.md"
 
@@ -140,41 +141,6 @@ def check_layout(
   return out
 
 
-def render_sheet(
-  title: str,
-  frames: np.ndarray,
-  pred: np.ndarray,
-  gt: np.ndarray,
-  indices: Sequence[int],
-  scores: Sequence[float],
-  tile_size: int = TILE_SIZE,
-  columns: int = 3,
-) -> Image.Image:
-  """A contact sheet: each tile a frame, its predicted mask overlaid, the ground-truth outline.
-
-  Args:
-    title: The first line.
-    frames: uint8 [T,H,W,3]; pred, gt: bool [T,H,W].
-    indices: The frames to show, in order; scores: their J (the captions).
-    tile_size: The longer side of a tile in pixels.
-    columns: Tiles per row.
-  """
-  tile_h, tile_w = contact_sheet.tile_shape(frames.shape[1], frames.shape[2], tile_size)
-  size, boxes, line = contact_sheet.sheet_layout(max(len(indices), 1), tile_h, tile_w, columns)
-  font = contact_sheet.load_font(11)
-  sheet = Image.new("RGB", size, contact_sheet.BACKGROUND)
-  draw = ImageDraw.Draw(sheet)
-  draw.text((contact_sheet.GAP, 2), title, fill="white", font=font)
-  for t, j, (x, y) in zip(indices, scores, boxes):
-    frame = frames[t].astype(np.float32)
-    frame[pred[t]] = (1 - PRED_ALPHA) * frame[pred[t]] + PRED_ALPHA * PRED_COLOR
-    tile = contact_sheet.render_tile(frame.astype(np.uint8), gt[t], tile_h, tile_w)
-    sheet.paste(Image.fromarray(tile), (x, y))
-    draw.text((x + 1, y + tile_h + 1), f"#{t}", fill="white", font=font)
-    draw.text((x + 1, y + tile_h + 1 + line), f"J {j:.3f}", fill=(255, 220, 60), font=font)
-  return sheet
-
-
 def evaluate_sequence(
   name: str,
   frame_files: Sequence[pathlib.Path],
@@ -184,8 +150,11 @@ def evaluate_sequence(
   worst: int = 6,
   save_masks: bool = False,
   stages: bool = False,
+  height: int = 0,
 ) -> dict[str, Any]:
   """Segments and scores one sequence; writes its sheet (and masks). Runs in a pool worker.
+
+  ``height`` > 0 scales the frames and the ground truth down to that many rows first.
 
   Returns:
     ``{"sequence", "frames", "seconds", "fps", "j_mean", "f_mean", "scored_frames", "j", "f",
@@ -195,6 +164,8 @@ def evaluate_sequence(
   """
   start = time.perf_counter()
   frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
+  size = flow_lib.work_size(*frames.shape[1:3], height) if height else frames.shape[1:3]
+  frames = flow_lib.resize_frames(frames, size)
   if stages:
     steps = segment_video_stages(frames, config=config)
     pred = steps["final"]
@@ -202,6 +173,7 @@ def evaluate_sequence(
     pred = segment_video(frames, config=config)
   seconds = time.perf_counter() - start
   gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
+  gt = flow_lib.resize_frames(gt.astype(np.uint8) * 255, size) > 127
   if gt.shape != pred.shape:  # check_layout compares headers; decoded sizes agree with them.
     raise DatasetError(f"sequence {name!r}: masks {gt.shape} differ from the frames {pred.shape}")
   scores = metrics.evaluate_video(pred, gt)
@@ -215,7 +187,7 @@ def evaluate_sequence(
   out = pathlib.Path(out_dir)
   sheet = None
   if worst_frames:
-    image = render_sheet(
+    image = contact_sheet.render_scored_sheet(
       f"{name}: {len(worst_frames)} worst frames by J (mean J {scores.j_mean:.3f}); "
       "green: predicted, red: ground truth",
       frames,
@@ -223,6 +195,7 @@ def evaluate_sequence(
       gt,
       worst_frames,
       [float(scores.j[k]) for k in order],
+      tile_size=TILE_SIZE,
     )
     sheet = f"sheets/{name}.png"
     io_utils.write_png_atomic(out / sheet, np.asarray(image), what="contact sheet")
@@ -258,6 +231,7 @@ def evaluate_folder(
   progress: bool = True,
   stages: bool = False,
   frame_step: int = 1,
+  height: int = 0,
 ) -> dict[str, Any]:
   """Segments and scores every sequence under ``root``; writes results.json, table.md and sheets.
 
@@ -274,34 +248,56 @@ def evaluate_folder(
       per sequence and their means in the summary), to see which step loses what.
     frame_step: Keep every ``frame_step``-th frame and mask of each sequence (the first
       included): the sequences at a lower frame rate.
+    height: Scale every frame and mask down to this many rows first (0: as stored): the
+      sequences at a lower resolution. At most the height of every sequence's frames.
 
   Returns:
     ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary": {"sequences",
     "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps", "workers",
-    "frame_step"},
+    "frame_step", "height"},
     "config"}``, as written to results.json.
 
   Raises:
     DatasetError: bad layout or unreadable images (checked for all sequences first).
-    ConfigError: ``frame_step`` is not an integer >= 1.
+    ConfigError: ``frame_step`` is not an integer >= 1, or ``height`` is not 0 or an integer
+      from 16 to the height of the smallest sequence.
     SegtubeError: a bad config, a segmentation failure or an unwritable output folder.
   """
   start = time.perf_counter()
   if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
     raise ConfigError(f"frame_step: expected an integer >= 1, got {frame_step!r}")
+  if isinstance(height, bool) or not isinstance(height, int) or (height and height < 16):
+    raise ConfigError(f"height: expected 0 (as stored) or an integer >= 16, got {height!r}")
   config = schema.segmentation_config() if config is None else config
   schema.validate_segmentation(config)
   layout = check_layout(root, sequences)
+  for name, (frame_files, _) in layout.items():
+    stored = _image_size(frame_files[0])[1]
+    if height > stored:
+      raise ConfigError(
+        f"height: {height} rows is more than sequence {name!r} has ({stored}); frames are "
+        "only scaled down"
+      )
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
   jobs = [
-    (name, frames[::frame_step], masks[::frame_step], str(out), config, worst, save_masks, stages)
+    (
+      name,
+      frames[::frame_step],
+      masks[::frame_step],
+      str(out),
+      config,
+      worst,
+      save_masks,
+      stages,
+      height,
+    )
     for name, (frames, masks) in layout.items()
   ]
   results = _run_jobs(jobs, workers, progress)
   per_seq = {name: results[name] for name in layout}
   summary = _summarize(per_seq, time.perf_counter() - start, workers)
-  summary["frame_step"] = frame_step
+  summary.update(frame_step=frame_step, height=height)
   report = {
     "root": str(pathlib.Path(root).resolve()),
     "sequences": per_seq,
@@ -386,6 +382,8 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
   ]
   if s.get("frame_step", 1) > 1:
     notes.insert(0, f"one frame in {s['frame_step']} of each sequence (--frame_step)")
+  if s.get("height"):
+    notes.insert(0, f"frames and masks scaled to {s['height']} rows (--height)")
   if markdown:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -436,6 +434,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     lower_bound=1,
     flag_values=flag_values,
   )
+  flags.DEFINE_integer(
+    "height",
+    0,
+    "Scale frames and masks down to this many rows first (0: as stored), e.g. 180 for "
+    "THUMOS14's 320x180.",
+    lower_bound=0,
+    flag_values=flag_values,
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)
 
 
@@ -463,6 +469,7 @@ def _run(fv: flags.FlagValues) -> int:
     fv.save_masks,
     stages=fv.stages,
     frame_step=fv.frame_step,
+    height=fv.height,
   )
   print(format_table(report))
   print(
