@@ -264,20 +264,10 @@ def evaluate_folder(
     SegtubeError: a bad config, a segmentation failure or an unwritable output folder.
   """
   start = time.perf_counter()
-  if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
-    raise ConfigError(f"frame_step: expected an integer >= 1, got {frame_step!r}")
-  if isinstance(height, bool) or not isinstance(height, int) or (height and height < 16):
-    raise ConfigError(f"height: expected 0 (as stored) or an integer >= 16, got {height!r}")
   config = schema.segmentation_config() if config is None else config
   schema.validate_segmentation(config)
   layout = check_layout(root, sequences)
-  for name, (frame_files, _) in layout.items():
-    stored = _image_size(frame_files[0])[1]
-    if height > stored:
-      raise ConfigError(
-        f"height: {height} rows is more than sequence {name!r} has ({stored}); frames are "
-        "only scaled down"
-      )
+  _check_sampling(frame_step, height, layout)
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
   jobs = [
@@ -307,6 +297,21 @@ def evaluate_folder(
   io_utils.write_json_atomic(out / RESULTS_FILE, report, what="results file")
   io_utils.write_text_atomic(out / TABLE_FILE, format_table(report, markdown=True), what="table")
   return report
+
+
+def _check_sampling(frame_step: int, height: int, layout: dict[str, tuple[list, list]]) -> None:
+  """ConfigError unless frame_step >= 1 and height is 0 or 16..(every sequence's height)."""
+  if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
+    raise ConfigError(f"frame_step: expected an integer >= 1, got {frame_step!r}")
+  if isinstance(height, bool) or not isinstance(height, int) or (height and height < 16):
+    raise ConfigError(f"height: expected 0 (as stored) or an integer >= 16, got {height!r}")
+  for name, (frame_files, _) in layout.items():
+    stored = _image_size(frame_files[0])[1]
+    if height > stored:
+      raise ConfigError(
+        f"height: {height} rows is more than sequence {name!r} has ({stored}); frames are "
+        "only scaled down"
+      )
 
 
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> dict[str, dict[str, Any]]:
