@@ -54,6 +54,11 @@ def _cli(*args):
   return status, out.getvalue(), err.getvalue()
 
 
+def _cli_one_worker(root, out, *args):
+  """The command on one worker with the tests' config overrides."""
+  return _cli("--root", root, "--out", out, "--workers", 1, *args, *[f"--set={s}" for s in SET])
+
+
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
   """The dataset, the output folder and the printed table of one CLI run (workers=1)."""
@@ -226,19 +231,8 @@ def test_workers_1_and_2_give_identical_scores(cli_run, tmp_path):
 def test_frame_step_scores_the_sequences_at_a_lower_frame_rate(cli_run, tmp_path):
   """--frame_step 2 gives what a folder holding every second frame and mask gives."""
   root, _, _ = cli_run
-  status, stdout, stderr = _cli(
-    "--root",
-    root,
-    "--out",
-    tmp_path / "eval",
-    "--workers",
-    1,
-    "--save_masks",
-    "--worst",
-    0,
-    "--frame_step",
-    2,
-    *[f"--set={s}" for s in SET],
+  status, stdout, stderr = _cli_one_worker(
+    root, tmp_path / "eval", "--save_masks", "--worst", 0, "--frame_step", 2
   )
   assert status == 0, stderr
   report = json.loads((tmp_path / "eval" / davis.RESULTS_FILE).read_text())
@@ -275,19 +269,8 @@ def test_frame_step_below_1_is_refused_before_any_work(cli_run, tmp_path):
 def test_height_scores_the_sequences_at_a_lower_resolution(cli_run, tmp_path):
   """--height 32: the frames and masks scaled down by area, segmented and scored there."""
   root, _, _ = cli_run
-  status, stdout, stderr = _cli(
-    "--root",
-    root,
-    "--out",
-    tmp_path / "eval",
-    "--workers",
-    1,
-    "--save_masks",
-    "--worst",
-    1,
-    "--height",
-    32,
-    *[f"--set={s}" for s in SET],
+  status, stdout, stderr = _cli_one_worker(
+    root, tmp_path / "eval", "--save_masks", "--worst", 1, "--height", 32
   )
   assert status == 0, stderr
   report = json.loads((tmp_path / "eval" / davis.RESULTS_FILE).read_text())
