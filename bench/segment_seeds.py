@@ -9,7 +9,11 @@ sequence, J at every seed, its mean, standard deviation and range, and the mean 
 
 Usage:
   .venv/bin/python bench/segment_seeds.py --root ../shared/data/davis2016 --out runs/seeds \\
-      [--seeds 0,1,2,3] [--set gmm.color_features=superpixels] [--sequences a,b] [--workers N]
+      [--seeds 0,1,2,3] [--set gmm.color_features=superpixels] [--sequences a,b] [--workers N] \\
+      [--frame_step N] [--height H]
+
+``--frame_step`` and ``--height`` are the evaluation command's: every Nth frame, or the frames
+scaled down to H rows (e.g. 180 for THUMOS14's 320x180).
 
 Writes ``<out>/seed_<S>/`` (the evaluation command's results.json and table.md per seed, no contact
 sheets) and ``<out>/seeds.json`` with the table's numbers.
@@ -43,6 +47,8 @@ def seed_study(
   overrides: Sequence[str] = (),
   workers: int | None = None,
   sequences: Sequence[str] | None = None,
+  frame_step: int = 1,
+  height: int = 0,
 ) -> dict[str, Any]:
   """Evaluates the folder once per GMM seed and gathers J per sequence and seed.
 
@@ -53,14 +59,15 @@ def seed_study(
     overrides: Segmentation config overrides KEY=VALUE, applied before the seed.
     workers: Processes per evaluation (None: one per CPU).
     sequences: Names to evaluate; None for all.
+    frame_step, height: As :func:`evaluate_folder`'s (every Nth frame; frames scaled to H rows).
 
   Returns:
-    ``{"seeds", "overrides", "sequences": {name: {"j": [per seed], "mean", "std", "range"}},
+    ``{"seeds", "overrides", "frame_step", "height", "sequences": {name: {"j": [per seed], "mean", "std", "range"}},
     "seed_means": [mean J over sequences, per seed], "mean", "mean_std", "widest"}``, also
     written to ``<out>/seeds.json``.
 
   Raises:
-    ConfigError: no seeds, repeated or negative seeds, or a bad override.
+    ConfigError: no seeds, repeated or negative seeds, a bad override, frame_step or height.
   """
   seeds = [int(s) for s in seeds]
   if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -70,7 +77,15 @@ def seed_study(
   for seed in seeds:
     config = apply_overrides(copy.deepcopy(base), [f"gmm.seed={seed}"])
     report = evaluate_folder(
-      root, pathlib.Path(out) / f"seed_{seed}", config, workers, sequences, worst=0, progress=False
+      root,
+      pathlib.Path(out) / f"seed_{seed}",
+      config,
+      workers,
+      sequences,
+      worst=0,
+      progress=False,
+      frame_step=frame_step,
+      height=height,
     )
     per_seed.append({name: r["j_mean"] for name, r in report["sequences"].items()})
   names = list(per_seed[0])
@@ -78,6 +93,8 @@ def seed_study(
   result = {
     "seeds": seeds,
     "overrides": list(overrides),
+    "frame_step": frame_step,
+    "height": height,
     "sequences": {
       name: {
         "j": j[:, k].tolist(),
@@ -122,6 +139,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_multi_string("set", [], "Segmentation config override KEY=VALUE.", flag_values=fv)
   flags.DEFINE_list("sequences", None, "Sequences to evaluate (default: all).", flag_values=fv)
   flags.DEFINE_integer("workers", None, "Processes per evaluation.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("frame_step", 1, "Every Nth frame and mask.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer(
+    "height", 0, "Scale frames and masks to H rows (0: as stored).", lower_bound=0, flag_values=fv
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=fv)
 
 
@@ -133,7 +154,16 @@ def main(argv: Sequence[str]) -> None:
     seeds = [int(s) for s in args.seeds]
   except ValueError as e:
     raise app.UsageError(f"--seeds: expected integers, got {args.seeds}") from e
-  result = seed_study(args.root, args.out, seeds, args.set, args.workers, args.sequences)
+  result = seed_study(
+    args.root,
+    args.out,
+    seeds,
+    args.set,
+    args.workers,
+    args.sequences,
+    frame_step=args.frame_step,
+    height=args.height,
+  )
   print(format_seed_table(result))
 
 

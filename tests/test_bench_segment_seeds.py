@@ -36,6 +36,20 @@ def test_seed_study_runs_one_evaluation_per_seed_and_summarises_them(tmp_path):
   assert all(name in table for name in SEQUENCES) and "seed 3" in table
 
 
+def test_seed_study_at_a_lower_frame_rate_and_resolution(tmp_path):
+  bench = load_bench("segment_seeds")
+  root = _make_root(tmp_path / "data")
+  out = tmp_path / "seeds"
+  result = bench.seed_study(
+    str(root), str(out), [1], ["refine.enabled=False"], workers=1, frame_step=2, height=32
+  )
+  assert result["frame_step"] == 2 and result["height"] == 32
+  report = json.loads((out / "seed_1" / "results.json").read_text())
+  assert report["summary"]["frame_step"] == 2 and report["summary"]["height"] == 32
+  assert [report["sequences"][name]["frames"] for name in SEQUENCES] == [4, 4]
+  assert result["sequences"][SEQUENCES[0]]["j"] == [report["sequences"][SEQUENCES[0]]["j_mean"]]
+
+
 @pytest.mark.parametrize("seeds", [[], [1, 1], [-1]])
 def test_bad_seeds_are_refused_before_any_work(tmp_path, seeds):
   bench = load_bench("segment_seeds")
