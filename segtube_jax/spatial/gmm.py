@@ -156,9 +156,14 @@ def label_posterior(fg: Model, bg: Model, samples: np.ndarray, prior: float = 0.
   """
   if fg is None or bg is None:
     return np.full(samples.shape[0], 0.5)
+  diff = log_density(fg, samples) - log_density(bg, samples)
+  return logistic(diff + _prior_log_odds(prior))
+
+
+def _prior_log_odds(prior: float) -> float:
+  """log(pi / (1 - pi)), with pi kept within [1e-3, 1 - 1e-3]."""
   prior = min(max(prior, 1e-3), 1.0 - 1e-3)
-  diff = log_density(fg, samples) - log_density(bg, samples) + np.log(prior / (1.0 - prior))
-  return logistic(diff)
+  return float(np.log(prior / (1.0 - prior)))
 
 
 def logistic(log_odds: np.ndarray) -> np.ndarray:
@@ -308,6 +313,5 @@ def pixel_color_posterior(
   if models[0] is None or models[1] is None:
     return np.full(area.shape[0], 0.5)
   ratio = log_ratio_table(*models)[colors]
-  prior = min(max(prior, 1e-3), 1.0 - 1e-3)
   mean = np.bincount(segment, ratio, area.shape[0]) / np.maximum(area, 1)
-  return logistic(mean + np.log(prior / (1.0 - prior)))
+  return logistic(mean + _prior_log_odds(prior))
