@@ -23,7 +23,7 @@ def test_constant_frames_have_no_saliency():
   frames = np.full((3, 32, 32, 3), 90, np.uint8)
   g, fwd, bwd = _graph(frames)
   assert not saliency.appearance_saliency(g).any()
-  motion, usable = saliency.motion_saliency(g, fwd, bwd, 0.1, 0.2)
+  motion, usable = saliency.motion_saliency(g, saliency.superpixel_flow(g, fwd, bwd), 0.1, 0.2)
   assert not usable and not motion.any()
   sal = saliency.combined_saliency(saliency.appearance_saliency(g), motion, usable)
   thr = saliency.adaptive_threshold(g, sal, 1.0, 0.2, 0.5)
@@ -35,7 +35,7 @@ def test_actor_is_salient_under_camera_jitter():
   frames, masks = testing.moving_actor_clip(8, (64, 96), seed=1, jitter=2)
   g, fwd, bwd = _graph(frames)
   app = saliency.appearance_saliency(g)
-  motion, usable = saliency.motion_saliency(g, fwd, bwd, 0.15, 0.3)
+  motion, usable = saliency.motion_saliency(g, saliency.superpixel_flow(g, fwd, bwd), 0.15, 0.3)
   assert usable
   assert 0 <= motion.min() and motion.max() <= 1 and 0 <= app.min() and app.max() <= 1
   for values in (app, motion):
@@ -53,7 +53,7 @@ def test_pure_camera_pan_is_not_motion():
   big = testing.moving_actor_clip(1, (64, 160), seed=2)[0][0]
   frames = np.stack([big[:, 3 * t : 3 * t + 96] for t in range(5)])  # Static scene, camera pans.
   g, fwd, bwd = _graph(frames)
-  _, usable = saliency.motion_saliency(g, fwd, bwd, 0.15, 0.3)
+  _, usable = saliency.motion_saliency(g, saliency.superpixel_flow(g, fwd, bwd), 0.15, 0.3)
   assert not usable
 
 
@@ -123,3 +123,16 @@ def test_weak_regions_are_dropped_after_the_cut():
   np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.0), labels)
   # A frame whose regions have no saliency keeps them all.
   np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, 0 * sal, 0.5), labels)
+
+
+def test_superpixel_velocity_averages_both_directions_where_they_exist():
+  frames, _ = testing.moving_actor_clip(4, (48, 64), seed=3)
+  g, fwd, bwd = _graph(frames)
+  flow = saliency.superpixel_flow(g, fwd, bwd)
+  np.testing.assert_allclose(flow.forward, g.frame_mean(fwd))
+  v = flow.velocity()
+  first, last = g.frame == 0, g.frame == 3
+  middle = ~first & ~last
+  np.testing.assert_allclose(v[first], flow.forward[first])  # No backward flow in frame 0...
+  np.testing.assert_allclose(v[last], -flow.backward[last])  # ...no forward flow in the last.
+  np.testing.assert_allclose(v[middle], 0.5 * (flow.forward[middle] - flow.backward[middle]))

@@ -11,6 +11,7 @@ from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial import (
   STAGES,
   gmm,
+  graphcut,
   initial_masks,
   refine,
   segment_span,
@@ -240,3 +241,18 @@ def test_small_and_full_hd_frames(size):
   pred = segment_video(frames)
   assert pred.shape == masks.shape
   assert region_similarity(pred, masks).mean() > 0.85
+
+
+def test_motion_contrast_needs_motion():
+  # A still camera and a still actor give no usable motion cue: the flow's noise must not shape
+  # the smoothness term. A moving actor's span hands each superpixel's velocity to it.
+  moving, _ = testing.moving_actor_clip(6, (64, 80), seed=4)
+  still = np.repeat(moving[:1], 6, axis=0)
+  spy = mock.Mock(wraps=graphcut.smoothness_edges)
+  with mock.patch.object(graphcut, "smoothness_edges", spy):
+    for frames in (still, moving):
+      segment_span(frames, segmentation_config())
+  (still_call, moving_call) = spy.call_args_list
+  assert still_call.args[4] is None and still_call.args[5] == 0.5
+  velocity = moving_call.args[4]
+  assert velocity.shape == (moving_call.args[0].num_nodes, 2) and np.abs(velocity).max() > 1

@@ -141,6 +141,7 @@ SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("lambda_spatial", *_non_negative),
   ("lambda_temporal", *_non_negative),
   ("sigma_scale", *_positive),
+  ("motion_contrast", *_unit),
   ("max_span_frames", *_pos_int),
   ("max_rounds", *_pos_int),
   ("min_change", *_unit),

@@ -102,6 +102,7 @@ class _Saliency:
   threshold: np.ndarray  # [T]
   initial: np.ndarray  # bool [N], B_o
   frames: np.ndarray  # uint8 [T,h,w,3], the frames at the graph's resolution
+  velocity: np.ndarray | None  # [N,2] mean flow per superpixel; None: no usable motion cue
 
 
 def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Saliency:
@@ -126,8 +127,9 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   )
   sal_cfg = config.saliency
   appearance = saliency_lib.appearance_saliency(graph)
+  flow = saliency_lib.superpixel_flow(graph, forward, backward)
   motion, usable = saliency_lib.motion_saliency(
-    graph, forward, backward, sal_cfg.motion_noise * gsize[0], sal_cfg.min_motion * gsize[0]
+    graph, flow, sal_cfg.motion_noise * gsize[0], sal_cfg.min_motion * gsize[0]
   )
   saliency = saliency_lib.combined_saliency(appearance, motion, usable)
   threshold = saliency_lib.adaptive_threshold(
@@ -139,7 +141,9 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
     sal_cfg.threshold_method,
   )
   initial = saliency_lib.initial_labels(graph, saliency, threshold, sal_cfg.seed_fraction)
-  return _Saliency(graph, saliency, threshold, initial, gframes)
+  # Without a usable motion cue the flow differences are noise, not motion boundaries.
+  velocity = flow.velocity() if usable else None
+  return _Saliency(graph, saliency, threshold, initial, gframes, velocity)
 
 
 def initial_segmentation(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -171,7 +175,9 @@ def _segment_span(
     initial = np.where(has_fg[graph.frame], given, initial)
   p_sal = saliency_lib.saliency_probability(graph, saliency, threshold)
 
-  labels_fg, col_models, rounds = _alternate(graph, initial, p_sal, config, cues.frames)
+  labels_fg, col_models, rounds = _alternate(
+    graph, initial, p_sal, config, cues.frames, cues.velocity
+  )
   # After the rounds, not inside them: dropping regions between rounds gained nothing.
   labels_fg = saliency_lib.keep_salient_regions(
     graph, labels_fg, saliency, config.saliency.region_fraction
@@ -199,24 +205,10 @@ def _foreground_prior(graph: sp_lib.SuperpixelGraph, initial: np.ndarray, power:
   return odds / (1.0 + odds)
 
 
-def _alternate(
-  graph: sp_lib.SuperpixelGraph,
-  initial: np.ndarray,
-  p_sal: np.ndarray,
-  config: ml_collections.ConfigDict,
-  graph_frames: np.ndarray,
-) -> tuple[np.ndarray, tuple[gmm_lib.Model, gmm_lib.Model], int]:
-  """Rounds of GMM estimation and one graph cut of Eq. (5) each, from labelling ``initial``.
-
-  The data term is Eq. (6) with U as label posteriors, mixed with the saliency probability
-  ``p_sal`` (weight ``config.saliency_weight``) to keep the labelling anchored. The colour
-  models are fitted to pixels of ``graph_frames`` (uint8 [T,h,w,3] at the graph's resolution)
-  or to superpixel mean colours (``config.gmm.color_features``).
-
-  Returns:
-    (fg labels bool [N], (fg, bg) colour GMMs of the last round, rounds run).
-  """
-  g_cfg = config.gmm
+def _gmm_settings(
+  g_cfg: ml_collections.ConfigDict,
+) -> tuple[gmm_lib.GmmSettings, gmm_lib.GmmSettings, gmm_lib.GmmSettings]:
+  """Settings of the fg colour, bg colour and location GMMs from ``config.gmm``."""
   col_fg = gmm_lib.GmmSettings(
     g_cfg.color_components,
     g_cfg.max_samples,
@@ -234,6 +226,30 @@ def _alternate(
     reg_covar=1e-3,
     seed=g_cfg.seed,
   )
+  return col_fg, col_bg, loc
+
+
+def _alternate(
+  graph: sp_lib.SuperpixelGraph,
+  initial: np.ndarray,
+  p_sal: np.ndarray,
+  config: ml_collections.ConfigDict,
+  graph_frames: np.ndarray,
+  velocity: np.ndarray | None,
+) -> tuple[np.ndarray, tuple[gmm_lib.Model, gmm_lib.Model], int]:
+  """Rounds of GMM estimation and one graph cut of Eq. (5) each, from labelling ``initial``.
+
+  The data term is Eq. (6) with U as label posteriors, mixed with the saliency probability
+  ``p_sal`` (weight ``config.saliency_weight``) to keep the labelling anchored. The colour
+  models are fitted to pixels of ``graph_frames`` (uint8 [T,h,w,3] at the graph's resolution)
+  or to superpixel mean colours (``config.gmm.color_features``). ``velocity`` [N,2] (None: no
+  usable motion) makes the spatial smoothness sensitive to motion boundaries as well.
+
+  Returns:
+    (fg labels bool [N], (fg, bg) colour GMMs of the last round, rounds run).
+  """
+  g_cfg = config.gmm
+  col_fg, col_bg, loc = _gmm_settings(g_cfg)
   color = graph.color.astype(np.float64)
   by_pixel = g_cfg.color_features == "pixels"
   if by_pixel:
@@ -243,7 +259,12 @@ def _alternate(
   location = _location_features(graph, g_cfg.location_time_scale)
   prior = _foreground_prior(graph, initial, g_cfg.prior_power)
   edges, weights = graphcut.smoothness_edges(
-    graph, config.lambda_spatial, config.lambda_temporal, config.sigma_scale
+    graph,
+    config.lambda_spatial,
+    config.lambda_temporal,
+    config.sigma_scale,
+    velocity,
+    config.motion_contrast,
   )
   current = initial
   col_models = loc_models = (None, None)

@@ -18,6 +18,8 @@ superpixel (hysteresis), and after the graph cut a region with little saliency n
 frame's strongest one is dropped (a distractor that shares a colour with the actor).
 """
 
+import dataclasses
+
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
@@ -76,8 +78,43 @@ def _affine_residual(
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class SuperpixelFlow:
+  """Mean optical flow of every superpixel, both directions (pixels per frame at graph size).
+
+  Attributes:
+    forward: float64 [N,2] mean flow t -> t+1 (zero in the last frame, which has none).
+    backward: float64 [N,2] mean flow t -> t-1 (zero in the first frame).
+    has_forward: float64 [N] 1 where the forward flow exists, else 0.
+    has_backward: float64 [N] 1 where the backward flow exists, else 0.
+  """
+
+  forward: np.ndarray
+  backward: np.ndarray
+  has_forward: np.ndarray
+  has_backward: np.ndarray
+
+  def velocity(self) -> np.ndarray:
+    """Each superpixel's motion, forward and reversed backward flow averaged -> [N,2]."""
+    total = self.has_forward[:, None] * self.forward - self.has_backward[:, None] * self.backward
+    return total / np.maximum(self.has_forward + self.has_backward, 1.0)[:, None]
+
+
+def superpixel_flow(
+  graph: SuperpixelGraph, forward: np.ndarray, backward: np.ndarray
+) -> SuperpixelFlow:
+  """Area-weighted mean of the flows [T,H,W,2] (graph size) over each superpixel."""
+  t = len(graph.offsets) - 1
+  return SuperpixelFlow(
+    forward=graph.frame_mean(forward),
+    backward=graph.frame_mean(backward),
+    has_forward=(graph.frame < t - 1).astype(np.float64),
+    has_backward=(graph.frame > 0).astype(np.float64),
+  )
+
+
 def motion_saliency(
-  graph: SuperpixelGraph, forward: np.ndarray, backward: np.ndarray, noise: float, min_motion: float
+  graph: SuperpixelGraph, flow: SuperpixelFlow, noise: float, min_motion: float
 ) -> tuple[np.ndarray, bool]:
   """Flow relative to the background motion model, scaled to [0, 1] over the span.
 
@@ -87,8 +124,7 @@ def motion_saliency(
 
   Args:
     graph: Superpixels of the span.
-    forward: float32 [T,H,W,2] flow t -> t+1.
-    backward: float32 [T,H,W,2] flow t -> t-1.
+    flow: Their mean flows (:func:`superpixel_flow`).
     noise: residuals below this many pixels count as zero.
     min_motion: spans whose typical strongest residual is below this many pixels have no
       usable motion cue (static scene, or a single frame).
@@ -96,13 +132,11 @@ def motion_saliency(
   Returns:
     (saliency [N], usable): usable is False when the span has no motion cue.
   """
-  t = len(graph.offsets) - 1
-  if t < 2:
+  if len(graph.offsets) - 1 < 2:
     return np.zeros(graph.num_nodes), False
-  has_fwd = (graph.frame < t - 1).astype(np.float64)
-  has_bwd = (graph.frame > 0).astype(np.float64)
-  total = has_fwd * _affine_residual(graph, graph.frame_mean(forward))
-  total += has_bwd * _affine_residual(graph, graph.frame_mean(backward))
+  has_fwd, has_bwd = flow.has_forward, flow.has_backward
+  total = has_fwd * _affine_residual(graph, flow.forward)
+  total += has_bwd * _affine_residual(graph, flow.backward)
   resid = np.maximum(total / np.maximum(has_fwd + has_bwd, 1.0) - noise, 0.0)
   scale = float(np.quantile(_frame_max(graph, resid), 0.75))
   if scale < min_motion:
