@@ -311,8 +311,8 @@ def segmentation_config() -> ml_collections.ConfigDict:
   # Share of a spatial pair's weight that a motion boundary can take away: the weight is also
   # multiplied by (1 - m) + m exp(-||v - v'||^2 / sigma_v^2), v a superpixel's mean flow and
   # sigma_v^2 = sigma_scale * mean ||v - v'||^2 (spatial/graphcut.py). An actor whose colours
-  # the background shares still moves differently from it (DAVIS-20 mean J 0.724 -> 0.741 over
-  # four seeds). 0 gives Eq. (7) as printed; spans without usable motion always get 0.
+  # the background shares still moves differently from it (DAVIS-20 mean J over GMM seeds
+  # 0-3: 0.723 -> 0.738). 0 gives Eq. (7) as printed; spans without usable motion always get 0.
   c.motion_contrast = 0.5
 
   # Longer spans are segmented in consecutive chunks of this many frames (bounded memory).

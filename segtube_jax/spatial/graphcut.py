@@ -57,7 +57,8 @@ def smoothness_edges(
   multiplied by (1 - m) + m exp(-||v - v'||^2 / sigma_v^2), m = ``motion_contrast`` and
   sigma_v^2 = sigma_scale times the mean ||v - v'||^2 over the spatial pairs. An actor whose
   colours the background shares still moves differently from it, and a motion boundary is
-  where the cut should run; m < 1 keeps half a colour edge's say where flow bleeds across it.
+  where the cut should run; m < 1 leaves the colour term part of its say where the flow
+  bleeds across a boundary (with m = 1 a limb moving against the torso is cut off).
 
   Args:
     graph: Superpixels of the span.
