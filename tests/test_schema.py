@@ -83,6 +83,7 @@ def _config(**overrides):
     ("segmentation.beta", 1.5, r"config.segmentation.beta must be a number in \[0, 1\]"),
     ("segmentation.graph_height", 400, "graph_height .* at most .*work_height"),
     ("segmentation.threads", -1, "segmentation.threads must be an integer >= 0"),
+    ("segmentation.flow.finest_scale", -1, "flow.finest_scale must be an integer >= 0"),
     ("clips.background_coverage", 0.9, "must be below"),
     ("clips.resize", (20, 20), "at least the clip size"),
     ("train.microbatch_size", 3, "microbatch_size must be 0"),

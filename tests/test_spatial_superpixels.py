@@ -44,6 +44,34 @@ def test_dense_flows_small_or_single_frames_are_zero():
     flow.dense_flows(np.zeros((2, 20, 20, 3), np.uint8), "slow")
 
 
+def test_finer_dis_level_tracks_a_thin_fast_bar():
+  # A 4-pixel bar moving 6 pixels per frame over texture: the "fast" preset's own level 2
+  # searches at a quarter of the resolution, where the bar is one pixel wide.
+  rng = np.random.default_rng(0)
+  bg = cv2.GaussianBlur(rng.uniform(0, 255, (240, 360, 3)).astype(np.float32), (0, 0), 3)
+  bg = cv2.normalize(bg, None, 40, 200, cv2.NORM_MINMAX).astype(np.uint8)
+  frames = np.stack([bg.copy() for _ in range(2)])
+  for t in range(2):
+    frames[t, 60:180, 100 + 6 * t : 104 + 6 * t] = 250
+  bar = (slice(70, 170), slice(100, 104))
+  error = {
+    level: abs(float(flow.dense_flows(frames, "fast", None, level)[0][0][bar][..., 0].mean()) - 6)
+    for level in (2, 1)
+  }
+  assert error[1] < 0.5 and error[1] < error[2] - 0.5
+
+
+def test_finest_scale_keeps_a_coarser_level_on_small_frames():
+  assert flow.max_finest_scale(64, 64, 8) == 0  # Coarsest level 1: the finest must be 0.
+  assert flow.max_finest_scale(240, 427, 8) == 3 and flow.max_finest_scale(16, 16, 8) == 0
+  small = np.stack([_texture((64, 64)), np.roll(_texture((64, 64)), 3, axis=1)])
+  np.testing.assert_array_equal(
+    flow.dense_flows(small, "fast", None, 1)[0], flow.dense_flows(small, "fast", None, 0)[0]
+  )
+  with pytest.raises(SegmentationError, match="finest_scale"):
+    flow.dense_flows(small, "fast", None, -1)
+
+
 def test_warp_targets_drop_pixels_leaving_the_frame():
   f = np.zeros((2, 3, 2), np.float32)
   f[..., 0] = 1.0  # Everything moves one pixel right: the last column leaves.

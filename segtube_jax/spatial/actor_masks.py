@@ -112,7 +112,9 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   gframes = flow_lib.resize_frames(frames, gsize)
   # Flow at work resolution, then averaged down: DIS on the smaller frames loses the thin,
   # slow parts of an actor (measured -18 points J on blackswan).
-  forward, backward = flow_lib.dense_flows(frames, config.flow.preset, gsize)
+  forward, backward = flow_lib.dense_flows(
+    frames, config.flow.preset, gsize, config.flow.finest_scale
+  )
   sp = config.superpixels
   labels = sp_lib.slic_labels(
     gframes,

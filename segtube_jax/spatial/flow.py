@@ -47,7 +47,10 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def dense_flows(
-  frames: np.ndarray, preset: str = "fast", size: tuple[int, int] | None = None
+  frames: np.ndarray,
+  preset: str = "fast",
+  size: tuple[int, int] | None = None,
+  finest_scale: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Forward and backward DIS optical flow between consecutive frames.
 
@@ -56,6 +59,10 @@ def dense_flows(
     preset: DIS preset name, "ultrafast", "fast" or "medium".
     size: (rows, cols) to average the flow fields down to (vectors rescaled), or None. Done
       frame by frame so that full-resolution flow of a long span is never held in memory.
+    finest_scale: The finest pyramid level DIS estimates patches at (0: the frames' own
+      resolution, each level halves it; below it the field is only upsampled and refined), or
+      None for the preset's own (2 for "ultrafast" and "fast", 1 for "medium"). Lowered where
+      it would leave no coarser level to search from (:func:`max_finest_scale`).
 
   Returns:
     (forward, backward), float32 [T,rows,cols,2] each, (dx, dy) in pixels of the output size.
@@ -64,6 +71,8 @@ def dense_flows(
   """
   if preset not in _PRESETS:
     raise SegmentationError(f"flow preset {preset!r}: expected one of {sorted(_PRESETS)}")
+  if finest_scale is not None and not (isinstance(finest_scale, int) and finest_scale >= 0):
+    raise SegmentationError(f"flow finest_scale {finest_scale!r}: expected an integer >= 0")
   t, h, w = frames.shape[:3]
   rows, cols = (h, w) if size is None else size
   forward = np.zeros((t, rows, cols, 2), np.float32)
@@ -71,11 +80,29 @@ def dense_flows(
   if t < 2 or min(h, w) < MIN_FLOW_SIZE:
     return forward, backward
   dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+  if finest_scale is not None:
+    dis.setFinestScale(min(finest_scale, max_finest_scale(h, w, dis.getPatchSize())))
   gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
   for i in range(t - 1):
     forward[i] = _resize_field(dis.calc(gray[i], gray[i + 1], None), (rows, cols))
     backward[i + 1] = _resize_field(dis.calc(gray[i + 1], gray[i], None), (rows, cols))
   return forward, backward
+
+
+def max_finest_scale(height: int, width: int, patch_size: int) -> int:
+  """The finest DIS pyramid level that still leaves a coarser level above it.
+
+  DIS searches coarse to fine, from the level where a quarter of the frame is about one patch
+  (OpenCV's coarsest level, after Kroeger et al. 2016) down to the finest. On small frames
+  (under ~90 pixels a side) those two levels meet, and a search on a single level loses every
+  displacement larger than a patch; keeping two levels is what OpenCV's "fast" preset falls
+  back to there itself.
+  """
+  coarsest = min(
+    int(np.log2(max(height, width) / (4.0 * patch_size)) + 0.5),
+    int(np.log2(min(height, width) / patch_size)),
+  )
+  return max(coarsest - 1, 0)
 
 
 def _resize_field(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
