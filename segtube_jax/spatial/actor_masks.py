@@ -2,8 +2,9 @@
 
 Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
 
-1. DIS optical flow both ways between consecutive frames (at work_height, then averaged down
-   to ``graph_height``, where steps 2-4 run).
+1. DIS optical flow both ways between consecutive frames (at work_height, its patch search
+   down to pyramid level ``flow.finest_scale``; then averaged down to ``graph_height``, where
+   steps 2-4 run).
 2. SLIC superpixels per frame; spatial neighbours share a boundary, temporal neighbours are
    linked along the forward flow.
 3. Initial segmentation B_o from saliency (appearance x motion, per-frame Otsu threshold with
