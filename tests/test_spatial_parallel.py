@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from segtube_jax.schema import segmentation_config
-from segtube_jax.spatial import parallel, segment_video, testing
+from segtube_jax.spatial import flow, parallel, segment_video, testing
 
 
 def _threads_in_a_worker() -> int:
@@ -38,3 +38,13 @@ def test_masks_do_not_depend_on_the_thread_count():
     masks[threads] = segment_video(frames, config=config)
   assert masks[1].any()
   np.testing.assert_array_equal(masks[1], masks[2])
+
+
+def test_flow_does_not_depend_on_the_thread_count():
+  frames = testing.moving_actor_clip(7, (96, 128), seed=3)[0]
+  one = flow.dense_flows(frames, "fast", (64, 85), 1, threads=1)
+  for threads in (2, 3):
+    many = flow.dense_flows(frames, "fast", (64, 85), 1, threads=threads)
+    assert np.abs(one[0]).max() > 0.5  # The actor moves: the fields are not trivially equal.
+    for a, b in zip(one, many):
+      np.testing.assert_array_equal(a, b)

@@ -113,8 +113,9 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   gframes = flow_lib.resize_frames(frames, gsize)
   # Flow at work resolution, then averaged down: DIS on the smaller frames loses the thin,
   # slow parts of an actor (measured -18 points J on blackswan).
+  threads = parallel.frame_threads(config.threads)
   forward, backward = flow_lib.dense_flows(
-    frames, config.flow.preset, gsize, config.flow.finest_scale
+    frames, config.flow.preset, gsize, config.flow.finest_scale, threads
   )
   sp = config.superpixels
   labels = sp_lib.slic_labels(
@@ -123,7 +124,7 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
     sp.compactness,
     sp.max_num_iter,
     gsize,
-    parallel.frame_threads(config.threads),
+    threads,
   )
   graph = sp_lib.build_graph(
     labels, sp_lib.lab_frames(gframes), forward, config.saliency.border, sp.min_temporal_overlap

@@ -5,10 +5,13 @@ temporal neighbourhood N_i of Eq. (5), which links superpixels along the flow ra
 same pixel position (a moving actor rarely overlaps itself between frames at the same place).
 """
 
+import threading
+
 import cv2
 import numpy as np
 
 from segtube_jax.errors import SegmentationError
+from segtube_jax.spatial import parallel
 
 # DIS refuses frames below 12 pixels a side; below 16 its pyramid holds no usable motion.
 MIN_FLOW_SIZE = 16
@@ -51,6 +54,7 @@ def dense_flows(
   preset: str = "fast",
   size: tuple[int, int] | None = None,
   finest_scale: int | None = None,
+  threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Forward and backward DIS optical flow between consecutive frames.
 
@@ -63,6 +67,8 @@ def dense_flows(
       resolution, each level halves it; below it the field is only upsampled and refined), or
       None for the preset's own (2 for "ultrafast" and "fast", 1 for "medium"). Lowered where
       it would leave no coarser level to search from (:func:`max_finest_scale`).
+    threads: Frame pairs computed at once, each thread with its own DIS instance (the fields
+      do not depend on it: DIS starts every pair afresh).
 
   Returns:
     (forward, backward), float32 [T,rows,cols,2] each, (dx, dy) in pixels of the output size.
@@ -79,13 +85,21 @@ def dense_flows(
   backward = np.zeros((t, rows, cols, 2), np.float32)
   if t < 2 or min(h, w) < MIN_FLOW_SIZE:
     return forward, backward
-  dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
-  if finest_scale is not None:
-    dis.setFinestScale(min(finest_scale, max_finest_scale(h, w, dis.getPatchSize())))
   gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-  for i in range(t - 1):
-    forward[i] = _resize_field(dis.calc(gray[i], gray[i + 1], None), (rows, cols))
-    backward[i + 1] = _resize_field(dis.calc(gray[i + 1], gray[i], None), (rows, cols))
+  local = threading.local()
+
+  def one_pair(i: int) -> None:
+    # A DIS instance keeps buffers between calls, so each thread has its own.
+    if not hasattr(local, "dis"):
+      local.dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+      if finest_scale is not None:
+        local.dis.setFinestScale(
+          min(finest_scale, max_finest_scale(h, w, local.dis.getPatchSize()))
+        )
+    forward[i] = _resize_field(local.dis.calc(gray[i], gray[i + 1], None), (rows, cols))
+    backward[i + 1] = _resize_field(local.dis.calc(gray[i + 1], gray[i], None), (rows, cols))
+
+  parallel.map_frames(one_pair, range(t - 1), threads)
   return forward, backward
 
 

@@ -1,9 +1,9 @@
-"""Threads for the per-frame steps of the spatial stage (SLIC, pixel-level refinement).
+"""Threads for the per-frame steps of the spatial stage (flow, SLIC, pixel-level refinement).
 
-Both steps treat every frame on its own and spend most of their time in compiled code that
-releases the GIL (scikit-image's SLIC; OpenCV and NumPy in the refinement), so in one process a
-thread per core works on several frames at once with the same result: on 2 cores SLIC runs 1.8x
-and the refinement 1.3-1.6x faster. Inside a pool worker (``segment_videos``, the DAVIS
+These steps treat every frame (the flow: every frame pair) on its own and spend most of their
+time in compiled code that releases the GIL (OpenCV's DIS, scikit-image's SLIC; OpenCV and NumPy
+in the refinement), so in one process a thread per core works on several frames at once with the
+same result: on 2 cores SLIC runs 1.8x, the refinement 1.3-1.6x and the flow 1.4x faster. Inside a pool worker (``segment_videos``, the DAVIS
 evaluation, the detector's segmentation pool) the pool already runs a process per core, so a
 worker keeps to one thread.
 """
