@@ -18,7 +18,7 @@ from scipy import ndimage
 from segtube_jax.cli import apply_overrides
 from segtube_jax.data import contact_sheet
 from segtube_jax.errors import ConfigError
-from segtube_jax.evaluation import davis
+from segtube_jax.evaluation import davis, video_transforms
 from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial import initial_masks, segment_video
 from segtube_jax.spatial.testing import moving_actor_clip
@@ -309,6 +309,53 @@ def test_bad_height_is_refused_before_any_work(cli_run, tmp_path, height, messag
   assert not (tmp_path / "eval").exists()
   status, stdout, stderr = _cli("--root", root, "--out", tmp_path / "eval", "--height", height)
   assert status == 2 and stdout == "" and re.search(message, stderr), stderr
+
+
+@pytest.mark.parametrize("name", ["reverse", "pan"])
+def test_transform_segments_and_scores_the_transformed_sequences(cli_run, tmp_path, name):
+  """--transform: the stage sees the transformed frames, scored against the masks transformed
+  alike; saved masks keep their source frame's name."""
+  root, _, _ = cli_run
+  status, stdout, stderr = _cli_one_worker(
+    root, tmp_path / "eval", "--save_masks", "--worst", 1, "--transform", name
+  )
+  assert status == 0, stderr
+  report = json.loads((tmp_path / "eval" / davis.RESULTS_FILE).read_text())
+  assert report["summary"]["transform"] == name
+  assert f"frames and masks transformed: {name} (--transform)" in stdout
+  config = apply_overrides(segmentation_config(), SET)
+  for seq_name in SEQUENCES:
+    stems = sorted(p.stem for p in (root / seq_name / "masks").glob("*.png"))
+    frames = np.stack(
+      [np.asarray(Image.open(root / seq_name / "frames" / f"{t}.jpg")) for t in stems]
+    )
+    gt = np.stack(
+      [np.asarray(Image.open(root / seq_name / "masks" / f"{t}.png")) > 127 for t in stems]
+    )
+    frames, gt = video_transforms.apply_transform(name, frames, gt)
+    expected = segment_video(frames, config=config)
+    order = video_transforms.source_frames(name, len(stems))
+    saved = np.stack(
+      [
+        np.asarray(Image.open(tmp_path / "eval" / "masks" / seq_name / f"{stems[k]}.png")) > 127
+        for k in order
+      ]
+    )
+    np.testing.assert_array_equal(saved, expected)
+    if name == "pan":
+      assert saved.shape[1:] == (round(0.8 * SIZE[0]), round(0.8 * SIZE[1]))
+    np.testing.assert_allclose(
+      report["sequences"][seq_name]["j"], _numpy_j(expected, gt), atol=1e-12
+    )
+
+
+def test_unknown_transform_exits_2_before_any_work(cli_run, tmp_path):
+  root, _, _ = cli_run
+  status, stdout, stderr = _cli("--root", root, "--out", tmp_path / "eval", "--transform", "spin")
+  assert status == 2 and stdout == "" and "--transform" in stderr and "spin" in stderr, stderr
+  with pytest.raises(ConfigError, match="transform: expected one of"):
+    davis.evaluate_folder(root, tmp_path / "eval", transform="spin", progress=False)
+  assert not (tmp_path / "eval").exists()
 
 
 def _drop_masks(root):

@@ -10,7 +10,7 @@ Usage::
 
   python -m segtube_jax.evaluation.davis --root ../shared/data/davis2016 --out DIR \\
       [--workers N] [--sequences a,b] [--set key=value ...] [--worst K] [--save_masks] [--stages]
-      [--frame_step N] [--height H]
+      [--frame_step N] [--height H] [--transform NAME]
 
 Prints a table (sequence, frames, J, F, frames/s; with --stages also the J of B_o and of the
 superpixel labelling after the graph cuts, to see which step gains or loses what) and the
@@ -21,7 +21,10 @@ ground-truth outline in red) and, with --save_masks, ``DIR/masks/<seq>/<stem>.pn
 1/N of their frame rate, to see how the stage holds when the actor moves N times as far between
 frames. ``--height H`` scales every frame and mask down to H rows first (area averaging; a mask
 pixel is foreground where more than half of its area was): the videos as a lower-resolution
-source would give them, such as THUMOS14's 320x180.
+source would give them, such as THUMOS14's 320x180. ``--transform NAME`` applies a nuisance
+transform to frames and masks alike (mirror, reverse, another framing, an added camera pan or
+shake, sensor noise; :mod:`segtube_jax.evaluation.video_transforms`): new test cases from the
+same sequences, to tell a general gain from one that fits them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from segtube_jax import cli, io_utils, schema
 from segtube_jax.data import contact_sheet, video
 from segtube_jax.errors import ConfigError, DatasetError
 from segtube_jax.evaluation import masks as metrics
+from segtube_jax.evaluation import video_transforms
 from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import segment_video, segment_video_stages
 
@@ -151,10 +155,13 @@ def evaluate_sequence(
   save_masks: bool = False,
   stages: bool = False,
   height: int = 0,
+  transform: str = "none",
 ) -> dict[str, Any]:
   """Segments and scores one sequence; writes its sheet (and masks). Runs in a pool worker.
 
-  ``height`` > 0 scales the frames and the ground truth down to that many rows first.
+  ``height`` > 0 scales the frames and the ground truth down to that many rows first; then
+  ``transform`` (:mod:`segtube_jax.evaluation.video_transforms`) is applied to both. Frame
+  indices in the result (scored and worst frames) are those of the transformed video.
 
   Returns:
     ``{"sequence", "frames", "seconds", "fps", "j_mean", "f_mean", "scored_frames", "j", "f",
@@ -166,16 +173,22 @@ def evaluate_sequence(
   frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
   size = flow_lib.work_size(*frames.shape[1:3], height) if height else frames.shape[1:3]
   frames = flow_lib.resize_frames(frames, size)
+  seconds = time.perf_counter() - start
+  gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
+  gt = flow_lib.resize_frames(gt.astype(np.uint8) * 255, size) > 127
+  if gt.shape != frames.shape[:3]:  # check_layout compares headers; decoded sizes agree.
+    raise DatasetError(
+      f"sequence {name!r}: masks {gt.shape} differ from the frames {frames.shape[:3]}"
+    )
+  if transform != "none":
+    frames, gt = video_transforms.apply_transform(transform, frames, gt)
+  start = time.perf_counter()
   if stages:
     steps = segment_video_stages(frames, config=config)
     pred = steps["final"]
   else:
     pred = segment_video(frames, config=config)
-  seconds = time.perf_counter() - start
-  gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
-  gt = flow_lib.resize_frames(gt.astype(np.uint8) * 255, size) > 127
-  if gt.shape != pred.shape:  # check_layout compares headers; decoded sizes agree with them.
-    raise DatasetError(f"sequence {name!r}: masks {gt.shape} differ from the frames {pred.shape}")
+  seconds += time.perf_counter() - start
   scores = metrics.evaluate_video(pred, gt)
   stage_j = {}
   if stages:
@@ -199,8 +212,9 @@ def evaluate_sequence(
     )
     sheet = f"sheets/{name}.png"
     io_utils.write_png_atomic(out / sheet, np.asarray(image), what="contact sheet")
-  if save_masks:
-    for p, mask in zip(frame_files, pred):
+  if save_masks:  # Each mask under its source frame's name (the transform's geometry).
+    sources = video_transforms.source_frames(transform, len(frame_files))
+    for p, mask in zip([frame_files[k] for k in sources], pred):
       io_utils.write_png_atomic(
         out / "masks" / name / f"{p.stem}.png", mask.astype(np.uint8) * 255, what="mask"
       )
@@ -232,6 +246,7 @@ def evaluate_folder(
   stages: bool = False,
   frame_step: int = 1,
   height: int = 0,
+  transform: str = "none",
 ) -> dict[str, Any]:
   """Segments and scores every sequence under ``root``; writes results.json, table.md and sheets.
 
@@ -250,22 +265,26 @@ def evaluate_folder(
       included): the sequences at a lower frame rate.
     height: Scale every frame and mask down to this many rows first (0: as stored): the
       sequences at a lower resolution. At most the height of every sequence's frames.
+    transform: A nuisance transform of frames and masks alike, after the scaling (one of
+      :data:`segtube_jax.evaluation.video_transforms.TRANSFORMS`: "none", "flip", "reverse",
+      "crop", "pan", "shake", "noise"), to probe how the segmentation generalizes.
 
   Returns:
     ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary": {"sequences",
     "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps", "workers",
-    "frame_step", "height"},
+    "frame_step", "height", "transform"},
     "config"}``, as written to results.json.
 
   Raises:
     DatasetError: bad layout or unreadable images (checked for all sequences first).
-    ConfigError: ``frame_step`` is not an integer >= 1, or ``height`` is not 0 or an integer
-      from 16 to the height of the smallest sequence.
+    ConfigError: ``frame_step`` is not an integer >= 1, ``height`` is not 0 or an integer
+      from 16 to the height of the smallest sequence, or ``transform`` is unknown.
     SegtubeError: a bad config, a segmentation failure or an unwritable output folder.
   """
   start = time.perf_counter()
   config = schema.segmentation_config() if config is None else config
   schema.validate_segmentation(config)
+  video_transforms.check_transform(transform)
   layout = check_layout(root, sequences)
   _check_sampling(frame_step, height, layout)
   out = io_utils.ensure_writable_dir(out_dir)
@@ -281,13 +300,14 @@ def evaluate_folder(
       save_masks,
       stages,
       height,
+      transform,
     )
     for name, (frames, masks) in layout.items()
   ]
   results = _run_jobs(jobs, workers, progress)
   per_seq = {name: results[name] for name in layout}
   summary = _summarize(per_seq, time.perf_counter() - start, workers)
-  summary.update(frame_step=frame_step, height=height)
+  summary.update(frame_step=frame_step, height=height, transform=transform)
   report = {
     "root": str(pathlib.Path(root).resolve()),
     "sequences": per_seq,
@@ -389,6 +409,8 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     notes.insert(0, f"one frame in {s['frame_step']} of each sequence (--frame_step)")
   if s.get("height"):
     notes.insert(0, f"frames and masks scaled to {s['height']} rows (--height)")
+  if s.get("transform", "none") != "none":
+    notes.insert(0, f"frames and masks transformed: {s['transform']} (--transform)")
   if markdown:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -447,6 +469,15 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     lower_bound=0,
     flag_values=flag_values,
   )
+  flags.DEFINE_enum(
+    "transform",
+    "none",
+    list(video_transforms.TRANSFORMS),
+    "Nuisance transform of frames and masks alike (after --height), to probe generalization: "
+    "flip (mirror), reverse (play backwards), crop (central 80%), pan / shake (a moving 80% "
+    "window: added camera pan, hand-held shake), noise (Gaussian, std 8).",
+    flag_values=flag_values,
+  )
   flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)
 
 
@@ -475,6 +506,7 @@ def _run(fv: flags.FlagValues) -> int:
     stages=fv.stages,
     frame_step=fv.frame_step,
     height=fv.height,
+    transform=fv.transform,
   )
   print(format_table(report))
   print(

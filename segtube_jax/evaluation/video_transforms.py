@@ -1,0 +1,111 @@
+"""Nuisance transforms of a video and its masks, to probe how the segmentation generalizes.
+
+Twenty development sequences are too few to tell a general gain from one that fits them: a
+sequence's J moves by several points under changes that should not matter to a segmentation
+method at all (mirroring, playing backwards, another framing of the same scene). Each transform
+here maps a sequence (frames and ground-truth masks alike) to a new, equally valid test case:
+
+- ``none``: the sequence as stored.
+- ``flip``: mirrored left-right.
+- ``reverse``: played backwards (forward and backward flow swap roles).
+- ``crop``: the central 80% of the rows and columns (a closer framing; actors near the border
+  partly leave the view).
+- ``pan``: an 80% window that sweeps across the frame, twice left-right and at 0.7 of that rate
+  up-down, a camera pan of up to about 1.6% of the width per frame added to the camera's own
+  motion (14 pixels per frame at 854x480 over 75 frames).
+- ``shake``: an 80% window that follows a seeded random walk plus per-frame jitter (steps with a
+  standard deviation of 0.7% of the width and 0.8% of the height): a hand-held camera.
+- ``noise``: seeded Gaussian sensor noise, standard deviation 8 grey levels per channel.
+
+Every transform is deterministic: the same input and seed give the same output. Used by the
+evaluation command's ``--transform`` and ``bench/segment_seeds.py --transforms``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segtube_jax.errors import ConfigError
+
+TRANSFORMS = ("none", "flip", "reverse", "crop", "pan", "shake", "noise")
+WINDOW = 0.8  # The moving window's side, as a fraction of the frame's (crop, pan, shake).
+NOISE_STD = 8.0  # Grey levels.
+_SHAKE_STEP = (0.008, 0.007)  # Random-walk and jitter std, fractions of (rows, columns).
+
+
+def check_transform(name: str) -> str:
+  """``name`` if it is one of :data:`TRANSFORMS`, else ConfigError naming the choices."""
+  if name not in TRANSFORMS:
+    raise ConfigError(f"transform: expected one of {', '.join(TRANSFORMS)}, got {name!r}")
+  return name
+
+
+def source_frames(name: str, num_frames: int) -> np.ndarray:
+  """Index [T] of the stored frame each frame of the transformed video comes from."""
+  order = np.arange(num_frames)
+  return order[::-1].copy() if check_transform(name) == "reverse" else order
+
+
+def _window_offsets(
+  name: str, t: int, rows: int, cols: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+  """Top-left corners [t] (rows, columns) and size of the window per frame."""
+  wh, ww = max(1, int(round(WINDOW * rows))), max(1, int(round(WINDOW * cols)))
+  margin_y, margin_x = rows - wh, cols - ww
+  ys = np.full(t, margin_y / 2.0)
+  xs = np.full(t, margin_x / 2.0)
+  if name == "pan":
+    # Two sweeps over the sequence, whatever its length; 0.95 keeps the window inside.
+    phase = np.linspace(0.0, 4.0 * np.pi, t)
+    xs = margin_x / 2.0 * (1.0 + 0.95 * np.sin(phase))
+    ys = margin_y / 2.0 * (1.0 + 0.5 * np.sin(0.7 * phase))
+  elif name == "shake":
+    step_y, step_x = _SHAKE_STEP[0] * rows, _SHAKE_STEP[1] * cols
+    walk = np.cumsum(rng.normal(0.0, 1.0, (2, t)), axis=1)
+    jitter = rng.normal(0.0, 1.0, (2, t))
+    ys = ys + step_y * (walk[0] + jitter[0])
+    xs = xs + step_x * (walk[1] + jitter[1])
+  ys = np.clip(np.round(ys), 0, margin_y).astype(np.int64)
+  xs = np.clip(np.round(xs), 0, margin_x).astype(np.int64)
+  return ys, xs, wh, ww
+
+
+def apply_transform(
+  name: str, frames: np.ndarray, masks: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  """Applies transform ``name`` to a video and its ground truth alike.
+
+  Args:
+    name: One of :data:`TRANSFORMS`.
+    frames: uint8 RGB frames [T,H,W,3].
+    masks: Bool ground-truth masks [T,H,W], aligned with ``frames``.
+    seed: Seed of the random transforms (``shake``, ``noise``).
+
+  Returns:
+    (frames, masks) transformed; new arrays, the inputs are not modified. The window transforms
+    give frames of ``round(0.8 H) x round(0.8 W)``.
+
+  Raises:
+    ConfigError: an unknown transform, or frames and masks that do not match.
+  """
+  check_transform(name)
+  if frames.ndim != 4 or frames.shape[-1] != 3 or masks.shape != frames.shape[:3]:
+    raise ConfigError(
+      f"transform {name!r}: expected frames [T,H,W,3] and masks [T,H,W] of the same T, H, W, "
+      f"got {frames.shape} and {masks.shape}"
+    )
+  rng = np.random.default_rng(seed)
+  if name == "none":
+    return frames.copy(), masks.copy()
+  if name == "flip":
+    return frames[:, :, ::-1].copy(), masks[:, :, ::-1].copy()
+  if name == "reverse":
+    return frames[::-1].copy(), masks[::-1].copy()
+  if name == "noise":
+    noisy = frames.astype(np.float32) + rng.normal(0.0, NOISE_STD, frames.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8), masks.copy()
+  t, rows, cols = masks.shape
+  ys, xs, wh, ww = _window_offsets(name, t, rows, cols, rng)
+  out_frames = np.stack([frames[k, y : y + wh, x : x + ww] for k, (y, x) in enumerate(zip(ys, xs))])
+  out_masks = np.stack([masks[k, y : y + wh, x : x + ww] for k, (y, x) in enumerate(zip(ys, xs))])
+  return out_frames, out_masks
