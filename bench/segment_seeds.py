@@ -117,8 +117,6 @@ def seed_study(
       )
       per_run.append({name: r["j_mean"] for name, r in report["sequences"].items()})
       labels.append(label)
-  names = list(per_run[0])
-  j = np.array([[run[name] for name in names] for run in per_run])  # [runs, sequences]
   result = {
     "seeds": seeds,
     "transforms": transforms,
@@ -126,6 +124,17 @@ def seed_study(
     "frame_step": frame_step,
     "height": height,
     "runs": labels,
+    **_run_statistics(per_run),
+  }
+  io_utils.write_json_atomic(pathlib.Path(out) / "seeds.json", result, what="seed study")
+  return result
+
+
+def _run_statistics(per_run: list[dict[str, float]]) -> dict[str, Any]:
+  """Per-sequence and per-run statistics of J (one {sequence: J} per run)."""
+  names = list(per_run[0])
+  j = np.array([[run[name] for name in names] for run in per_run])  # [runs, sequences]
+  return {
     "sequences": {
       name: {
         "j": j[:, k].tolist(),
@@ -142,8 +151,6 @@ def seed_study(
     "widest": names[int(np.argmax(j.max(axis=0) - j.min(axis=0)))],
     "lowest": names[int(np.argmin(j.mean(axis=0)))],
   }
-  io_utils.write_json_atomic(pathlib.Path(out) / "seeds.json", result, what="seed study")
-  return result
 
 
 def format_seed_table(result: dict[str, Any]) -> str:

@@ -145,6 +145,30 @@ def check_layout(
   return out
 
 
+def _load_sequence(
+  name: str,
+  frame_files: Sequence[pathlib.Path],
+  mask_files: Sequence[pathlib.Path],
+  height: int,
+  transform: str,
+) -> tuple[np.ndarray, np.ndarray, float]:
+  """(frames, ground truth, seconds to read the frames), scaled to ``height`` and transformed."""
+  start = time.perf_counter()
+  frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
+  size = flow_lib.work_size(*frames.shape[1:3], height) if height else frames.shape[1:3]
+  frames = flow_lib.resize_frames(frames, size)
+  seconds = time.perf_counter() - start
+  gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
+  gt = flow_lib.resize_frames(gt.astype(np.uint8) * 255, size) > 127
+  if gt.shape != frames.shape[:3]:  # check_layout compares headers; decoded sizes agree.
+    raise DatasetError(
+      f"sequence {name!r}: masks {gt.shape} differ from the frames {frames.shape[:3]}"
+    )
+  if transform != "none":
+    frames, gt = video_transforms.apply_transform(transform, frames, gt)
+  return frames, gt, seconds
+
+
 def evaluate_sequence(
   name: str,
   frame_files: Sequence[pathlib.Path],
@@ -169,19 +193,7 @@ def evaluate_sequence(
     ``stages``, also ``"j_initial_mean"`` and ``"j_cut_mean"``: the mean J of B_o and of the
     superpixel labelling after the cuts (see :func:`segment_video_stages`), on the same frames.
   """
-  start = time.perf_counter()
-  frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
-  size = flow_lib.work_size(*frames.shape[1:3], height) if height else frames.shape[1:3]
-  frames = flow_lib.resize_frames(frames, size)
-  seconds = time.perf_counter() - start
-  gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
-  gt = flow_lib.resize_frames(gt.astype(np.uint8) * 255, size) > 127
-  if gt.shape != frames.shape[:3]:  # check_layout compares headers; decoded sizes agree.
-    raise DatasetError(
-      f"sequence {name!r}: masks {gt.shape} differ from the frames {frames.shape[:3]}"
-    )
-  if transform != "none":
-    frames, gt = video_transforms.apply_transform(transform, frames, gt)
+  frames, gt, seconds = _load_sequence(name, frame_files, mask_files, height, transform)
   start = time.perf_counter()
   if stages:
     steps = segment_video_stages(frames, config=config)
@@ -266,14 +278,12 @@ def evaluate_folder(
     height: Scale every frame and mask down to this many rows first (0: as stored): the
       sequences at a lower resolution. At most the height of every sequence's frames.
     transform: A nuisance transform of frames and masks alike, after the scaling (one of
-      :data:`segtube_jax.evaluation.video_transforms.TRANSFORMS`: "none", "flip", "reverse",
-      "crop", "pan", "shake", "noise"), to probe how the segmentation generalizes.
+      :data:`segtube_jax.evaluation.video_transforms.TRANSFORMS`), to probe generalization.
 
   Returns:
-    ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary": {"sequences",
-    "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps", "workers",
-    "frame_step", "height", "transform"},
-    "config"}``, as written to results.json.
+    ``{"root", "sequences": {name: per-sequence dict (see evaluate_sequence)}, "summary":
+    {"sequences", "frames", "j_mean", "f_mean", "j_min", "j_min_sequence", "wall_seconds", "fps",
+    "workers", "frame_step", "height", "transform"}, "config"}``, as written to results.json.
 
   Raises:
     DatasetError: bad layout or unreadable images (checked for all sequences first).
@@ -284,9 +294,8 @@ def evaluate_folder(
   start = time.perf_counter()
   config = schema.segmentation_config() if config is None else config
   schema.validate_segmentation(config)
-  video_transforms.check_transform(transform)
   layout = check_layout(root, sequences)
-  _check_sampling(frame_step, height, layout)
+  _check_sampling(frame_step, height, transform, layout)
   out = io_utils.ensure_writable_dir(out_dir)
   workers = max(1, min(workers or os.cpu_count() or 1, len(layout)))
   jobs = [
@@ -319,8 +328,12 @@ def evaluate_folder(
   return report
 
 
-def _check_sampling(frame_step: int, height: int, layout: dict[str, tuple[list, list]]) -> None:
-  """ConfigError unless frame_step >= 1 and height is 0 or 16..(every sequence's height)."""
+def _check_sampling(
+  frame_step: int, height: int, transform: str, layout: dict[str, tuple[list, list]]
+) -> None:
+  """ConfigError unless frame_step >= 1, height is 0 or 16..(every sequence's height) and the
+  transform is known."""
+  video_transforms.check_transform(transform)
   if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
     raise ConfigError(f"frame_step: expected an integer >= 1, got {frame_step!r}")
   if isinstance(height, bool) or not isinstance(height, int) or (height and height < 16):
