@@ -99,3 +99,8 @@ def test_unknown_transform_and_mismatched_shapes_are_refused():
     vt.apply_transform("flip", frames, masks[:, :, :-1])
   with pytest.raises(ConfigError, match=r"expected frames \[T,H,W,3\]"):
     vt.apply_transform("crop", frames[..., 0], masks)
+  with pytest.raises(
+    ConfigError, match=r"transform 'shake': its 80% window of 100x18 frames is 80x14"
+  ):
+    vt.apply_transform("shake", frames[:, :18], masks[:, :18])
+  assert vt.apply_transform("flip", frames[:, :18], masks[:, :18])[0].shape == (T, 18, W, 3)

@@ -30,6 +30,7 @@ from segtube_jax.errors import ConfigError
 TRANSFORMS = ("none", "flip", "reverse", "crop", "pan", "shake", "noise")
 WINDOW = 0.8  # The moving window's side, as a fraction of the frame's (crop, pan, shake).
 NOISE_STD = 8.0  # Grey levels.
+MIN_WINDOW = 16  # Pixels: the segmentation's smallest frame side.
 _SHAKE_STEP = (0.008, 0.007)  # Random-walk and jitter std, fractions of (rows, columns).
 
 
@@ -86,7 +87,8 @@ def apply_transform(
     give frames of ``round(0.8 H) x round(0.8 W)``.
 
   Raises:
-    ConfigError: an unknown transform, or frames and masks that do not match.
+    ConfigError: an unknown transform, frames and masks that do not match, or frames too small
+      for a window transform's window to be at least 16 pixels a side.
   """
   check_transform(name)
   if frames.ndim != 4 or frames.shape[-1] != 3 or masks.shape != frames.shape[:3]:
@@ -106,6 +108,11 @@ def apply_transform(
     return np.clip(np.round(noisy), 0, 255).astype(np.uint8), masks.copy()
   t, rows, cols = masks.shape
   ys, xs, wh, ww = _window_offsets(name, t, rows, cols, rng)
+  if min(wh, ww) < MIN_WINDOW:
+    raise ConfigError(
+      f"transform {name!r}: its {WINDOW:.0%} window of {cols}x{rows} frames is {ww}x{wh}, "
+      f"expected at least {MIN_WINDOW}x{MIN_WINDOW}"
+    )
   out_frames = np.stack([frames[k, y : y + wh, x : x + ww] for k, (y, x) in enumerate(zip(ys, xs))])
   out_masks = np.stack([masks[k, y : y + wh, x : x + ww] for k, (y, x) in enumerate(zip(ys, xs))])
   return out_frames, out_masks
