@@ -237,11 +237,11 @@ def segmentation_config() -> ml_collections.ConfigDict:
   c.superpixels.min_temporal_overlap = 0.1
 
   c.flow = ml_collections.ConfigDict()
-  # OpenCV DIS preset: ultrafast, fast or medium. With the patch search at level 1 (below),
-  # "fast"'s variational refinement adds nothing measurable (DAVIS-20 under seven nuisance
-  # transforms: mean J 0.756 fast, 0.755 ultrafast; half frame rate 0.729 / 0.737) and costs
-  # 2.3x the flow time.
-  c.flow.preset = "ultrafast"
+  # OpenCV DIS preset: ultrafast, fast or medium. "ultrafast" (no variational refinement)
+  # makes the flow 2.3x cheaper at the same DAVIS-20 J over seven nuisance transforms (0.755
+  # against 0.756), but on the demo's 64x64 videos the detector loses 1.2 mAP@0.5 and 0.005
+  # mask IoU with it (docs/spatial.md, "Finer optical flow").
+  c.flow.preset = "fast"
   # Finest pyramid level of DIS's patch search (0: work resolution; each level halves). The
   # presets' own 2 searches at 60 rows and only upsamples below: limbs, riders and other thin,
   # fast parts lose their motion (DAVIS-20 mean J 0.738 -> 0.752 at level 1).
