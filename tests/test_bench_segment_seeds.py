@@ -51,7 +51,7 @@ def test_seed_study_at_a_lower_frame_rate_and_resolution(tmp_path):
   assert result["sequences"][SEQUENCES[0]]["j"] == [report["sequences"][SEQUENCES[0]]["j_mean"]]
 
 
-def test_seed_study_over_transforms_runs_every_seed_on_every_transform(tmp_path):
+def test_seed_study_runs_the_seed_on_every_transform(tmp_path):
   bench = load_bench("segment_seeds")
   root = _make_root(tmp_path / "data")
   out = tmp_path / "seeds"
