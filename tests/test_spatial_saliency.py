@@ -125,6 +125,41 @@ def test_weak_regions_are_dropped_after_the_cut():
   np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, 0 * sal, 0.5), labels)
 
 
+def _strips(strip_labels):
+  """Frames of 20x64 pixels cut into 16 superpixels, vertical strips 4 pixels wide.
+
+  ``strip_labels`` [T,16] are the strips' labels; the graph is built by the library.
+  """
+  t = len(strip_labels)
+  labels = np.broadcast_to(np.arange(64) // 4, (t, 20, 64)).astype(np.int32)
+  lab = np.zeros((t, 20, 64, 3), np.float32)
+  g = superpixels.build_graph(labels, lab, np.zeros((t, 20, 64, 2), np.float32), 0.04, 0.1)
+  return g, np.asarray(strip_labels, bool).reshape(-1)
+
+
+def test_weak_regions_next_to_the_strongest_are_kept_within_the_gap():
+  # Frame 0: the actor (strips 2-5, radius sqrt(320 / pi) = 10.1 pixels), a part of it behind a
+  # one-strip occluder (strip 7, 4 pixels away) and a distractor (strip 13, 28 pixels away).
+  # Frame 1: the strongest region is strips 12-15; strip 7 lies 16 pixels from it.
+  def on(*strips):
+    return [i in strips for i in range(16)]
+
+  g, labels = _strips([on(2, 3, 4, 5, 7, 13), on(7, 12, 13, 14, 15)])
+  sal = np.where(labels, 0.1, 0.0)
+  sal[[2, 3, 4, 5, 28, 29, 30, 31]] = 1.0
+
+  def keep(gap):
+    return saliency.keep_salient_regions(g, labels, sal, 0.5, gap).reshape(2, 16)
+
+  np.testing.assert_array_equal(keep(0.0), [on(2, 3, 4, 5), on(12, 13, 14, 15)])
+  # 0.5 radii = 5 pixels: the occluded part is kept, the distractor and frame 1's strip 7 not.
+  np.testing.assert_array_equal(keep(0.5), [on(2, 3, 4, 5, 7), on(12, 13, 14, 15)])
+  np.testing.assert_array_equal(keep(2.0), [on(2, 3, 4, 5, 7), on(7, 12, 13, 14, 15)])
+  np.testing.assert_array_equal(keep(3.0), labels.reshape(2, 16))
+  # Region selection off: the gap changes nothing.
+  np.testing.assert_array_equal(saliency.keep_salient_regions(g, labels, sal, 0.0, 0.5), labels)
+
+
 def test_superpixel_velocity_averages_both_directions_where_they_exist():
   frames, _ = testing.moving_actor_clip(4, (48, 64), seed=3)
   g, fwd, bwd = _graph(frames)

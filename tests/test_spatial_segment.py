@@ -200,6 +200,7 @@ def test_bad_previous_masks_and_config(clip):
   for key, value, message in (
     ("saliency.threshold_method", "median", "threshold_method"),
     ("saliency.region_fraction", 1.5, "region_fraction"),
+    ("saliency.region_gap", -0.5, "region_gap"),
     ("refine.color_weight", -0.1, "color_weight"),
     ("refine.chroma_sigma", -1.0, "chroma_sigma"),
     ("gmm.color_features", "histogram", "color_features"),
@@ -233,6 +234,33 @@ def test_actor_leaving_the_view_gives_empty_masks():
   pred = segment_video(frames)
   assert not pred[11:].any()  # Empty, not the background's most salient patch.
   assert region_similarity(pred[:10], masks[:10]).mean() > 0.9
+
+
+def test_a_part_of_the_actor_behind_a_thin_pole_is_kept():
+  # The actor crosses a static white pole, 4 pixels wide, which cuts it into two regions.
+  frames, masks = testing.moving_actor_clip(16, (96, 128), seed=0, jitter=0, speed=0.02)
+  frames[:, :, 60:64] = 245
+  masks[:, :, 60:64] = False
+  left, right = masks.copy(), masks.copy()
+  left[:, :, 60:] = False
+  right[:, :, :64] = False
+  left_smaller = left.sum((1, 2)) < right.sum((1, 2))
+  smaller = np.where(left_smaller[:, None, None], left, right)
+  crossing = smaller.sum((1, 2)) > 100  # Frames where both parts are sizeable.
+
+  def smaller_part_recall(gap):
+    config = segmentation_config()
+    config.saliency.region_gap = gap
+    pred = segment_video(frames, config=config)
+    assert not pred[:, :, 60:64].any()  # The cut does not bridge the pole.
+    return (pred & smaller).sum((1, 2))[crossing] / smaller.sum((1, 2))[crossing]
+
+  dropped, default = smaller_part_recall(0.0), smaller_part_recall(0.25)
+  # Without the gap, region selection drops most of the smaller part in most crossing frames;
+  # the gap keeps it whole in several of them, and loses nothing anywhere.
+  assert crossing.sum() == 11 and (dropped < 0.5).sum() >= 6
+  assert ((dropped < 0.5) & (default > 0.9)).sum() >= 3
+  assert np.all(default >= dropped)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (1080, 1920)])

@@ -124,6 +124,7 @@ SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("saliency.span_threshold", *_unit),
   ("saliency.seed_fraction", *_unit),
   ("saliency.region_fraction", *_unit),
+  ("saliency.region_gap", *_non_negative),
   ("gmm.color_components", *_pos_int),
   ("gmm.bg_color_components", *_pos_int),
   ("gmm.location_components", *_pos_int),

@@ -273,6 +273,11 @@ def segmentation_config() -> ml_collections.ConfigDict:
   # fraction of their frame's strongest region become background (0: keep all). A distractor
   # that shares a colour with the actor gets the colour term's vote, not the saliency.
   c.saliency.region_fraction = 0.5
+  # ... except a region within this many radii sqrt(area / pi) of the strongest one: a part of
+  # the actor cut off by a thin occluder (a head behind a pole) or loosely joined (a leg).
+  # DAVIS mean J 0.752 -> 0.759 over the 20 sequences, higher under all seven nuisance
+  # transforms (docs/spatial.md, "Parts next to the actor").
+  c.saliency.region_gap = 0.25
 
   c.gmm = ml_collections.ConfigDict()
   c.gmm.color_components = 5  # Foreground colour GMM.

@@ -184,7 +184,7 @@ def _segment_span(
   )
   # After the rounds, not inside them: dropping regions between rounds gained nothing.
   labels_fg = saliency_lib.keep_salient_regions(
-    graph, labels_fg, saliency, config.saliency.region_fraction
+    graph, labels_fg, saliency, config.saliency.region_fraction, config.saliency.region_gap
   )
   masks = label_masks(graph, labels_fg, (h, w))
   if config.refine.enabled:

@@ -14,12 +14,14 @@ Their product is the saliency: motion alone also fires on water or wind-blown fo
 appearance alone fires on any contrasted background object; an actor has both.
 
 Saliency also decides between regions: B_o keeps only regions that hold a strongly salient
-superpixel (hysteresis), and after the graph cut a region with little saliency next to its
-frame's strongest one is dropped (a distractor that shares a colour with the actor).
+superpixel (hysteresis), and after the graph cut a region with little saliency beside its
+frame's strongest one is dropped (a distractor that shares a colour with the actor) unless it
+lies right next to it (a part of the actor behind a thin occluder).
 """
 
 import dataclasses
 
+import cv2
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
@@ -235,7 +237,11 @@ def initial_labels(
 
 
 def keep_salient_regions(
-  graph: SuperpixelGraph, labels: np.ndarray, saliency: np.ndarray, fraction: float
+  graph: SuperpixelGraph,
+  labels: np.ndarray,
+  saliency: np.ndarray,
+  fraction: float,
+  gap: float = 0.0,
 ) -> np.ndarray:
   """Drops foreground regions whose saliency mass is below ``fraction`` of their frame's best.
 
@@ -243,6 +249,11 @@ def keep_salient_regions(
   saliency times area. The colour term of Eq. (6) labels foreground anything of the actor's
   colours, such as a distractor that shares one of them; the actor is the region that holds
   the saliency. In a frame where no region has any saliency, all are kept.
+
+  With ``gap`` > 0 a weak region within ``gap`` times the strongest region's radius
+  sqrt(area / pi) of it is kept too: a part of the actor cut off by a thin occluder (a head
+  behind a pole) or joined only loosely by the cut (a leg, the end of a board) lies next to the
+  rest of it; a distractor that shares its colours need not.
 
   Returns:
     bool [N] labels with the weak regions set to background.
@@ -255,7 +266,31 @@ def keep_salient_regions(
   frame_of[region] = graph.frame
   best = np.zeros(len(graph.offsets) - 1)
   np.maximum.at(best, frame_of[region[labels]], mass[region[labels]])
-  return labels & (mass >= fraction * best[frame_of])[region]
+  keep = mass >= fraction * best[frame_of]
+  if gap > 0:
+    keep |= _near_strongest(graph, labels, region, mass >= best[frame_of], gap)
+  return labels & keep[region]
+
+
+def _near_strongest(
+  graph: SuperpixelGraph, labels: np.ndarray, region: np.ndarray, strongest: np.ndarray, gap: float
+) -> np.ndarray:
+  """Whether each region [R] has a pixel within ``gap`` radii of its frame's strongest region."""
+  near = np.zeros(strongest.shape[0], bool)
+  for t in range(len(graph.offsets) - 1):
+    ids = slice(graph.offsets[t], graph.offsets[t + 1])
+    top = labels[ids] & strongest[region[ids]]
+    if not top.any():
+      continue
+    local = graph.labels[t] - graph.offsets[t]
+    mask = top[local].astype(np.uint8)
+    radius = int(round(gap * np.sqrt(mask.sum() / np.pi)))
+    if radius > 0:
+      kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+      mask = cv2.dilate(mask, kernel)
+    touched = np.bincount(local.ravel(), mask.ravel(), top.shape[0]) > 0
+    near[region[ids][touched & labels[ids]]] = True
+  return near
 
 
 def saliency_probability(
