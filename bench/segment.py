@@ -42,6 +42,8 @@ from segtube_jax.spatial import segment_video, testing
 SIZES = ((240, 320), (480, 854))
 _STEPS = {  # Function name -> step label, for the time split.
   "dense_flows": "flow",
+  "exposure_gains": "exposure",
+  "compensate": "exposure",
   "slic_labels": "slic",
   "build_graph": "graph",
   "appearance_saliency": "saliency",

@@ -4,7 +4,8 @@ The GMMs of Eq. (6) are fitted to a seeded subsample and start from a seeded k-m
 alone moves the mean J over the 20 development sequences by up to 0.01 and single sequences by
 up to 0.2 (docs/spatial.md, "Colour models on pixels"). A comparison of two settings at one seed
 cannot tell such differences from noise. Nuisance transforms of the sequences (mirrored, played
-backwards, reframed, an added camera pan or shake, sensor noise:
+backwards, reframed, an added camera pan or shake, sensor noise, an exposure drift, motion blur,
+JPEG compression:
 :mod:`segtube_jax.evaluation.video_transforms`) make new, equally valid test cases from the same
 sequences, so that a change can be judged on more than 20 items. This runs the evaluation
 command's library call (``segtube_jax.evaluation.davis.evaluate_folder``) once per transform
@@ -13,7 +14,7 @@ and minimum, and the mean J of each run.
 
 Usage:
   .venv/bin/python bench/segment_seeds.py --root ../shared/data/davis2016 --out runs/seeds \\
-      [--seeds 0,1,2,3] [--transforms none,flip,reverse,crop,pan,shake,noise] \\
+      [--seeds 0,1,2,3] [--transforms none,flip,reverse,crop,pan,shake,noise,exposure,blur,jpeg] \\
       [--set gmm.color_features=superpixels] [--sequences a,b] [--workers N] \\
       [--frame_step N] [--height H]
 

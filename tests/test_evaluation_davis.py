@@ -311,7 +311,7 @@ def test_bad_height_is_refused_before_any_work(cli_run, tmp_path, height, messag
   assert status == 2 and stdout == "" and re.search(message, stderr), stderr
 
 
-@pytest.mark.parametrize("name", ["reverse", "pan"])
+@pytest.mark.parametrize("name", ["reverse", "pan", "exposure"])
 def test_transform_segments_and_scores_the_transformed_sequences(cli_run, tmp_path, name):
   """--transform: the stage sees the transformed frames, scored against the masks transformed
   alike; saved masks keep their source frame's name."""

@@ -36,10 +36,12 @@ def test_frames_and_masks_stay_aligned(name):
   np.testing.assert_array_equal(masks, before[1])
   assert out_frames.dtype == np.uint8 and out_masks.dtype == bool
   assert out_frames.shape[:3] == out_masks.shape
-  if name == "noise":
+  if name in vt.PHOTOMETRIC:
     np.testing.assert_array_equal(out_masks, masks)
-    diff = out_frames.astype(float) - frames
-    assert abs(diff[..., 1].std() - vt.NOISE_STD) < 0.3
+    assert out_frames.shape == frames.shape and not np.array_equal(out_frames, frames)
+    if name == "noise":
+      diff = out_frames.astype(float) - frames
+      assert abs(diff[..., 1].std() - vt.NOISE_STD) < 0.3
     return
   # Where each output pixel came from, read off its coding, must carry the same mask value.
   t_src = out_frames[..., 0].astype(int)
@@ -78,9 +80,47 @@ def test_window_transforms_crop_move_and_stay_inside():
     assert len(set(xs)) > 5 and len(set(ys)) > 3
 
 
-@pytest.mark.parametrize("name", ["shake", "noise"])
+def _textured_video(t=12, rows=48, cols=120):
+  rng = np.random.default_rng(0)
+  frames = rng.integers(40, 200, (t, rows, cols, 3)).astype(np.uint8)
+  return frames, np.zeros((t, rows, cols), bool)
+
+
+def test_exposure_drifts_the_gain_of_each_frame_and_channel():
+  frames, masks = _textured_video(t=60)
+  out = vt.apply_transform("exposure", frames, masks)[0].astype(float)
+  # Unsaturated values scale by one gain per frame and channel (up to rounding).
+  gains = np.median(out / frames, axis=(1, 2))
+  np.testing.assert_allclose(gains, vt._exposure_gains(60, np.random.default_rng(0)), atol=0.01)
+  log_exposure = np.log(gains).mean(1)
+  assert log_exposure.max() > 0.2 and log_exposure.min() < -0.2  # Both ways, about +-0.3.
+  assert np.abs(np.diff(np.log(gains), axis=0)).max() < 0.06  # Smooth: <= 6% per frame.
+  assert np.ptp(np.log(gains[:, 0] / gains[:, 2])) > 0.1  # The white balance drifts too.
+
+
+def test_blur_smooths_along_a_line_and_jpeg_keeps_the_picture():
+  frames, masks = _textured_video(cols=500)  # Lines up to 10 pixels long.
+  blurred = vt.apply_transform("blur", frames, masks)[0].astype(float)
+
+  def detail(f):  # Mean absolute difference of neighbours, down and across.
+    return np.abs(np.diff(f, axis=1)).mean() + np.abs(np.diff(f, axis=2)).mean()
+
+  assert detail(blurred) < 0.8 * detail(frames.astype(float))
+  np.testing.assert_allclose(blurred.mean(), frames.mean(), atol=1.0)  # The kernel sums to 1.
+  kernel = vt._blur_kernel(7.0, 0.0)
+  assert kernel.shape == (7, 7) and np.isclose(kernel.sum(), 1.0)
+  assert np.count_nonzero(kernel.sum(1) > 0.01) == 1  # A horizontal line: one row.
+  np.testing.assert_array_equal(vt._blur_kernel(0.5, 1.0), [[1.0]])
+  smooth = np.repeat(np.linspace(30, 220, 120)[None, None, :, None], 3, axis=3)
+  smooth = np.broadcast_to(smooth, (2, 48, 120, 3)).astype(np.uint8)
+  coded = vt.apply_transform("jpeg", smooth, np.zeros((2, 48, 120), bool))[0].astype(float)
+  err = np.abs(coded - smooth)
+  assert 0 < err.mean() < 4.0  # Artefacts, but the same picture.
+
+
+@pytest.mark.parametrize("name", ["shake", "noise", "exposure", "blur"])
 def test_random_transforms_are_seeded(name):
-  frames, masks = _coded_video()
+  frames, masks = _textured_video(cols=300)
   a = vt.apply_transform(name, frames, masks, seed=3)
   b = vt.apply_transform(name, frames, masks, seed=3)
   c = vt.apply_transform(name, frames, masks, seed=4)

@@ -23,7 +23,8 @@ frames. ``--height H`` scales every frame and mask down to H rows first (area av
 pixel is foreground where more than half of its area was): the videos as a lower-resolution
 source would give them, such as THUMOS14's 320x180. ``--transform NAME`` applies a nuisance
 transform to frames and masks alike (mirror, reverse, another framing, an added camera pan or
-shake, sensor noise; :mod:`segtube_jax.evaluation.video_transforms`): new test cases from the
+shake, sensor noise, an exposure drift, motion blur, JPEG compression;
+:mod:`segtube_jax.evaluation.video_transforms`): new test cases from the
 same sequences, to tell a general gain from one that fits them.
 """
 
@@ -41,132 +42,20 @@ from typing import Any
 from absl import flags
 import ml_collections
 import numpy as np
-from PIL import Image
 import tqdm
 
 from segtube_jax import cli, io_utils, schema
-from segtube_jax.data import contact_sheet, video
-from segtube_jax.errors import ConfigError, DatasetError
+from segtube_jax.data import contact_sheet
+from segtube_jax.errors import ConfigError
 from segtube_jax.evaluation import masks as metrics
 from segtube_jax.evaluation import video_transforms
-from segtube_jax.spatial import flow as flow_lib
+from segtube_jax.evaluation.davis_layout import check_layout, image_size, load_sequence
 from segtube_jax.spatial import segment_video, segment_video_stages
 
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 # With --stages: results.json key of the mean J of each step before the final masks -> its column.
 STAGE_COLUMNS = {"j_initial_mean": "J B_o", "j_cut_mean": "J cut"}
 TILE_SIZE = 256
 RESULTS_FILE, TABLE_FILE = "results.json", "table.md"
-
-
-def _image_files(folder: pathlib.Path, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
-  files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes]
-  numeric = all(p.stem.isdigit() for p in files)
-  return sorted(files, key=(lambda p: (int(p.stem), p.name)) if numeric else (lambda p: p.name))
-
-
-def _image_size(path: pathlib.Path) -> tuple[int, int]:
-  """(width, height) from the header; DatasetError when the file is no readable image."""
-  try:
-    with Image.open(path) as im:
-      return im.size
-  except Exception as e:  # PIL raises many types on bad files.
-    raise DatasetError(f"{path}: expected a readable image ({type(e).__name__}: {e})") from None
-
-
-def check_layout(
-  root: str | os.PathLike, sequences: Sequence[str] | None = None
-) -> dict[str, tuple[list[pathlib.Path], list[pathlib.Path]]]:
-  """Checks the DAVIS layout of the sequences under ``root`` without decoding any image.
-
-  Args:
-    root: The folder of sequences.
-    sequences: Names to check; None for every sub-folder (sorted).
-
-  Returns:
-    ``{sequence: (frame files, mask files)}`` in order, the files paired by stem.
-
-  Raises:
-    DatasetError: a missing root or sequence, no frames/ or masks/, a different number of frames
-      and masks, mismatched stems, an unreadable image, or a mask or frame of another size.
-  """
-  root = pathlib.Path(root)
-  if not root.is_dir():
-    raise DatasetError(
-      f"{root}: expected a folder of sequences (<seq>/frames, <seq>/masks), not found"
-    )
-  available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-  if sequences is None:
-    sequences = available
-  unknown = [s for s in sequences if s not in available]
-  if unknown:
-    raise DatasetError(
-      f"{root}: no sequence {', '.join(map(repr, unknown))} (it has {len(available)}: "
-      f"{', '.join(available[:8])}{', ...' if len(available) > 8 else ''})"
-    )
-  if not sequences:
-    raise DatasetError(f"{root}: expected at least one sequence folder, found none")
-  out = {}
-  for seq in sequences:
-    folder = root / seq
-    for sub in ("frames", "masks"):
-      if not (folder / sub).is_dir():
-        raise DatasetError(f"sequence {seq!r}: expected a {sub}/ folder in {folder}, not found")
-    frames = _image_files(folder / "frames", FRAME_SUFFIXES)
-    masks = _image_files(folder / "masks", (".png",))
-    if not frames:
-      raise DatasetError(
-        f"sequence {seq!r}: expected frame images (.jpg) in {folder / 'frames'}, found none"
-      )
-    if len(frames) != len(masks):
-      raise DatasetError(
-        f"sequence {seq!r}: {len(frames)} frames but {len(masks)} masks "
-        f"(expected one masks/<stem>.png per frame)"
-      )
-    if [f.stem for f in frames] != [m.stem for m in masks]:
-      lone_frames = [f.name for f in frames if f.stem not in {m.stem for m in masks}]
-      lone_masks = [m.name for m in masks if m.stem not in {f.stem for f in frames}]
-      raise DatasetError(
-        f"sequence {seq!r}: frame and mask names differ: no mask for frames {lone_frames[:5]}, "
-        f"no frame for masks {lone_masks[:5]} (expected masks/<stem>.png for frames/<stem>.jpg)"
-      )
-    size = _image_size(frames[0])
-    for f, m in zip(frames, masks):
-      if (fs := _image_size(f)) != size:
-        raise DatasetError(
-          f"sequence {seq!r}: frame {f} is {fs[0]}x{fs[1]}, expected {size[0]}x{size[1]}"
-        )
-      if (ms := _image_size(m)) != size:
-        raise DatasetError(
-          f"sequence {seq!r}: mask {m} is {ms[0]}x{ms[1]}, expected the frame size "
-          f"{size[0]}x{size[1]}"
-        )
-    out[seq] = (frames, masks)
-  return out
-
-
-def _load_sequence(
-  name: str,
-  frame_files: Sequence[pathlib.Path],
-  mask_files: Sequence[pathlib.Path],
-  height: int,
-  transform: str,
-) -> tuple[np.ndarray, np.ndarray, float]:
-  """(frames, ground truth, seconds to read the frames), scaled to ``height`` and transformed."""
-  start = time.perf_counter()
-  frames = np.stack([video.load_image(p, "RGB") for p in frame_files])
-  size = flow_lib.work_size(*frames.shape[1:3], height) if height else frames.shape[1:3]
-  frames = flow_lib.resize_frames(frames, size)
-  seconds = time.perf_counter() - start
-  gt = np.stack([video.load_image(p, "L") > 127 for p in mask_files])
-  gt = flow_lib.resize_frames(gt.astype(np.uint8) * 255, size) > 127
-  if gt.shape != frames.shape[:3]:  # check_layout compares headers; decoded sizes agree.
-    raise DatasetError(
-      f"sequence {name!r}: masks {gt.shape} differ from the frames {frames.shape[:3]}"
-    )
-  if transform != "none":
-    frames, gt = video_transforms.apply_transform(transform, frames, gt)
-  return frames, gt, seconds
 
 
 def evaluate_sequence(
@@ -193,7 +82,7 @@ def evaluate_sequence(
     ``stages``, also ``"j_initial_mean"`` and ``"j_cut_mean"``: the mean J of B_o and of the
     superpixel labelling after the cuts (see :func:`segment_video_stages`), on the same frames.
   """
-  frames, gt, seconds = _load_sequence(name, frame_files, mask_files, height, transform)
+  frames, gt, seconds = load_sequence(name, frame_files, mask_files, height, transform)
   start = time.perf_counter()
   if stages:
     steps = segment_video_stages(frames, config=config)
@@ -339,7 +228,7 @@ def _check_sampling(
   if isinstance(height, bool) or not isinstance(height, int) or (height and height < 16):
     raise ConfigError(f"height: expected 0 (as stored) or an integer >= 16, got {height!r}")
   for name, (frame_files, _) in layout.items():
-    stored = _image_size(frame_files[0])[1]
+    stored = image_size(frame_files[0])[1]
     if height > stored:
       raise ConfigError(
         f"height: {height} rows is more than sequence {name!r} has ({stored}); frames are "
@@ -488,7 +377,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     list(video_transforms.TRANSFORMS),
     "Nuisance transform of frames and masks alike (after --height), to probe generalization: "
     "flip (mirror), reverse (play backwards), crop (central 80%), pan / shake (a moving 80% "
-    "window: added camera pan, hand-held shake), noise (Gaussian, std 8).",
+    "window: added camera pan, hand-held shake), noise (Gaussian, std 8), exposure (a drifting "
+    "exposure and white balance, +-30%), blur (motion blur up to 2% of the width), jpeg "
+    "(quality 20).",
     flag_values=flag_values,
   )
   flags.mark_flags_as_required(["root", "out"], flag_values=flag_values)

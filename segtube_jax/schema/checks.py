@@ -115,6 +115,7 @@ SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("superpixels.min_temporal_overlap", *_unit),
   ("flow.preset", *_choice(d.FLOW_PRESETS)),
   ("flow.finest_scale", *_count),
+  ("compensate_exposure", *_bool),
   ("saliency.border", _in(0, 0.5, hi_open=True), "a number in [0, 0.5)"),
   ("saliency.motion_noise", *_non_negative),
   ("saliency.min_motion", *_non_negative),

@@ -4,7 +4,8 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
 
 1. DIS optical flow both ways between consecutive frames (at work_height, its patch search
    down to pyramid level ``flow.finest_scale``; then averaged down to ``graph_height``, where
-   steps 2-4 run).
+   steps 2-4 run). From it, each frame's exposure and white balance relative to the span
+   (spatial/exposure.py), divided out of the frames every later step sees.
 2. SLIC superpixels per frame; spatial neighbours share a boundary, temporal neighbours are
    linked along the forward flow.
 3. Initial segmentation B_o from saliency (appearance x motion, per-frame Otsu threshold with
@@ -24,6 +25,7 @@ import ml_collections
 import numpy as np
 import threadpoolctl
 
+from segtube_jax.spatial import exposure as exposure_lib
 from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import gmm as gmm_lib
 from segtube_jax.spatial import graphcut, parallel
@@ -103,6 +105,7 @@ class _Saliency:
   threshold: np.ndarray  # [T]
   initial: np.ndarray  # bool [N], B_o
   frames: np.ndarray  # uint8 [T,h,w,3], the frames at the graph's resolution
+  work_frames: np.ndarray  # uint8 [T,H,W,3], the span's frames, exposure compensated
   velocity: np.ndarray | None  # [N,2] mean flow per superpixel; None: no usable motion cue
 
 
@@ -117,6 +120,10 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   forward, backward = flow_lib.dense_flows(
     frames, config.flow.preset, gsize, config.flow.finest_scale, threads
   )
+  if config.compensate_exposure:
+    gains = exposure_lib.exposure_gains(gframes, forward, backward, threads)
+    frames = exposure_lib.compensate(frames, gains)
+    gframes = exposure_lib.compensate(gframes, gains)
   sp = config.superpixels
   labels = sp_lib.slic_labels(
     gframes,
@@ -147,7 +154,7 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
   initial = saliency_lib.initial_labels(graph, saliency, threshold, sal_cfg.seed_fraction)
   # Without a usable motion cue the flow differences are noise, not motion boundaries.
   velocity = flow.velocity() if usable else None
-  return _Saliency(graph, saliency, threshold, initial, gframes, velocity)
+  return _Saliency(graph, saliency, threshold, initial, gframes, frames, velocity)
 
 
 def initial_segmentation(frames: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -189,7 +196,7 @@ def _segment_span(
   masks = label_masks(graph, labels_fg, (h, w))
   if config.refine.enabled:
     masks = refine_lib.refine_masks(
-      frames, masks, col_models, config.refine, parallel.frame_threads(config.threads)
+      cues.work_frames, masks, col_models, config.refine, parallel.frame_threads(config.threads)
     )
   return SpanResult(
     masks=masks, labels=labels_fg, initial=initial, saliency=saliency, graph=graph, rounds=rounds
