@@ -2,9 +2,11 @@
 
 from unittest import mock
 
+import ml_collections
 import numpy as np
 import pytest
 
+from segtube_jax.errors import ConfigError
 from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial import exposure, refine, segment_video, testing
 from segtube_jax.spatial import flow as flow_lib
@@ -79,3 +81,11 @@ def test_segment_video_works_on_compensated_frames_when_configured(compensate):
   else:
     assert drift_left > 0.5 * np.ptp(log_gain, axis=0).min()
   assert (pred & masks).sum() / (pred | masks).sum() > 0.9
+
+
+def test_a_non_bool_setting_is_refused_by_name():
+  settings = segmentation_config().to_dict()
+  settings["compensate_exposure"] = "yes"  # E.g. a config file's typo; --set refuses it too.
+  frames, _ = testing.moving_actor_clip(4, (40, 48), seed=0)
+  with pytest.raises(ConfigError, match=r"compensate_exposure.*a bool"):
+    segment_video(frames, config=ml_collections.ConfigDict(settings))
