@@ -53,6 +53,10 @@ def test_a_fixed_exposure_and_a_cut_to_another_scene_keep_unit_gains():
   cut[6] = other
   assert np.abs(np.log(_gains(cut))).max() < 0.01
   np.testing.assert_array_equal(exposure.compensate(frames, np.ones((12, 3))), frames)
+  # The lookup tables divide exactly as arithmetic would, clipping what the gain pushes past 255.
+  gains = np.exp(np.random.default_rng(0).uniform(-0.4, 0.4, (12, 3)))
+  divided = np.clip(np.round(frames / gains[:, None, None, :]), 0, 255).astype(np.uint8)
+  np.testing.assert_array_equal(exposure.compensate(frames, gains), divided)
 
 
 def test_fewer_than_two_frames_and_mismatched_shapes():
