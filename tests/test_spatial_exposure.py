@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from segtube_jax.errors import ConfigError
+from segtube_jax.errors import ConfigError, SegmentationError
 from segtube_jax.schema import segmentation_config
 from segtube_jax.spatial import exposure, refine, segment_video, testing
 from segtube_jax.spatial import flow as flow_lib
@@ -63,7 +63,9 @@ def test_fewer_than_two_frames_and_mismatched_shapes():
   frames, _ = testing.moving_actor_clip(2, (40, 48), seed=0)
   flows = np.zeros((1, 40, 48, 2), np.float32)
   np.testing.assert_array_equal(exposure.exposure_gains(frames[:1], flows, flows), np.ones((1, 3)))
-  with pytest.raises(ValueError, match=r"exposure_gains: expected frames \[T,h,w,3\] and flows"):
+  with pytest.raises(
+    SegmentationError, match=r"exposure_gains: expected frames \[T,h,w,3\] and flows"
+  ):
     exposure.exposure_gains(frames, flows, flows)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from segtube_jax.errors import SegmentationError
 from segtube_jax.spatial import parallel
 
 # Flow matches further than this from a round trip (pixels of the flow's own grid) do not vote.
@@ -32,7 +33,8 @@ CONSISTENCY_PX = 0.5
 MIN_MATCHED = 0.3
 # ... and at least this fraction of them within AGREE_LOG of the median log-ratio (all channels).
 MIN_AGREEING, AGREE_LOG = 0.5, 0.05
-# Pixels with a channel outside [DARK, BRIGHT] (8-bit) carry no ratio: noise or clipping.
+# Pixels with a channel at or below DARK, or at or above BRIGHT (8-bit), carry no ratio: noise or
+# clipping.
 DARK, BRIGHT = 8, 247
 
 
@@ -89,11 +91,11 @@ def exposure_gains(
     span's times ``gains[t]``. All ones for fewer than two frames.
 
   Raises:
-    ValueError: frames and flows of different shapes.
+    SegmentationError: frames and flows of different shapes.
   """
   t, h, w = frames.shape[:3]
   if frames.shape[-1] != 3 or forward.shape != (t, h, w, 2) or backward.shape != forward.shape:
-    raise ValueError(
+    raise SegmentationError(
       f"exposure_gains: expected frames [T,h,w,3] and flows [T,h,w,2] of the same T, h, w, "
       f"got {frames.shape}, {forward.shape}, {backward.shape}"
     )
