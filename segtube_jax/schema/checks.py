@@ -119,6 +119,8 @@ SEGMENTATION_RULES: tuple[Rule, ...] = (
   ("saliency.border", _in(0, 0.5, hi_open=True), "a number in [0, 0.5)"),
   ("saliency.motion_noise", *_non_negative),
   ("saliency.min_motion", *_non_negative),
+  ("saliency.background_consistency", *_bool),
+  ("saliency.consistency_max_step", lambda v: _int(v, 1), "an integer >= 1"),
   ("saliency.threshold_method", *_choice(d.THRESHOLD_METHODS)),
   ("saliency.threshold_k", lambda v: _real(v), "a finite number"),
   ("saliency.min_threshold", *_unit),

@@ -8,8 +8,9 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
    (spatial/exposure.py), divided out of the frames every later step sees.
 2. SLIC superpixels per frame; spatial neighbours share a boundary, temporal neighbours are
    linked along the forward flow.
-3. Initial segmentation B_o from saliency (appearance x motion, per-frame Otsu threshold with
-   hysteresis), or from previous masks when the alternating optimisation of Sec. 2.3 supplies
+3. Initial segmentation B_o from saliency (appearance x motion x the chance that the background's
+   motion does not explain the superpixel's texture, spatial/background.py; per-frame Otsu
+   threshold with hysteresis), or from previous masks when the alternating optimisation of Sec. 2.3 supplies
    them.
 4. Rounds of: fit fg/bg colour GMMs to pixels of the current labelling (over the whole span;
    spatial/gmm.py) and fg/bg location densities per frame (spatial/location.py); one graph cut
@@ -25,6 +26,7 @@ import ml_collections
 import numpy as np
 import threadpoolctl
 
+from segtube_jax.spatial import background as background_lib
 from segtube_jax.spatial import exposure as exposure_lib
 from segtube_jax.spatial import flow as flow_lib
 from segtube_jax.spatial import gmm as gmm_lib
@@ -143,6 +145,17 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
     graph, flow, sal_cfg.motion_noise * gsize[0], sal_cfg.min_motion * gsize[0]
   )
   saliency = saliency_lib.combined_saliency(appearance, motion, usable)
+  if usable and sal_cfg.background_consistency:
+    residual = saliency_lib.motion_residual(graph, flow, sal_cfg.motion_noise * gsize[0])
+    consistency, _ = background_lib.background_consistency(
+      graph,
+      flow,
+      frames,
+      saliency_lib.motion_scale(graph, residual),
+      sal_cfg.consistency_max_step,
+      threads,
+    )
+    saliency = saliency * (1.0 - np.clip(consistency, 0.0, 1.0))
   threshold = saliency_lib.adaptive_threshold(
     graph,
     saliency,

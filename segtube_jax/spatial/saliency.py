@@ -59,24 +59,40 @@ def appearance_saliency(graph: SuperpixelGraph) -> np.ndarray:
   return np.where(peak > 1.0, dist / np.maximum(peak, 1e-9), 0.0)
 
 
-def _affine_residual(
+def background_models(
   graph: SuperpixelGraph, flow: np.ndarray, keep: float = 0.7, iters: int = 3
-) -> np.ndarray:
-  """Per-superpixel distance of ``flow`` [N,2] to a trimmed affine fit of border flow."""
-  out = np.zeros(graph.num_nodes)
+) -> list[np.ndarray | None]:
+  """Per frame, a trimmed least-squares affine model of the border superpixels' flow [N,2].
+
+  A model is a float64 [3,2] matrix mapping (x / W, y / H, 1) to the flow in pixels at the
+  graph's resolution; None for a frame with fewer than 3 border superpixels. Trimming the worst
+  residuals drops border superpixels covered by the actor.
+  """
   design = np.concatenate([graph.centroid, np.ones((graph.num_nodes, 1), np.float32)], axis=1)
+  models = []
   for t in range(len(graph.offsets) - 1):
     s = slice(graph.offsets[t], graph.offsets[t + 1])
     xb, fb = design[s][graph.border[s]], flow[s][graph.border[s]]
     if xb.shape[0] < 3:
+      models.append(None)
       continue
     use = np.ones(xb.shape[0], bool)
     for _ in range(iters):
-      # Trimming the worst residuals drops border superpixels covered by the actor.
       model, *_ = np.linalg.lstsq(xb[use], fb[use], rcond=None)
       r = np.linalg.norm(xb @ model - fb, axis=1)
       use = r <= np.quantile(r, keep)
-    out[s] = np.linalg.norm(design[s] @ model - flow[s], axis=1)
+    models.append(np.asarray(model, np.float64))
+  return models
+
+
+def _affine_residual(graph: SuperpixelGraph, flow: np.ndarray) -> np.ndarray:
+  """Per-superpixel distance of ``flow`` [N,2] to the trimmed affine fit of border flow."""
+  out = np.zeros(graph.num_nodes)
+  design = np.concatenate([graph.centroid, np.ones((graph.num_nodes, 1), np.float32)], axis=1)
+  for t, model in enumerate(background_models(graph, flow)):
+    if model is not None:
+      s = slice(graph.offsets[t], graph.offsets[t + 1])
+      out[s] = np.linalg.norm(design[s] @ model - flow[s], axis=1)
   return out
 
 
@@ -115,14 +131,30 @@ def superpixel_flow(
   )
 
 
+def motion_residual(graph: SuperpixelGraph, flow: SuperpixelFlow, noise: float) -> np.ndarray:
+  """Each superpixel's flow residual against the background model, less ``noise`` -> [N].
+
+  Pixels at the graph's resolution, forward and backward residuals averaged where both exist.
+  """
+  has_fwd, has_bwd = flow.has_forward, flow.has_backward
+  total = has_fwd * _affine_residual(graph, flow.forward)
+  total += has_bwd * _affine_residual(graph, flow.backward)
+  return np.maximum(total / np.maximum(has_fwd + has_bwd, 1.0) - noise, 0.0)
+
+
+def motion_scale(graph: SuperpixelGraph, residual: np.ndarray) -> float:
+  """The span's typical strongest residual: the 0.75 quantile of the per-frame maxima."""
+  return float(np.quantile(_frame_max(graph, residual), 0.75))
+
+
 def motion_saliency(
   graph: SuperpixelGraph, flow: SuperpixelFlow, noise: float, min_motion: float
 ) -> tuple[np.ndarray, bool]:
   """Flow relative to the background motion model, scaled to [0, 1] over the span.
 
-  The scale is a high quantile of the frames' strongest residuals, not each frame's own
-  maximum: in a frame where the actor pauses, per-frame scaling would promote whatever else
-  moves a little (a drifting object, flow noise) to full saliency.
+  The scale is a high quantile of the frames' strongest residuals (:func:`motion_scale`), not
+  each frame's own maximum: in a frame where the actor pauses, per-frame scaling would promote
+  whatever else moves a little (a drifting object, flow noise) to full saliency.
 
   Args:
     graph: Superpixels of the span.
@@ -136,11 +168,8 @@ def motion_saliency(
   """
   if len(graph.offsets) - 1 < 2:
     return np.zeros(graph.num_nodes), False
-  has_fwd, has_bwd = flow.has_forward, flow.has_backward
-  total = has_fwd * _affine_residual(graph, flow.forward)
-  total += has_bwd * _affine_residual(graph, flow.backward)
-  resid = np.maximum(total / np.maximum(has_fwd + has_bwd, 1.0) - noise, 0.0)
-  scale = float(np.quantile(_frame_max(graph, resid), 0.75))
+  resid = motion_residual(graph, flow, noise)
+  scale = motion_scale(graph, resid)
   if scale < min_motion:
     return np.zeros(graph.num_nodes), False
   return np.minimum(resid / scale, 1.0), True
