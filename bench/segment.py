@@ -48,6 +48,7 @@ _STEPS = {  # Function name -> step label, for the time split.
   "build_graph": "graph",
   "appearance_saliency": "saliency",
   "motion_saliency": "saliency",
+  "background_consistency": "background",
   "fit_gmm": "gmm",
   "label_posterior": "gmm",
   "min_cut": "cut",
