@@ -9,8 +9,9 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
 2. SLIC superpixels per frame; spatial neighbours share a boundary, temporal neighbours are
    linked along the forward flow.
 3. Initial segmentation B_o from saliency (appearance x motion x the chance that the background's
-   motion does not explain the superpixel's texture, spatial/background.py; per-frame Otsu
-   threshold with hysteresis), or from previous masks when the alternating optimisation of Sec. 2.3 supplies
+   motion does not explain the superpixel's texture, where that texture is joined to the
+   border, spatial/background.py; per-frame Otsu threshold with hysteresis), or from previous
+   masks when the alternating optimisation of Sec. 2.3 supplies
    them.
 4. Rounds of: fit fg/bg colour GMMs to pixels of the current labelling (over the whole span;
    spatial/gmm.py) and fg/bg location densities per frame (spatial/location.py); one graph cut
@@ -155,7 +156,7 @@ def _saliency(frames: np.ndarray, config: ml_collections.ConfigDict) -> _Salienc
       sal_cfg.consistency_max_step,
       threads,
     )
-    saliency = saliency * (1.0 - np.clip(consistency, 0.0, 1.0))
+    saliency = saliency * (1.0 - background_lib.border_connected(graph, consistency))
   threshold = saliency_lib.adaptive_threshold(
     graph,
     saliency,

@@ -18,14 +18,21 @@ either way. The frame step k is chosen per span so that the actor's typical moti
 to the background (the motion cue's scale) moves it by at least ``MIN_SHIFT`` pixels: a slow
 actor correlates with itself after a one-frame step.
 
-The saliency is multiplied by 1 - max(c, 0), c being the superpixel's mean correlation over
-both directions (t+k and t-k).
+Only what is connected to the background counts. A superpixel's c is its mean correlation over
+both directions (t+k and t-k), and its evidence is the widest path to the frame border through
+superpixels at least as consistent (:func:`border_connected`). A shadow lies on ground that
+reaches the border, and so does the floor between a dancer's legs. A see-through part of the
+actor does not: a sail's transparent panel or a car's window shows the background, moving with
+it, but the actor encloses it, and its silhouette counts it as the actor's. The saliency is
+multiplied by 1 - that evidence.
 """
 
 import math
 
 import cv2
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from segtube_jax.spatial import parallel
 from segtube_jax.spatial.saliency import SuperpixelFlow, background_models
@@ -35,6 +42,7 @@ PATCH_RADIUS = 3  # Correlation window (2r+1)^2 pixels at work resolution.
 TEXTURE_SIGMA = 1.5  # Band-pass: frame minus its Gaussian blur of this sigma (pixels).
 TEXTURE_FLOOR = 1.0  # Variance floor of a window's band-passed grey levels (squared levels).
 MIN_SHIFT = 4.0  # Pixels the actor should move against the background over the frame step.
+LEVELS = 20  # Resolution of the widest-path evidence in border_connected.
 
 
 def frame_step(scale: float, max_step: int) -> int:
@@ -129,3 +137,28 @@ def background_consistency(
 
   per_pixel = np.stack(parallel.map_frames(one, range(t_count), threads))
   return graph.frame_mean(per_pixel), k
+
+
+def border_connected(graph: SuperpixelGraph, consistency: np.ndarray) -> np.ndarray:
+  """Widest-path consistency from the frame border, per superpixel -> [N] in [0, 1].
+
+  The largest level l (in steps of 1 / ``LEVELS``) such that the superpixel is joined to a
+  border superpixel of its frame through spatial neighbours that all have consistency >= l;
+  0 where no such path exists. A region of background texture enclosed by the actor (seen
+  through it) keeps 0.
+  """
+  n = graph.num_nodes
+  edges = graph.spatial_edges
+  c = np.clip(consistency, 0.0, 1.0)
+  out = np.zeros(n)
+  for level in np.arange(1, LEVELS + 1) / LEVELS:
+    on = c >= level - 1e-9
+    if not (on & graph.border).any():
+      break  # Higher levels reach nothing either.
+    kept = edges[on[edges[:, 0]] & on[edges[:, 1]]]
+    adjacency = csr_matrix((np.ones(kept.shape[0]), (kept[:, 0], kept[:, 1])), shape=(n, n))
+    component = connected_components(adjacency, directed=False)[1]
+    touches = np.zeros(component.max() + 1, bool)
+    touches[component[on & graph.border]] = True
+    out[on & touches[component]] = level
+  return out
