@@ -261,10 +261,11 @@ def segmentation_config() -> ml_collections.ConfigDict:
   # Spans whose typical strongest residual is below this fraction of the frame height have no
   # usable motion cue; their saliency falls back to appearance alone.
   c.saliency.min_motion = 0.004
-  # Multiply the saliency by 1 - c, c the correlation of a superpixel's texture with frames
-  # t+-k warped by the background's motion (spatial/background.py): shadows, ground and shore
-  # that the flow drags along with the actor move with the background in fact. DAVIS-20 mean
-  # J 0.759 -> 0.765, F 0.699 -> 0.708 (docs/spatial.md, "Background consistency").
+  # Multiply the saliency by 1 - r, r the correlation of a superpixel's texture with frames
+  # t+-k warped by the background's motion, where a path of such superpixels joins it to the
+  # border (spatial/background.py): shadows, ground and shore that the flow drags along with
+  # the actor move with the background in fact. DAVIS-20 mean J 0.759 -> 0.764, F 0.699 ->
+  # 0.705, boat 0.298 -> 0.351 (docs/spatial.md, "Background consistency").
   c.saliency.background_consistency = True
   # Largest frame step k; k grows until the actor moves 4 pixels against the background.
   c.saliency.consistency_max_step = 6
