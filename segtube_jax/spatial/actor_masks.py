@@ -11,8 +11,7 @@ Pipeline for the frames f_s..f_e of one video, given at ``work_height`` rows:
 3. Initial segmentation B_o from saliency (appearance x motion x the chance that the background's
    motion does not explain the superpixel's texture, where that texture is joined to the
    border, spatial/background.py; per-frame Otsu threshold with hysteresis), or from previous
-   masks when the alternating optimisation of Sec. 2.3 supplies
-   them.
+   masks when the alternating optimisation of Sec. 2.3 supplies them.
 4. Rounds of: fit fg/bg colour GMMs to pixels of the current labelling (over the whole span;
    spatial/gmm.py) and fg/bg location densities per frame (spatial/location.py); one graph cut
    of Eq. (5) over all superpixels of the span; stop when the labelling stops changing. Then,
