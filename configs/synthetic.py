@@ -9,7 +9,7 @@ Expected time (measured, 2 CPU cores): training 9.5 minutes (2000 steps of 32 cl
 clips/s, with compilation and validation) plus a minute packing the frames once; evaluate.py
 2.5 minutes. ``make demo`` in all: 13.5 minutes.
 Expected result (measured): validation proposal accuracy 0.967, classification accuracy 0.911
-(action windows 0.889); testing videos mAP@0.5 94.2, mask IoU 0.836 (docs/results.md "The
+(action windows 0.889); testing videos mAP@0.5 93.1, mask IoU 0.837 (docs/results.md "The
 demo"; 94.0 / 0.835 in the raw-clips / 'segment' / 3-iteration cell of docs/ablation.md, measured
 before the colour models moved to pixels).
 Departures from the paper's method (configs/default.py), each measured in docs/ablation.md:
